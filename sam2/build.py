@@ -1,0 +1,68 @@
+"""Building models and predictors from a variant name and an official checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Union
+
+import torch
+
+from .checkpoint import detect_variant, load_weights, read_state_dict
+from .config import ModelConfig, get_config, resolve_variant
+from .modeling.sam2_model import SAM2Model
+
+CheckpointSource = Union[str, Path, Mapping[str, torch.Tensor]]
+
+
+def build_model(config: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SAM2Model:
+    """An uninitialised model (weights come from a checkpoint), in eval mode."""
+    return SAM2Model(config).to(device=device, dtype=dtype).eval()
+
+
+def load_model(
+    variant: str | None,
+    checkpoint: CheckpointSource,
+    *,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+    postprocessing: bool = True,
+) -> SAM2Model:
+    """Read the checkpoint (a path to an official `.pt`, or a state dict), check that it
+    matches the variant (detected from its keys when `variant` is None) and load it strictly."""
+    state_dict = dict(checkpoint) if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
+    variant = resolve_variant(variant) if variant else detect_variant(state_dict)
+    model = SAM2Model(get_config(variant, image_size=image_size, postprocessing=postprocessing))
+    load_weights(model, state_dict, variant)
+    return model.to(device).eval()
+
+
+def build_video_predictor(
+    variant: str | None,
+    checkpoint: CheckpointSource,
+    *,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+    postprocessing: bool = True,
+    **predictor_options,
+):
+    """A `SAM2VideoPredictor` (Meta's API) for e.g. ('sam2.1_hiera_t', 'sam2.1_hiera_tiny.pt')."""
+    from .video_predictor import SAM2VideoPredictor
+
+    model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
+    return SAM2VideoPredictor(model, **predictor_options)
+
+
+def build_image_predictor(
+    variant: str | None,
+    checkpoint: CheckpointSource,
+    *,
+    image_size: int | None = None,
+    device: str | torch.device = "cpu",
+    postprocessing: bool = True,
+    **predictor_options,
+):
+    """A `SAM2ImagePredictor` (Meta's API)."""
+    from .image_predictor import SAM2ImagePredictor
+
+    model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
+    return SAM2ImagePredictor(model, **predictor_options)

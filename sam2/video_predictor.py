@@ -1,0 +1,331 @@
+"""`SAM2VideoPredictor`: Meta's video predictor API on our stateless model.
+
+Semantics follow Meta's sam2 1.1.0: each object is tracked on its own; prompts on a frame the
+object has not been tracked through make a conditioning frame (no memory); prompts on a
+tracked frame make a memory-conditioned correction. Masks are returned as logits at the
+video's resolution, shape (num_objects, 1, H, W), objects in the order they were added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .memory_bank import select_memories
+from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, Points, SAM2Model
+from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
+from .transforms import fill_holes, resize_logits, video_frame_to_input
+from .video_io import VideoSource, load_video_frames
+
+
+class SAM2VideoPredictor:
+    def __init__(
+        self,
+        model: SAM2Model,
+        *,
+        fill_hole_area: int | None = None,
+        corrections_as_cond: bool = False,
+        feature_cache_size: int = 4,
+    ) -> None:
+        """corrections_as_cond: store prompts on already-tracked frames as conditioning
+        frames, so that later tracking keeps them (Meta's `add_all_frames_to_correct_as_cond`;
+        off by default, as in Meta's code, where re-tracking through such a frame replaces it)."""
+        self.model = model.eval()
+        self.config = model.config
+        self.image_size = model.config.image_size
+        self.fill_hole_area = model.config.fill_hole_area if fill_hole_area is None else fill_hole_area
+        self.corrections_as_cond = corrections_as_cond
+        self.feature_cache_size = feature_cache_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------ session
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video: VideoSource,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+    ) -> VideoSession:
+        """Start a session on a video file, a folder of frames or a list of HxWx3 uint8 frames.
+
+        Frames stay compact (uint8 at source size) on the CPU whatever the offload flags
+        (accepted for compatibility); features are computed on demand and a few are cached.
+        """
+        frames = FrameStore(load_video_frames(video))
+        return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size))
+
+    def reset_state(self, inference_state: VideoSession) -> None:
+        """Drop every object, prompt and result (the video stays loaded)."""
+        inference_state.tracks.clear()
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        inference_state: VideoSession,
+        frame_idx: int,
+        obj_id: int,
+        points=None,
+        labels=None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box=None,
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Add clicks (points (N, 2) as (x, y), labels 1 positive / 0 negative) and/or a box
+        (x0, y0, x1, y1) for one object on one frame. Coordinates are in frame pixels, or in
+        [0, 1] with normalize_coords=False. Returns (frame_idx, obj_ids, mask logits)."""
+        session = inference_state
+        self._check_frame(session, frame_idx)
+        coords, point_labels = _points_tensor(points, labels, box, clear_old_points)
+        scale = torch.tensor([float(session.video_width), float(session.video_height)])
+        if normalize_coords:
+            coords = coords / scale
+        prompt = Points((coords * self.image_size)[None].to(self.device), point_labels[None].to(self.device))
+
+        track = session.track(obj_id)
+        old = track.points.get(frame_idx) if not clear_old_points else None
+        if old is not None:
+            prompt = Points(torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1))
+        track.points[frame_idx] = prompt
+        track.masks.pop(frame_idx, None)
+        self._predict_prompted_frame(session, track, frame_idx, points=prompt, mask=None)
+        return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
+
+    add_new_points = add_new_points_or_box
+
+    @torch.inference_mode()
+    def add_new_mask(
+        self, inference_state: VideoSession, frame_idx: int, obj_id: int, mask
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Give an object's mask (H x W, bool or 0/1) on a frame as its prompt."""
+        session = inference_state
+        self._check_frame(session, frame_idx)
+        mask = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+        if mask.dim() != 2:
+            raise ValueError(f"The mask must be 2-D (H x W); got shape {tuple(mask.shape)}")
+        mask = mask[None, None].float().to(self.device)
+        size = self.image_size
+        if mask.shape[-2:] != (size, size):
+            mask = torch.nn.functional.interpolate(mask, (size, size), mode="bilinear", align_corners=False, antialias=True)
+            mask = (mask >= 0.5).float()
+
+        track = session.track(obj_id)
+        track.masks[frame_idx] = mask
+        track.points.pop(frame_idx, None)
+        self._predict_prompted_frame(session, track, frame_idx, points=None, mask=mask)
+        return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
+
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(
+        self, inference_state: VideoSession, frame_idx: int, obj_id: int, need_output: bool = True
+    ):
+        """Remove one object's prompts on a frame. A conditioning frame's result stays in
+        memory as an ordinary tracked frame."""
+        session = inference_state
+        track = session.tracks.get(obj_id)
+        if track is not None:
+            _clear_frame(track, frame_idx)
+        if need_output:
+            return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
+        return None
+
+    @torch.inference_mode()
+    def remove_object(
+        self, inference_state: VideoSession, obj_id: int, strict: bool = False, need_output: bool = True
+    ):
+        """Forget an object. Returns (obj_ids, [(frame_idx, masks)] for the frames it had prompts on)."""
+        session = inference_state
+        track = session.tracks.pop(obj_id, None)
+        if track is None:
+            if strict:
+                raise KeyError(f"Cannot remove object {obj_id}: there is no such object (ids: {session.obj_ids}).")
+            return session.obj_ids, []
+        frames = sorted(track.prompted_frames())
+        updated = []
+        if need_output and session.tracks:
+            updated = [(f, self._frame_masks(session, f)) for f in frames]
+        return session.obj_ids, updated
+
+    # ------------------------------------------------------------------ tracking
+    @torch.inference_mode()
+    def propagate_in_video_preflight(self, inference_state: VideoSession) -> None:
+        """Encode every new prompt result into memory, so tracking can use it."""
+        session = inference_state
+        if not session.tracks:
+            raise ValueError("Nothing to track yet: add points, a box or a mask for an object first.")
+        unprompted = [t.obj_id for t in session.tracks.values() if not t.cond and not any(o.is_cond for o in t.pending.values())]
+        if unprompted:
+            raise ValueError(
+                f"Object(s) {unprompted} have no prompt on any frame (their prompts were cleared). "
+                "Add a point, box or mask for them, or remove them, before tracking."
+            )
+        for track in session.tracks.values():
+            self._commit_pending(session, track)
+
+    @torch.inference_mode()
+    def propagate_in_video(
+        self,
+        inference_state: VideoSession,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """Track every object; yields (frame_idx, obj_ids, mask logits (N, 1, H, W)) per frame.
+
+        Starts at `start_frame_idx` (default: the earliest prompted frame) and goes
+        `max_frame_num_to_track` frames forward, or backward with reverse=True.
+        """
+        session = inference_state
+        self.propagate_in_video_preflight(session)
+        order = self._processing_order(session, start_frame_idx, max_frame_num_to_track, reverse)
+        for frame_idx in order:
+            logits = []
+            for track in session.tracks.values():
+                out = track.cond.get(frame_idx)
+                if out is None:
+                    out = self._track_frame(session, track, frame_idx, reverse)
+                    track.non_cond[frame_idx] = out
+                track.tracked[frame_idx] = reverse
+                logits.append(out.mask_logits)
+            masks = resize_logits(torch.cat(logits), session.video_height, session.video_width)
+            yield frame_idx, session.obj_ids, masks
+
+    def _processing_order(self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool) -> Sequence[int]:
+        if start is None:
+            start = min(f for track in session.tracks.values() for f in track.cond)
+        self._check_frame(session, start)
+        if max_frames is None:
+            max_frames = session.num_frames
+        if reverse:
+            end = max(start - max_frames, 0)
+            return range(start, end - 1, -1) if start > 0 else []
+        end = min(start + max_frames, session.num_frames - 1)
+        return range(start, end + 1)
+
+    # ------------------------------------------------------------------ steps
+    def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
+        def encode(i: int) -> ImageFeatures:
+            image = video_frame_to_input(session.frames[i], self.image_size)[None].to(self.device)
+            return self.model.encode_image(image)
+
+        return session.features.get(frame_idx, encode)
+
+    def _predict_prompted_frame(
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None, mask: torch.Tensor | None
+    ) -> None:
+        # A frame the object was not tracked through is a fresh start (no memory). So is any
+        # frame of an object with no conditioning frame left, where Meta's code fails.
+        is_init = frame_idx not in track.tracked or not track.cond
+        reverse = False if is_init else track.tracked[frame_idx]
+        features = self._features(session, frame_idx)
+        if mask is not None:
+            pred = self.model.mask_as_output(features, mask)
+        else:
+            # The previous result on this frame guides the new one (as in interactive SAM).
+            previous = track.latest_output(frame_idx)
+            prev_logits = previous.mask_logits.clamp(-32.0, 32.0) if previous is not None else None
+            memories, pointers = None, []
+            if not is_init:
+                memories, pointers = self._select(session, track, frame_idx, reverse)
+            pix_feat = self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+            multimask = self.model.use_multimask(points.labels.shape[1])
+            pred = self.model.decode(pix_feat, features.high_res, points, prev_logits, multimask)
+        track.pending[frame_idx] = FrameOutput(
+            mask_logits=fill_holes(pred.low_res_masks, self.fill_hole_area),
+            obj_ptr=pred.obj_ptr,
+            object_score_logits=pred.object_score_logits,
+            is_cond=is_init or self.corrections_as_cond,
+        )
+
+    def _commit_pending(self, session: VideoSession, track: ObjectTrack) -> None:
+        """Encode memories for prompt results and store them (conditioning or not)."""
+        for frame_idx, out in track.pending.items():
+            if out.memory is None:
+                features = self._features(session, frame_idx)
+                high_res = self.model.upsample_to_input(out.mask_logits)
+                memory = self.model.encode_memory(features, high_res, out.object_score_logits, binarize=True)
+                out.memory = memory.to(torch.bfloat16)
+            (track.cond if out.is_cond else track.non_cond)[frame_idx] = out
+        track.pending.clear()
+        for frame_idx in track.cond:
+            track.non_cond.pop(frame_idx, None)
+
+    def _select(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool):
+        cfg = self.config
+        return select_memories(
+            track, frame_idx, reverse, session.num_frames,
+            num_maskmem=cfg.num_maskmem,
+            max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
+            signed_offsets=cfg.use_signed_tpos_enc_to_obj_ptrs,
+        )
+
+    def _track_frame(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool) -> FrameOutput:
+        features = self._features(session, frame_idx)
+        memories, pointers = self._select(session, track, frame_idx, reverse)
+        pix_feat = self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+        pred = self.model.decode(pix_feat, features.high_res, None, None, self.model.use_multimask(0))
+        memory = self.model.encode_memory(features, pred.high_res_masks, pred.object_score_logits, binarize=False)
+        return FrameOutput(
+            mask_logits=fill_holes(pred.low_res_masks, self.fill_hole_area),
+            obj_ptr=pred.obj_ptr,
+            object_score_logits=pred.object_score_logits,
+            is_cond=False,
+            memory=memory.to(torch.bfloat16),
+        )
+
+    def _frame_masks(self, session: VideoSession, frame_idx: int) -> torch.Tensor:
+        """Every object's newest mask logits on a frame at video size -> (N, 1, H, W);
+        objects with no result there get NO_OBJ_SCORE."""
+        h, w = session.video_height, session.video_width
+        masks = torch.full((len(session.tracks), 1, h, w), NO_OBJ_SCORE, dtype=torch.float32)
+        for i, track in enumerate(session.tracks.values()):
+            out = track.latest_output(frame_idx)
+            if out is not None:
+                masks[i : i + 1] = resize_logits(out.mask_logits, h, w).cpu()
+        return masks.to(self.device)
+
+    @staticmethod
+    def _check_frame(session: VideoSession, frame_idx: int) -> None:
+        if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < session.num_frames:
+            raise IndexError(f"Frame index {frame_idx} is outside the video (0 to {session.num_frames - 1}).")
+
+
+def _clear_frame(track: ObjectTrack, frame_idx: int) -> None:
+    track.points.pop(frame_idx, None)
+    track.masks.pop(frame_idx, None)
+    track.pending.pop(frame_idx, None)
+    out = track.cond.pop(frame_idx, None)
+    if out is not None:
+        # No longer prompted: keep the result as an ordinary tracked frame's memory.
+        track.non_cond[frame_idx] = dataclasses.replace(out, is_cond=False)
+        track.tracked.pop(frame_idx, None)
+
+
+def _points_tensor(points, labels, box, clear_old_points: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate prompts -> coords (N, 2) float32 and labels (N,) int32, box corners first."""
+    if (points is None) != (labels is None):
+        raise ValueError("Points and labels must be given together (one label per point).")
+    if points is None and box is None:
+        raise ValueError("Give at least one point or a box.")
+    coords = torch.zeros(0, 2) if points is None else torch.as_tensor(np.asarray(points, dtype=np.float32)).reshape(-1, 2)
+    point_labels = torch.zeros(0, dtype=torch.int32) if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int32)).reshape(-1)
+    if coords.shape[0] != point_labels.shape[0]:
+        raise ValueError(f"Got {coords.shape[0]} points but {point_labels.shape[0]} labels.")
+    if not torch.isin(point_labels, torch.tensor([0, 1], dtype=torch.int32)).all():
+        raise ValueError("Point labels must be 1 (positive) or 0 (negative).")
+    if box is not None:
+        if not clear_old_points:
+            raise ValueError("A box must come first: add it with clear_old_points=True (the default).")
+        corners = torch.as_tensor(np.asarray(box, dtype=np.float32)).reshape(2, 2)
+        coords = torch.cat([corners, coords])
+        point_labels = torch.cat([torch.tensor([2, 3], dtype=torch.int32), point_labels])
+    if not torch.isfinite(coords).all():
+        raise ValueError("Point and box coordinates must be finite numbers.")
+    return coords, point_labels
