@@ -1,0 +1,145 @@
+"""Makes small real media files for the tests with the ffmpeg binary bundled by imageio-ffmpeg.
+
+Every maker writes into a given folder and returns the path. Videos are tiny (64x48 to
+320x240, at most a few seconds) so the whole suite stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+MARKER_RGB = (255, 0, 0)
+
+
+@functools.cache
+def ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(*args: str) -> None:
+    """Run ffmpeg quietly; raise with its stderr on failure."""
+    cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    result = subprocess.run(cmd, capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{result.stderr.decode(errors='replace')}")
+
+
+@functools.cache
+def has_encoder(name: str) -> bool:
+    out = subprocess.run([ffmpeg(), "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    return any(line.split()[1:2] == [name] for line in out.splitlines() if line.startswith(" "))
+
+
+@functools.cache
+def has_option(name: str) -> bool:
+    """Whether this ffmpeg knows ``-name`` (e.g. ``display_rotation``, added in ffmpeg 6.1)."""
+    out = subprocess.run([ffmpeg(), "-hide_banner", "-h", "full"], capture_output=True, text=True).stdout
+    return f"-{name}" in out
+
+
+def lavfi_video(
+    path: Path,
+    source: str,
+    *,
+    seconds: float = 1.0,
+    audio: bool = False,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    extra: tuple[str, ...] = (),
+) -> Path:
+    """Encode ``seconds`` of a lavfi graph (e.g. ``testsrc=size=64x48:rate=10``), plus a sine if ``audio``."""
+    args = ["-f", "lavfi", "-t", str(seconds), "-i", source]
+    if audio:
+        args += ["-f", "lavfi", "-t", str(seconds), "-i", "sine=frequency=440", "-c:a", "aac"]
+    args += ["-c:v", codec, *(["-pix_fmt", pix_fmt] if pix_fmt else []), *extra, str(path)]
+    run_ffmpeg(*args)
+    return path
+
+
+def testsrc(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, **kwargs) -> Path:
+    """ffmpeg's moving test pattern; ``size`` is (width, height)."""
+    return lavfi_video(path, f"testsrc=size={size[0]}x{size[1]}:rate={fps}", **kwargs)
+
+
+def marker_video(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, **kwargs) -> Path:
+    """Black frames with a red box filling the top-left quarter-by-quarter corner."""
+    width, height = size
+    box = f"drawbox=x=0:y=0:w={width // 4}:h={height // 4}:color=red:t=fill"
+    return lavfi_video(path, f"color=c=black:size={width}x{height}:rate={fps},{box}", **kwargs)
+
+
+def rotated_copy(source: Path, path: Path, ccw_degrees: int) -> Path:
+    """Remux ``source`` with a display rotation (counter-clockwise) and no re-encode.
+
+    Uses ``-display_rotation`` where this ffmpeg has it; older builds take the legacy
+    ``rotate`` tag instead (which is clockwise).
+    """
+    if has_option("display_rotation"):
+        run_ffmpeg("-display_rotation", str(ccw_degrees), "-i", str(source), "-c", "copy", str(path))
+    else:
+        run_ffmpeg("-i", str(source), "-c", "copy", "-metadata:s:v", f"rotate={-ccw_degrees % 360}", str(path))
+    return path
+
+
+def red_then_blue_vfr(path: Path) -> Path:
+    """~2 s at 64x48: red for the first second, then blue, with irregular frame spacing.
+
+    Frames come from a 30 fps source: the first 8 are kept, then only every 6th (frame 30,
+    the first blue one, sits at exactly 1 s), written with their original timestamps
+    (``-fps_mode vfr``), so the gaps are uneven (1/30 s, then 1/5 s).
+    """
+    graph = (
+        "color=red:size=64x48:rate=30:duration=1[a];color=blue:size=64x48:rate=30:duration=1[b];"
+        "[a][b]concat=n=2:v=1:a=0,select='lt(n\\,8)+not(mod(n\\,6))'"
+    )
+    run_ffmpeg("-f", "lavfi", "-i", graph, "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def still_image(path: Path, size: tuple[int, int] = (64, 48), exif_orientation: int | None = None) -> Path:
+    """A still with the red marker in the top-left corner (stored pixels); format from the suffix."""
+    width, height = size
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[: height // 4, : width // 4] = MARKER_RGB
+    image = Image.fromarray(pixels)
+    if exif_orientation is None:
+        image.save(path)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        image.save(path, exif=exif.tobytes())
+    return path
+
+
+def gif(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, seconds: float = 1.0) -> Path:
+    run_ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size[0]}x{size[1]}:rate={fps}:duration={seconds}", str(path))
+    return path
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    run_ffmpeg("-f", "lavfi", "-i", f"sine=duration={seconds}", "-c:a", "aac", str(path))
+    return path
+
+
+def truncated_copy(source: Path, path: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``source``'s bytes, as a cut-off upload would leave it."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def zero_bytes(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def random_bytes(path: Path, count: int = 4096) -> Path:
+    path.write_bytes(os.urandom(count))
+    return path

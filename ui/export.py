@@ -1,0 +1,681 @@
+"""File exports of tracked masks, and the session file that lets a user resume their work.
+
+Shared arguments of the mask exports:
+
+* ``masks``: ``{frame index: {object id: HxW bool mask}}``; frames or objects without an entry
+  are empty. Masks of objects missing from ``objects`` are left out, so the UI can export a
+  subset.
+* ``frames_count``: number of frames in the video (files are written for every frame, empty
+  ones included, so frame numbering stays aligned with the video).
+* ``size``: (H, W) of the masks.
+* ``objects``: ``{object id: name}`` in the user's order (a dict keeps insertion order), or
+  None for every object found in ``masks`` by increasing id, named "object <id>". The order
+  decides overlaps (later objects win in single-label formats) and YOLO class indices.
+* ``out_dir``: an existing folder; each export returns the path of the file it wrote.
+
+Readers (``read_png_zip``, ``read_coco``, ``read_yolo_zip``) return every frame of the file,
+each with its non-empty masks only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import re
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from ui.render import PALETTE, label_map, mask_image, overlay
+
+__all__ = [
+    "MaskTrack", "export_png_zip", "read_png_zip", "export_coco", "read_coco", "export_yolo",
+    "read_yolo_zip", "export_mask_video", "export_overlay_video", "SESSION_VERSION", "SessionError",
+    "VideoRef", "SessionObject", "Prompt", "Session", "video_fingerprint", "video_ref",
+    "export_session_json", "load_session_json", "check_session_video",
+]  # fmt: skip
+
+MaskTrack = Mapping[int, Mapping[int, np.ndarray]]
+"""frame index -> object id -> HxW bool mask."""
+
+_PNG_NAME = re.compile(r"(?:^|/)(\d+)\.png$")
+_YOLO_NAME = re.compile(r"(?:^|/)labels/(\d+)\.txt$")
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _object_names(objects: Mapping[int, str] | None, masks: MaskTrack) -> dict[int, str]:
+    """``objects`` as a dict, or every id found in ``masks`` (increasing) named "object <id>"."""
+    if objects is not None:
+        return {int(obj_id): str(name) for obj_id, name in objects.items()}
+    ids = sorted({int(obj_id) for per_frame in masks.values() for obj_id in per_frame})
+    return {obj_id: f"object {obj_id}" for obj_id in ids}
+
+
+def _check_masks(masks: MaskTrack, frames_count: int, size: tuple[int, int]) -> None:
+    """ValueError for a frame index outside the video or a mask of the wrong shape."""
+    for frame, per_frame in masks.items():
+        if not 0 <= frame < frames_count:
+            raise ValueError(f"masks given for frame {frame}, but the video has {frames_count} frames")
+        for obj_id, mask in per_frame.items():
+            if np.shape(mask) != tuple(size):
+                shape = np.shape(mask)
+                raise ValueError(f"mask of object {obj_id} on frame {frame} has shape {shape}, expected {size}")
+
+
+def _frame_masks(masks: MaskTrack, frame: int, names: Mapping[int, str]) -> dict[int, np.ndarray]:
+    """The listed objects' non-empty masks on ``frame``, as bool arrays, in ``names`` order."""
+    per_frame = masks.get(frame, {})
+    found = {obj_id: np.asarray(per_frame[obj_id]).astype(bool) for obj_id in names if obj_id in per_frame}
+    return {obj_id: mask for obj_id, mask in found.items() if mask.any()}
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; it becomes ``path`` only if the block succeeds."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # same suffix: ffmpeg guesses by it
+    try:
+        yield partial
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _masks_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
+    return {int(value): labels == value for value in np.unique(labels) if value != 0}
+
+
+# ----------------------------------------------------------------------------- indexed PNG
+
+
+def export_png_zip(
+    masks: MaskTrack,
+    frames_count: int,
+    size: tuple[int, int],
+    objects: Mapping[int, str] | None,
+    out_dir: Path,
+    *,
+    stem: str = "masks",
+) -> Path:
+    """DAVIS-style masks: a zip of ``00000.png``... one indexed ("P") PNG per frame.
+
+    Pixel value = object id (1..255, 0 = background) and the palette is :data:`PALETTE`, so
+    viewers show the UI's colours. One label per pixel: where masks overlap, the object later
+    in ``objects`` wins. ``objects.json`` in the zip maps ids to names.
+    """
+    names = _object_names(objects, masks)
+    bad = [obj_id for obj_id in names if not 1 <= obj_id <= 255]
+    if bad:
+        raise ValueError(f"PNG masks hold object ids 1..255; got {bad}")
+    _check_masks(masks, frames_count, size)
+    path = Path(out_dir) / f"{stem}.zip"
+    with _writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+        for frame in range(frames_count):
+            labels = label_map(size, _frame_masks(masks, frame, names), order=list(names))
+            archive.writestr(f"{frame:05d}.png", _indexed_png(labels.astype(np.uint8)))
+        archive.writestr("objects.json", json.dumps({str(k): v for k, v in names.items()}, indent=1))
+    return path
+
+
+def _indexed_png(labels: np.ndarray) -> bytes:
+    """HxW uint8 labels -> PNG bytes in "P" mode with the DAVIS palette."""
+    image = Image.fromarray(labels)  # "L"; putpalette turns it into "P" without touching values
+    image.putpalette(PALETTE.tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def read_png_zip(path: Path) -> dict[int, dict[int, np.ndarray]]:
+    """Inverse of :func:`export_png_zip`: {frame: {object id: HxW bool}} from the PNG names."""
+    result: dict[int, dict[int, np.ndarray]] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            match = _PNG_NAME.search(name)
+            if not match:
+                continue
+            with Image.open(io.BytesIO(archive.read(name))) as image:
+                if image.mode not in ("P", "L"):
+                    raise ValueError(f"{name} is a {image.mode} image, not an indexed mask")
+                result[int(match[1])] = _masks_by_label(np.array(image))
+    return dict(sorted(result.items()))
+
+
+# ----------------------------------------------------------------------------- COCO
+
+
+def export_coco(
+    masks: MaskTrack,
+    frames_count: int,
+    size: tuple[int, int],
+    objects: Mapping[int, str] | None,
+    out_dir: Path,
+    *,
+    stem: str = "annotations",
+) -> Path:
+    """COCO-style JSON with one image per frame and compressed-RLE masks (overlaps kept).
+
+    images: id = frame + 1 (COCO ids start at 1), ``frame_index``, file_name ``00000.jpg``.
+    categories: one per object (id = object id, name). annotations: one per non-empty mask,
+    with ``object_id``/``track_id`` = object id, RLE counts as str, area, bbox [x, y, w, h],
+    iscrowd = 1 (the COCO convention for RLE segmentations).
+    """
+    names = _object_names(objects, masks)
+    _check_masks(masks, frames_count, size)
+    height, width = size
+    images = [
+        {"id": f + 1, "frame_index": f, "file_name": f"{f:05d}.jpg", "width": width, "height": height}
+        for f in range(frames_count)
+    ]
+    categories = [{"id": obj_id, "name": name, "supercategory": "object"} for obj_id, name in names.items()]
+    found = (
+        (frame, obj_id, mask)
+        for frame in range(frames_count)
+        for obj_id, mask in _frame_masks(masks, frame, names).items()
+    )
+    annotations = [_coco_annotation(number, *item) for number, item in enumerate(found, start=1)]
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    document = {
+        "info": {"description": "SAM 2 video masks", "version": "1.0", "date_created": created},
+        "images": images,
+        "categories": categories,
+        "annotations": annotations,
+    }
+    path = Path(out_dir) / f"{stem}.json"
+    with _writing(path) as partial:
+        partial.write_text(json.dumps(document))
+    return path
+
+
+def _coco_annotation(number: int, frame: int, obj_id: int, mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {
+        "id": number,
+        "image_id": frame + 1,
+        "category_id": obj_id,
+        "object_id": obj_id,
+        "track_id": obj_id,
+        "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        "area": int(mask_utils.area(rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        "iscrowd": 1,
+    }
+
+
+def read_coco(path: Path) -> dict[int, dict[int, np.ndarray]]:
+    """Inverse of :func:`export_coco`; also reads uncompressed RLE and polygon segmentations."""
+    document = json.loads(Path(path).read_text())
+    images = sorted(document["images"], key=lambda image: image["id"])
+    frame_of = {image["id"]: image.get("frame_index", i) for i, image in enumerate(images)}
+    shape_of = {image["id"]: (image["height"], image["width"]) for image in images}
+    result: dict[int, dict[int, np.ndarray]] = {frame: {} for frame in sorted(frame_of.values())}
+    for annotation in document["annotations"]:
+        image_id = annotation["image_id"]
+        mask = _decode_segmentation(annotation["segmentation"], *shape_of[image_id])
+        obj_id = int(annotation.get("object_id", annotation["category_id"]))
+        result[frame_of[image_id]][obj_id] = mask
+    return result
+
+
+def _decode_segmentation(segmentation: dict | list, height: int, width: int) -> np.ndarray:
+    """HxW bool from compressed RLE, uncompressed RLE (list counts) or polygons."""
+    if isinstance(segmentation, list):  # polygons
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        counts = segmentation["counts"]
+        rle = {"size": segmentation["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    with warnings.catch_warnings():  # pycocotools' C code predates numpy 2's __array__(copy=...)
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
+
+
+# ----------------------------------------------------------------------------- YOLO
+
+
+def export_yolo(
+    masks: MaskTrack,
+    frames_count: int,
+    size: tuple[int, int],
+    objects: Mapping[int, str] | None,
+    out_dir: Path,
+    *,
+    stem: str = "yolo",
+) -> Path:
+    """YOLO segmentation labels: a zip of ``labels/00000.txt``... plus classes.txt, data.yaml.
+
+    Each line is ``class x1 y1 x2 y2 ...`` with coordinates divided by width/height (so in
+    [0, 1]); class = the object's position in ``objects`` (0-based). Polygons are the outer
+    contours of each mask (cv2.RETR_EXTERNAL): holes are filled, and pieces whose contour has
+    fewer than 3 points (1-2 pixel specks or 1-pixel lines) are left out. Frame images are not
+    included; a frame without objects gets an empty file (a YOLO background image).
+    """
+    names = _object_names(objects, masks)
+    _check_masks(masks, frames_count, size)
+    classes = {obj_id: index for index, obj_id in enumerate(names)}
+    path = Path(out_dir) / f"{stem}.zip"
+    with _writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for frame in range(frames_count):
+            lines = [
+                _yolo_line(classes[obj_id], polygon, size)
+                for obj_id, mask in _frame_masks(masks, frame, names).items()
+                for polygon in _outer_polygons(mask)
+            ]
+            archive.writestr(f"labels/{frame:05d}.txt", "".join(line + "\n" for line in lines))
+        archive.writestr("classes.txt", "".join(f"{name}\n" for name in names.values()))
+        archive.writestr("data.yaml", _yolo_yaml(list(names.values())))
+    return path
+
+
+def _outer_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer contours of ``mask`` as K x 2 int arrays of (x, y) pixel centres, K >= 3."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [contour.reshape(-1, 2) for contour in contours if len(contour) >= 3]
+
+
+def _yolo_line(class_index: int, polygon: np.ndarray, size: tuple[int, int]) -> str:
+    height, width = size
+    normalised = polygon.astype(np.float64) / np.array([width, height])
+    return " ".join([str(class_index), *(f"{v:.6f}" for v in normalised.reshape(-1))])
+
+
+def _yolo_yaml(names: Sequence[str]) -> str:
+    """data.yaml in the Ultralytics layout; names are JSON-quoted, which YAML reads as strings."""
+    lines = [
+        "# Segmentation labels exported from the SAM 2 video app. Put the frame images in",
+        "# images/ (00000.jpg, ...) next to labels/ to train on them.",
+        "path: .",
+        "train: images",
+        "val: images",
+        f"nc: {len(names)}",
+        "names:",
+        *(f"  {index}: {json.dumps(name)}" for index, name in enumerate(names)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def read_yolo_zip(path: Path, size: tuple[int, int]) -> dict[int, dict[int, np.ndarray]]:
+    """Rasterise :func:`export_yolo` labels back to {frame: {class index: HxW bool}}."""
+    height, width = size
+    result: dict[int, dict[int, np.ndarray]] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            match = _YOLO_NAME.search(name)
+            if match:
+                result[int(match[1])] = _rasterise_yolo(archive.read(name).decode(), height, width)
+    return dict(sorted(result.items()))
+
+
+def _rasterise_yolo(text: str, height: int, width: int) -> dict[int, np.ndarray]:
+    canvases: dict[int, np.ndarray] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        class_index, *coords = line.split()
+        points = np.array(coords, dtype=np.float64).reshape(-1, 2) * np.array([width, height])
+        canvas = canvases.setdefault(int(class_index), np.zeros((height, width), np.uint8))
+        cv2.fillPoly(canvas, [np.rint(points).astype(np.int32)], 1)
+    return {index: canvas.astype(bool) for index, canvas in canvases.items()}
+
+
+# ----------------------------------------------------------------------------- MP4 videos
+
+
+def export_mask_video(
+    masks: MaskTrack,
+    frames_count: int,
+    size: tuple[int, int],
+    objects: Mapping[int, str] | None,
+    out_dir: Path,
+    fps: float,
+    *,
+    stem: str = "masks",
+) -> Path:
+    """MP4 (H.264, yuv420p) of each object's colour on black; later objects win on overlap.
+
+    For viewing: 4:2:0 chroma blurs colours at mask edges, so use the PNG export for exact masks.
+    """
+    names = _object_names(objects, masks)
+    _check_masks(masks, frames_count, size)
+    frames = (mask_image(size, _frame_masks(masks, f, names), order=list(names)) for f in range(frames_count))
+    return _write_mp4(Path(out_dir) / f"{stem}.mp4", frames, frames_count, size, fps, quality=9)
+
+
+def export_overlay_video(
+    frames: Sequence[np.ndarray],
+    masks: MaskTrack,
+    fps: float,
+    audio_path: Path | None,
+    out_dir: Path,
+    *,
+    objects: Mapping[int, str] | None = None,
+    hidden: Iterable[int] = (),
+    alpha: float = 0.5,
+    stem: str = "overlay",
+) -> Path:
+    """MP4 of ``frames`` (N x HxWx3 uint8) with masks drawn as in the UI (:func:`ui.render.overlay`).
+
+    With ``audio_path`` the sound is muxed in (re-encoded to AAC, which MP4 always accepts)
+    and cut to the video's length.
+    """
+    if not frames:
+        raise ValueError("no frames to export")
+    size = frames[0].shape[:2]
+    names = _object_names(objects, masks)
+    _check_masks(masks, len(frames), size)
+    hidden_ids = set(hidden)
+    drawn = (
+        overlay(frame, _frame_masks(masks, i, names), alpha=alpha, hidden=hidden_ids, order=list(names))
+        for i, frame in enumerate(frames)
+    )
+    return _write_mp4(Path(out_dir) / f"{stem}.mp4", drawn, len(frames), size, fps, audio_path=audio_path)
+
+
+def _write_mp4(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    count: int,
+    size: tuple[int, int],
+    fps: float,
+    *,
+    quality: float = 6.5,
+    audio_path: Path | None = None,
+) -> Path:
+    """Encode ``count`` HxWx3 frames with libx264/yuv420p, padded at the right/bottom to even size.
+
+    quality: imageio-ffmpeg's 1..10 scale, crf = int(51 * (1 - quality / 10)): 6.5 -> crf 17,
+    visually lossless for the overlay; flat mask colours stay small even at 9 (crf 5).
+    """
+    height, width = size
+    even = (width + width % 2, height + height % 2)
+    options = ["-preset", "fast", "-movflags", "+faststart"]
+    if audio_path is not None:
+        options += ["-t", f"{count / fps:.6f}"]
+    with _writing(path) as partial:
+        writer = imageio_ffmpeg.write_frames(
+            str(partial), even, fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
+            quality=quality, macro_block_size=1, ffmpeg_log_level="error", output_params=options,
+            audio_path=None if audio_path is None else str(audio_path), audio_codec="aac",
+        )  # fmt: skip
+        writer.send(None)
+        try:
+            for frame in frames:
+                writer.send(_pad_to(frame, even))
+        finally:
+            writer.close()
+    return path
+
+
+def _pad_to(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pad HxWx3 at the bottom/right with black to (width, height) = ``size`` (yuv420p needs even)."""
+    width, height = size
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    if frame.shape[:2] == (height, width):
+        return frame
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    out[: frame.shape[0], : frame.shape[1]] = frame
+    return out
+
+
+# ----------------------------------------------------------------------------- session
+
+
+SESSION_VERSION = 1
+
+
+class SessionError(ValueError):
+    """A session file that cannot be used, worded for the user."""
+
+
+@dataclass(frozen=True)
+class VideoRef:
+    """Which decoded video a session belongs to (size after decoding and scaling)."""
+
+    name: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+    fingerprint: str
+
+
+@dataclass
+class SessionObject:
+    id: int
+    name: str
+    color: tuple[int, int, int]
+    visible: bool = True
+
+
+@dataclass
+class Prompt:
+    """Clicks and/or a box on one frame for one object, in frame pixel coordinates.
+
+    points: N x (x, y); labels: N values, 1 = positive, 0 = negative; box: (x0, y0, x1, y1).
+    """
+
+    frame: int
+    obj_id: int
+    points: list[tuple[float, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class Session:
+    video: VideoRef
+    objects: list[SessionObject]
+    prompts: list[Prompt]
+
+
+def video_fingerprint(frames: Sequence[np.ndarray], samples: int = 5) -> str:
+    """A short hash of the frame count, size and a few evenly spaced frames.
+
+    Each sampled frame is shrunk to 16x16 and quantised to 16 levels first, so the hash is
+    cheap and robust to tiny decoder differences, yet differs between different videos (or
+    the same video decoded at another rate or size, where the prompts' frame indices would
+    no longer match).
+    """
+    if not frames:
+        raise ValueError("no frames to fingerprint")
+    digest = hashlib.sha256(f"{len(frames)}:{frames[0].shape}".encode())
+    picks = sorted({round(i * (len(frames) - 1) / max(1, samples - 1)) for i in range(samples)})
+    for index in picks:
+        small = cv2.resize(np.ascontiguousarray(frames[index]), (16, 16), interpolation=cv2.INTER_AREA)
+        digest.update((np.asarray(small, dtype=np.uint8) >> 4).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def video_ref(name: str, frames: Sequence[np.ndarray], fps: float) -> VideoRef:
+    """The VideoRef of decoded ``frames`` (N x HxWx3)."""
+    height, width = frames[0].shape[:2]
+    return VideoRef(name, len(frames), int(width), int(height), float(fps), video_fingerprint(frames))
+
+
+def export_session_json(session: Session, out_dir: Path, *, stem: str = "session") -> Path:
+    """Write the objects and prompts as versioned JSON (schema in :func:`_session_document`)."""
+    path = Path(out_dir) / f"{stem}.json"
+    with _writing(path) as partial:
+        partial.write_text(json.dumps(_session_document(session), indent=1))
+    return path
+
+
+def _session_document(session: Session) -> dict:
+    """{"version": 1, "video": {...}, "objects": [{id, name, color, visible}],
+    "prompts": [{frame, obj_id, points: [[x, y]...], labels: [...], box: [x0, y0, x1, y1] | null}]}"""
+    return {
+        "version": SESSION_VERSION,
+        "video": asdict(session.video),
+        "objects": [
+            {"id": o.id, "name": o.name, "color": [int(c) for c in o.color], "visible": o.visible}
+            for o in session.objects
+        ],
+        "prompts": [_prompt_document(p) for p in session.prompts],
+    }
+
+
+def _prompt_document(prompt: Prompt) -> dict:
+    return {
+        "frame": prompt.frame,
+        "obj_id": prompt.obj_id,
+        "points": [[float(x), float(y)] for x, y in prompt.points],
+        "labels": [int(v) for v in prompt.labels],
+        "box": None if prompt.box is None else [float(v) for v in prompt.box],
+    }
+
+
+def load_session_json(path: Path, expected: VideoRef | None = None) -> Session:
+    """Read and validate a session file; with ``expected``, also check it is for that video.
+
+    Raises SessionError with a plain message for a damaged file, another version, or
+    another video.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SessionError(f"Could not read the session file '{path.name}': {exc}.") from exc
+    except json.JSONDecodeError as exc:
+        raise SessionError(f"'{path.name}' is not a session file: it is not valid JSON ({exc}).") from exc
+    try:
+        session = _parse_session(data)
+    except _Invalid as exc:
+        raise SessionError(f"'{path.name}' is not a valid session file: {exc}.") from None
+    if expected is not None:
+        check_session_video(session, expected)
+    return session
+
+
+def check_session_video(session: Session, expected: VideoRef) -> None:
+    """SessionError unless ``session`` was saved for the video described by ``expected``."""
+    saved = session.video
+    if (saved.width, saved.height) != (expected.width, expected.height):
+        raise SessionError(
+            f"This session was saved for a {saved.width}x{saved.height} video ('{saved.name}'), "
+            f"but the loaded video is {expected.width}x{expected.height}. Load '{saved.name}' "
+            "with the same settings first."
+        )
+    if saved.frames != expected.frames or saved.fingerprint != expected.fingerprint:
+        raise SessionError(
+            f"This session was saved for another video ('{saved.name}', {saved.frames} frames); "
+            f"the loaded video ('{expected.name}', {expected.frames} frames) does not match it. "
+            "Load the same video with the same frame rate and size settings first."
+        )
+
+
+class _Invalid(Exception):
+    """A schema problem; the message says where, e.g. "prompts[2].labels must hold ..."."""
+
+
+def _get(data: object, key: str, where: str) -> object:
+    if not isinstance(data, dict) or key not in data:
+        raise _Invalid(f"{where} has no '{key}'")
+    return data[key]
+
+
+def _typed(value: object, kind: type, what: str) -> object:
+    """``value`` if it is a ``kind`` (bool is not taken for int, nor int/bool for bool)."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _Invalid(f"{what} has the wrong type")
+    return value
+
+
+def _int(data: object, key: str, where: str) -> int:
+    return int(_typed(_get(data, key, where), int, f"{where}.{key}"))  # type: ignore[call-overload]
+
+
+def _str(data: object, key: str, where: str) -> str:
+    return str(_typed(_get(data, key, where), str, f"{where}.{key}"))
+
+
+def _list(data: object, key: str, where: str) -> list:
+    return list(_typed(_get(data, key, where), list, f"{where}.{key}"))  # type: ignore[call-overload]
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Invalid(f"{what} must be a finite number")
+    return float(value)
+
+
+def _numbers(value: object, count: int, what: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != count:
+        raise _Invalid(f"{what} must be a list of {count} numbers")
+    return [_number(v, what) for v in value]
+
+
+def _parse_session(data: object) -> Session:
+    version = _int(data, "version", "the file")
+    if version != SESSION_VERSION:
+        raise _Invalid(f"it has version {version}, and this app reads version {SESSION_VERSION}")
+    video = _parse_video(_get(data, "video", "the file"))
+    objects = [_parse_object(o, f"objects[{i}]") for i, o in enumerate(_list(data, "objects", "the file"))]
+    known = {o.id for o in objects}
+    if len(known) != len(objects):
+        raise _Invalid("two objects have the same id")
+    prompts = [_parse_prompt(p, f"prompts[{i}]") for i, p in enumerate(_list(data, "prompts", "the file"))]
+    for i, prompt in enumerate(prompts):
+        if prompt.obj_id not in known:
+            raise _Invalid(f"prompts[{i}] is for object {prompt.obj_id}, which is not in 'objects'")
+        if not 0 <= prompt.frame < video.frames:
+            raise _Invalid(f"prompts[{i}] is on frame {prompt.frame}, but the video has {video.frames} frames")
+    return Session(video, objects, prompts)
+
+
+def _parse_video(data: object) -> VideoRef:
+    ref = VideoRef(
+        name=_str(data, "name", "video"),
+        frames=_int(data, "frames", "video"),
+        width=_int(data, "width", "video"),
+        height=_int(data, "height", "video"),
+        fps=_number(_get(data, "fps", "video"), "video.fps"),
+        fingerprint=_str(data, "fingerprint", "video"),
+    )
+    if min(ref.frames, ref.width, ref.height) <= 0 or ref.fps <= 0:
+        raise _Invalid("video.frames, width, height and fps must be positive")
+    return ref
+
+
+def _parse_object(data: object, where: str) -> SessionObject:
+    color = _numbers(_get(data, "color", where), 3, f"{where}.color")
+    if not all(c.is_integer() and 0 <= c <= 255 for c in color):
+        raise _Invalid(f"{where}.color must be three integers 0..255")
+    visible = _typed(_get(data, "visible", where), bool, f"{where}.visible")
+    return SessionObject(
+        id=_int(data, "id", where),
+        name=_str(data, "name", where),
+        color=(int(color[0]), int(color[1]), int(color[2])),
+        visible=bool(visible),
+    )
+
+
+def _parse_prompt(data: object, where: str) -> Prompt:
+    points = [_numbers(p, 2, f"{where}.points[{i}]") for i, p in enumerate(_list(data, "points", where))]
+    labels = _list(data, "labels", where)
+    if len(labels) != len(points) or not all(type(v) is int and v in (0, 1) for v in labels):
+        raise _Invalid(f"{where}.labels must hold one 0 or 1 per point")
+    raw_box = data.get("box") if isinstance(data, dict) else None
+    box = None if raw_box is None else _numbers(raw_box, 4, f"{where}.box")
+    if not points and box is None:
+        raise _Invalid(f"{where} has neither points nor a box")
+    return Prompt(
+        frame=_int(data, "frame", where),
+        obj_id=_int(data, "obj_id", where),
+        points=[(x, y) for x, y in points],
+        labels=[int(v) for v in labels],
+        box=None if box is None else (box[0], box[1], box[2], box[3]),
+    )

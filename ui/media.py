@@ -1,0 +1,556 @@
+"""Video in: probe a user's file with the bundled ffmpeg and decode it to upright RGB frames.
+
+Everything here works on numpy arrays (frames are HxWx3 uint8) and never imports torch or
+``sam2``. Problems meant for the person using the app raise :class:`MediaError`, whose message
+names the problem in plain words and, for a limit, the app flag that changes it.
+
+Decisions worth knowing:
+
+* Rotation: ffmpeg rotates upright by itself while decoding (``-autorotate`` is on by default;
+  checked by the tests with a marker in a known corner). :func:`probe` reads the rotation only
+  to report it and to know the upright size. Still images are decoded with Pillow, which
+  applies their EXIF orientation.
+* Frame rate: frames are sampled to a constant rate with ffmpeg's ``fps`` filter, so variable
+  frame rate sources come out evenly spaced in time.
+* Size: frames larger than ``max_side`` are scaled down inside ffmpeg (``scale`` filter), so
+  a 4K source never sits in memory at full size.
+* Limits: checked before decoding from the container's duration (fast refusal), then exactly
+  while decoding (at most ``max_frames + 1`` frames are ever read). Nothing is cut silently.
+* Damaged files: a cut-off file is decoded as far as it is readable, with a note in
+  :attr:`DecodedVideo.warnings`; with no readable frame it is an error. An MP4 cut off before
+  its index (the 'moov atom', written last by most recorders) cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import IO
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageOps
+
+__all__ = ["MediaLimits", "MediaError", "VideoInfo", "DecodedVideo", "probe", "decode", "fit_size"]
+
+_PROBE_TIMEOUT_S = 60.0
+# Containers often report the longest stream (audio) a little past the last video frame.
+_DURATION_SLACK_S = 0.5
+_DAMAGE_HINTS = ("partial file", "invalid data", "error while decoding", "corrupt", "decoding error")
+_NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What one upload may cost. The defaults suit a CPU-only Space with ~16 GB of memory.
+
+    max_frames: frames kept after sampling (600 = 20 s at 30 fps or 2 min at 5 fps). At
+        1280x720 a frame is 2.8 MB of RGB, so 600 frames hold about 1.7 GB.
+    max_seconds: longest source duration accepted, in seconds.
+    max_side: longest side of the decoded frames in pixels; bigger videos are scaled down,
+        which is never an error.
+    max_fps: highest sampling rate; faster sources are sampled down to it, which is never an
+        error (asking :func:`decode` for a faster explicit rate is).
+
+    Each limit is named in messages by its app flag: ``max_frames`` -> ``--max-frames``, etc.
+    """
+
+    max_frames: int = 600
+    max_seconds: float = 120.0
+    max_side: int = 1280
+    max_fps: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_frames", "max_seconds", "max_side", "max_fps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    @staticmethod
+    def flag(name: str) -> str:
+        """The app's command-line flag for limit ``name``, e.g. ``max_seconds`` -> ``--max-seconds``."""
+        return "--" + name.replace("_", "-")
+
+
+class MediaError(Exception):
+    """A problem with the user's file or a limit, worded for someone who is not a programmer."""
+
+
+@dataclass
+class VideoInfo:
+    """What :func:`probe` learned about a file, before decoding any frame.
+
+    width, height: upright size in pixels (after rotation), before any scaling.
+    fps: the source's average frame rate (0.0 if unknown).
+    duration: seconds; None when the container does not say; 0.0 for a still image.
+    frame_count: estimate, round(duration * fps); 1 for a still image; 0 if unknown.
+    rotation: clockwise degrees (0, 90, 180, 270) the coded picture is turned for display,
+        as in the legacy ``rotate`` tag (a display matrix of -90 degrees reads as 90).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    duration: float | None
+    frame_count: int
+    rotation: int
+    has_audio: bool
+    codec: str
+    is_image: bool = False
+    pixel_format: str = ""  # e.g. "yuv420p", "yuv420p10le" (10-bit), "bgra" (GIF)
+    stream_index: int = 0  # ffmpeg's index of the video stream that is read
+
+
+@dataclass
+class DecodedVideo:
+    """Frames ready for the model and the UI.
+
+    frames: N arrays HxWx3 uint8, upright, long side <= ``max_side`` (aspect kept).
+    fps: the constant sampling rate used; ``timestamps[i] == i / fps`` seconds from the start.
+    audio_path: the first audio track copied without re-encoding into a .mka in ``workdir``
+        (for the overlay export), or None.
+    warnings: plain-language notes for the user, e.g. the file was cut off.
+    """
+
+    frames: list[np.ndarray]
+    fps: float
+    source: VideoInfo
+    audio_path: Path | None
+    timestamps: list[float]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+@functools.cache
+def _ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg_input(path: Path) -> str:
+    """``file:`` keeps names like ``concat:x`` or ``-y.mp4`` from being read as protocols/options."""
+    return "file:" + str(path.resolve())
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read a file's streams from ``ffmpeg -i`` (its stderr) without decoding frames."""
+    path = _existing_file(Path(path))
+    try:
+        result = subprocess.run(
+            [_ffmpeg(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)],
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(f"Reading '{path.name}' took too long; the file may be damaged.") from exc
+    return _parse_probe(path, result.stderr.decode("utf-8", "replace"))
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise MediaError(f"The file '{path.name}' does not exist (was the upload interrupted?).")
+    if not path.is_file():
+        raise MediaError(f"'{path.name}' is a folder, not a video file.")
+    if path.stat().st_size == 0:
+        raise MediaError(f"The file '{path.name}' is empty (0 bytes). Upload it again.")
+    return path
+
+
+_INPUT_RE = re.compile(r"^Input #0, (?P<fmt>.+?), from ", re.M)
+_DURATION_RE = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)", re.M)
+_STREAM_RE = re.compile(r"^(?P<indent>\s*)Stream #0:(?P<index>\d+)[^:]*: (?P<kind>\w+): (?P<desc>.*)$")
+_SIZE_RE = re.compile(r"(?<![\w.])(\d+)x(\d+)(?=[\s,\[]|$)")
+_FPS_RE = re.compile(r"(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
+_ROTATE_TAG_RE = re.compile(r"^\s*rotate\s*:\s*(-?\d+(?:\.\d+)?)\s*$", re.M)
+_DISPLAY_MATRIX_RE = re.compile(r"display\s*matrix\s*:\s*rotation of\s*(-?\d+(?:\.\d+)?)", re.I)
+
+
+@dataclass
+class _Stream:
+    index: int
+    kind: str  # "Video", "Audio", ...
+    desc: str  # the rest of the stream's line: codec, pixel format, size, rates
+    block: str  # its indented Metadata / Side data lines
+
+
+def _parse_probe(path: Path, text: str) -> VideoInfo:
+    """Turn ``ffmpeg -i`` stderr into a VideoInfo, or a MediaError saying why it cannot."""
+    found = _INPUT_RE.search(text)
+    if not found:
+        raise _open_error(path, text)
+    streams = _split_streams(text)
+    video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.desc), None)
+    has_audio = any(s.kind == "Audio" for s in streams)
+    if video is None:
+        what = "it looks like an audio-only file" if has_audio else "ffmpeg found no picture in it"
+        raise MediaError(f"'{path.name}' has no video stream ({what}). Please upload a video.")
+    width, height = _parse_size(path, video.desc)
+    rotation = _parse_rotation(video.block)
+    if rotation in (90, 270):
+        width, height = height, width
+    fps = _parse_fps(video.desc)
+    is_image = found["fmt"].endswith("_pipe") or found["fmt"] == "image2"
+    duration = 0.0 if is_image else _parse_duration(text)
+    info = VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        fps=fps,
+        duration=duration,
+        frame_count=1 if is_image else round((duration or 0.0) * fps),
+        rotation=rotation,
+        has_audio=has_audio,
+        codec=video.desc.split(maxsplit=1)[0].rstrip(","),
+        is_image=is_image,
+        pixel_format=_parse_pixel_format(video.desc),
+        stream_index=video.index,
+    )
+    return _with_image_orientation(info) if is_image else info
+
+
+def _split_streams(text: str) -> list[_Stream]:
+    """Each ``Stream #0:N`` line with the more-indented lines under it."""
+    streams: list[_Stream] = []
+    indent = -1
+    for line in text.splitlines():
+        match = _STREAM_RE.match(line)
+        if match:
+            indent = len(match["indent"])
+            streams.append(_Stream(int(match["index"]), match["kind"], match["desc"], ""))
+        elif streams and indent >= 0 and len(line) - len(line.lstrip()) > indent:
+            streams[-1].block += line + "\n"
+        else:
+            indent = -1
+    return streams
+
+
+def _parse_size(path: Path, desc: str) -> tuple[int, int]:
+    match = _SIZE_RE.search(desc)
+    if not match or int(match[1]) == 0 or int(match[2]) == 0:
+        raise MediaError(f"Could not read a video from '{path.name}': its picture size is unknown.")
+    return int(match[1]), int(match[2])
+
+
+def _parse_pixel_format(desc: str) -> str:
+    """The second comma-separated part of a video line, e.g. "yuv420p(tv, bt709)" -> "yuv420p"."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(desc):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(desc[start:i].strip())
+            start = i + 1
+    parts.append(desc[start:].strip())
+    return parts[1].split("(")[0] if len(parts) > 1 else ""
+
+
+def _parse_rotation(block: str) -> int:
+    """Clockwise display rotation in {0, 90, 180, 270} from a display matrix or ``rotate`` tag."""
+    matrix = _DISPLAY_MATRIX_RE.search(block)
+    if matrix:  # the display matrix angle is counter-clockwise
+        degrees = -float(matrix[1])
+    else:
+        tag = _ROTATE_TAG_RE.search(block)
+        degrees = float(tag[1]) if tag else 0.0
+    return round(degrees / 90.0) * 90 % 360
+
+
+def _parse_fps(desc: str) -> float:
+    """Average frame rate ("fps"), else the stream's base rate ("tbr"), else 0.0."""
+    rates = {kind: float(value) * (1000 if k else 1) for value, k, kind in _FPS_RE.findall(desc)}
+    return rates.get("fps") or rates.get("tbr") or 0.0
+
+
+def _parse_duration(text: str) -> float | None:
+    match = _DURATION_RE.search(text)
+    if not match or match[1] is None:
+        return None
+    hours, minutes, seconds = int(match[1]), int(match[2]), float(match[3])
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _with_image_orientation(info: VideoInfo) -> VideoInfo:
+    """Still images: ffmpeg does not print EXIF orientation, so read it with Pillow."""
+    try:
+        with Image.open(info.path) as image:
+            orientation = int(image.getexif().get(0x0112, 1))
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return info  # Pillow cannot read it; ffmpeg's view stands.
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    info.width, info.height = width, height
+    info.rotation = {3: 180, 6: 90, 8: 270}.get(orientation, 0)
+    return info
+
+
+def _open_error(path: Path, text: str) -> MediaError:
+    """The reason ffmpeg gives for not opening a file, in plain words."""
+    if "moov atom not found" in text:
+        reason = (
+            "the file is incomplete: its index (the MP4 'moov atom', written when recording "
+            "ends) is missing, so it was probably cut off while uploading or recording. "
+            "Upload the complete file"
+        )
+    else:
+        reason = _ffmpeg_reason(text) or "ffmpeg does not recognise the format"
+        if "Invalid data found" in reason:
+            reason = f"it is not a video format ffmpeg can read ({reason})"
+    return MediaError(f"Could not read a video from '{path.name}': {reason}.")
+
+
+def _ffmpeg_reason(text: str) -> str:
+    """ffmpeg's last error line without its ``[in#0 @ 0x...]`` prefix."""
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("At least one output file")]
+    for line in reversed(lines):
+        if line.startswith("Error opening input:"):
+            return line.removeprefix("Error opening input:").strip()
+    return lines[-1].rstrip(".") if lines else ""
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def _nice_above(value: float) -> str:
+    """A round number >= value to suggest for a limit flag (212.4 -> "300")."""
+    value = max(value, 1.0)
+    scale = 10 ** math.floor(math.log10(value))
+    step = next(s for s in (1, 1.5, 2, 3, 4, 5, 6, 8, 10) if s * scale >= value - 1e-9)
+    return f"{step * scale:g}"
+
+
+def _as_fraction(rate: float) -> Fraction:
+    """A rate for ffmpeg's ``fps`` filter; the 1001-based NTSC rates are recognised exactly."""
+    for ntsc in _NTSC_RATES:
+        if abs(rate - float(ntsc)) < 0.006:
+            return ntsc
+    return Fraction(rate).limit_denominator(1000)
+
+
+def _sampling_rate(info: VideoInfo, limits: MediaLimits, fps: float | None) -> Fraction:
+    """``fps`` if given (must be within ``max_fps``), else the source rate capped at ``max_fps``."""
+    if fps is None:
+        source = info.fps if info.fps > 0 else limits.max_fps
+        return _as_fraction(min(source, limits.max_fps))
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if fps > limits.max_fps + 1e-9:
+        raise MediaError(
+            f"A frame rate of {fps:g} fps is above the limit of {limits.max_fps:g} fps. Choose "
+            f"{limits.max_fps:g} fps or less, or start the app with "
+            f"{MediaLimits.flag('max_fps')} {_nice_above(fps)}."
+        )
+    return _as_fraction(fps)
+
+
+def _too_long(seconds: float, limits: MediaLimits) -> MediaError:
+    return MediaError(
+        f"This video is {seconds:.1f} s long; the limit is {limits.max_seconds:g} s. Trim it, "
+        f"or start the app with {MediaLimits.flag('max_seconds')} {_nice_above(seconds)}."
+    )
+
+
+def _too_many_frames(rate: float, limits: MediaLimits, duration: float | None) -> MediaError:
+    if duration:
+        frames = max(round(duration * rate), limits.max_frames + 1)  # durations can under-report
+        what = f"At {rate:.4g} fps this {duration:.1f} s video gives about {frames} frames"
+        lower = math.floor(limits.max_frames / duration * 10) / 10
+        slower = f"Pick a frame rate of {lower:g} fps or less, trim the video, "
+    else:
+        frames = limits.max_frames + 1
+        what = f"At {rate:.4g} fps this video gives more than {limits.max_frames} frames"
+        slower = "Pick a lower frame rate, trim the video, "
+    return MediaError(
+        f"{what}; the limit is {limits.max_frames} frames. {slower}or start the app with "
+        f"{MediaLimits.flag('max_frames')} {_nice_above(frames)}."
+    )
+
+
+def _check_limits(info: VideoInfo, rate: Fraction, limits: MediaLimits) -> None:
+    """Refuse clearly-too-long videos from the container's duration, before decoding."""
+    if info.duration is None:
+        return  # checked exactly while decoding
+    if info.duration > limits.max_seconds + _DURATION_SLACK_S:
+        raise _too_long(info.duration, limits)
+    if info.duration * rate > limits.max_frames * 1.02 + 1:  # slack: duration may include audio
+        raise _too_many_frames(float(rate), limits, info.duration)
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the long side is <= max_side, aspect kept, each side >= 1."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def decode(
+    path: str | Path,
+    limits: MediaLimits = MediaLimits(),
+    fps: float | None = None,
+    workdir: Path | None = None,
+) -> DecodedVideo:
+    """Decode ``path`` to upright RGB frames sampled at a constant rate, within ``limits``.
+
+    fps: sampling rate; None means the source's rate capped at ``limits.max_fps``.
+    workdir: where the audio track is copied (a new temporary folder if None); the caller owns
+        the files. On error nothing is left behind.
+    Raises MediaError for anything the user can fix (bad file, limits); ValueError for a bad fps.
+    """
+    info = probe(path)
+    rate = _sampling_rate(info, limits, fps)
+    _check_limits(info, rate, limits)
+    size = fit_size(info.width, info.height, limits.max_side)
+    frames, notes = _decode_frames(info, rate, size, limits)
+    if info.duration is None and len(frames) / rate > limits.max_seconds + _DURATION_SLACK_S:
+        raise _too_long(float(len(frames) / rate), limits)
+    audio = _extract_audio(info, workdir, notes) if info.has_audio else None
+    timestamps = [float(i / rate) for i in range(len(frames))]
+    return DecodedVideo(frames, float(rate), info, audio, timestamps, notes)
+
+
+def _decode_frames(
+    info: VideoInfo, rate: Fraction, size: tuple[int, int], limits: MediaLimits
+) -> tuple[list[np.ndarray], list[str]]:
+    """All frames (N x HxWx3 uint8 at ``size`` = (W, H)) and notes about damage."""
+    if info.is_image:
+        image = _decode_still(info, size)
+        if image is not None:
+            return [image], []
+    cmd = _decode_command(info, rate, size, 1 if info.is_image else limits.max_frames + 1)
+    frames, stderr, returncode = _read_raw_frames(cmd, size, limits.max_frames)
+    if len(frames) > limits.max_frames:
+        raise _too_many_frames(float(rate), limits, info.duration)
+    if not frames:
+        reason = _ffmpeg_reason(stderr) or "no frame could be decoded"
+        raise MediaError(f"Could not read a video from '{info.path.name}': {reason}.")
+    return frames, _damage_notes(info, rate, len(frames), stderr, returncode)
+
+
+def _decode_still(info: VideoInfo, size: tuple[int, int]) -> np.ndarray | None:
+    """A still image via Pillow (applies EXIF orientation); None if Pillow cannot read it."""
+    try:
+        with Image.open(info.path) as image:
+            same_way = (image.width >= image.height) == (size[0] >= size[1])
+            image.draft("RGB", size if same_way else size[::-1])  # JPEG: decode at reduced scale
+            upright = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    if upright.size != size:
+        upright = upright.resize(size, Image.Resampling.LANCZOS)
+    return np.array(upright, dtype=np.uint8)
+
+
+def _decode_command(info: VideoInfo, rate: Fraction, size: tuple[int, int], max_frames: int) -> list[str]:
+    """ffmpeg: autorotate (default), resample to ``rate``, scale to ``size``, rgb24 to stdout.
+
+    ``eof_action=pass`` keeps the last frame of very short clips (one frame of a 0.04 s clip at
+    10 fps would otherwise round to zero frames).
+    """
+    width, height = size
+    filters = f"fps=fps={rate.numerator}/{rate.denominator}:eof_action=pass,scale={width}:{height}:flags=area"
+    return [
+        _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-i", _ffmpeg_input(info.path), "-map", f"0:{info.stream_index}",
+        "-vf", filters, "-frames:v", str(max_frames), "-an", "-sn", "-dn",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+    ]  # fmt: skip
+
+
+def _read_raw_frames(cmd: list[str], size: tuple[int, int], max_frames: int) -> tuple[list[np.ndarray], str, int]:
+    """Run ``cmd`` and read rgb24 frames from its stdout; stop after ``max_frames + 1``.
+
+    Returns (frames, stderr text, return code). stderr is drained on a thread so a chatty
+    ffmpeg cannot block on a full pipe.
+    """
+    errors = bytearray()
+    frames: list[np.ndarray] = []
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        stderr = process.stderr
+        drain = threading.Thread(target=lambda: errors.extend(stderr.read()), daemon=True)
+        drain.start()
+        try:
+            while len(frames) <= max_frames:
+                frame = _read_frame(process.stdout, size)
+                if frame is None:
+                    break
+                frames.append(frame)
+            else:
+                process.kill()  # over the limit: no need to decode the rest
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()
+            returncode = process.wait()
+            drain.join()
+    return frames, errors.decode("utf-8", "replace"), returncode
+
+
+def _read_frame(stream: IO[bytes], size: tuple[int, int]) -> np.ndarray | None:
+    """One HxWx3 frame from the pipe, or None at the end (a partial last frame is dropped)."""
+    width, height = size
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    view = frame.data.cast("B")
+    filled = 0
+    while filled < len(view):
+        count = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not count:
+            return None
+        filled += count
+    return frame
+
+
+def _damage_notes(info: VideoInfo, rate: Fraction, count: int, stderr: str, returncode: int) -> list[str]:
+    """A warning when ffmpeg reported decoding errors (typically a file cut off mid-way)."""
+    lowered = stderr.lower()
+    if returncode == 0 and not any(hint in lowered for hint in _DAMAGE_HINTS):
+        return []
+    expected = f" of about {round(info.duration * rate)}" if info.duration else ""
+    return [
+        f"'{info.path.name}' seems damaged or cut off: {count}{expected} frames could be read; "
+        "the rest is left out."
+    ]
+
+
+def _extract_audio(info: VideoInfo, workdir: Path | None, notes: list[str]) -> Path | None:
+    """Copy the first audio track as is into a .mka (Matroska holds any codec); None on failure.
+
+    With no ``workdir`` a new temporary folder is made (and removed again on failure).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="sam2-ui-")) if workdir is None else Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"audio-{uuid.uuid4().hex[:12]}.mka"
+    cmd = [
+        _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-i", _ffmpeg_input(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy", str(target),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(cmd, capture_output=True, timeout=_PROBE_TIMEOUT_S * 5)
+        if result.returncode == 0 and target.exists() and target.stat().st_size > 0:
+            return target
+    except BaseException:
+        _discard(target, folder if workdir is None else None)
+        raise
+    _discard(target, folder if workdir is None else None)
+    notes.append(f"The sound of '{info.path.name}' could not be read; exported videos will be silent.")
+    return None
+
+
+def _discard(file: Path, folder: Path | None) -> None:
+    """Remove a partial output, and the temporary folder made for it if any."""
+    file.unlink(missing_ok=True)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
