@@ -10,7 +10,7 @@ import torch
 
 from sam2 import build_image_predictor, build_video_predictor
 
-from .reference import FIXTURES, load_case, reference_state_dict
+from tests.reference import FIXTURES, load_case, reference_state_dict
 
 STRICT_MAX_DIFF = 1e-3  # masks from prompts alone, image cases, scores
 LOOSE_MEAN_DIFF = 1e-2  # memory-conditioned masks
