@@ -3,8 +3,23 @@ forward, backward and corrections on any frame all use the same rule."""
 
 from __future__ import annotations
 
-from .modeling.sam2_model import MemoryItem, PointerItem
-from .session import ObjectTrack
+from dataclasses import dataclass
+
+from .session import FrameOutput, ObjectTrack
+
+
+@dataclass(frozen=True)
+class SpatialMemory:
+    frame_idx: int
+    t_pos: int  # 0 for conditioning frames; 1 (farthest) .. num_maskmem - 1 (nearest) for the others
+    output: FrameOutput
+
+
+@dataclass(frozen=True)
+class PointerMemory:
+    frame_idx: int
+    offset: int  # temporal distance from the current frame (signed in SAM 2.1)
+    output: FrameOutput
 
 
 def select_memories(
@@ -15,33 +30,30 @@ def select_memories(
     num_maskmem: int = 7,
     max_obj_ptrs: int = 16,
     signed_offsets: bool = True,
-) -> tuple[list[MemoryItem], list[PointerItem]]:
+) -> tuple[list[SpatialMemory], list[PointerMemory]]:
     """Memories and object pointers for `frame_idx` of one object.
 
     Spatial memories: every conditioning frame (t_pos 0), then the `num_maskmem - 1` frames
-    just before this one in tracking direction (t_pos 1 for the farthest, 6 for the nearest).
-    Pointers: conditioning frames not ahead of this frame, then up to `max_obj_ptrs - 1`
-    tracked frames just before it. Frames missing from memory are skipped.
+    just before this one in tracking direction. Pointers: conditioning frames not ahead of
+    this frame, then up to `max_obj_ptrs - 1` tracked frames just before it. Frames missing
+    from the object's results are skipped.
     """
     step = -1 if reverse else 1
-    memories = [MemoryItem(out.memory, 0) for out in track.cond.values()]
+    spatial = [SpatialMemory(f, 0, out) for f, out in track.cond.items()]
     for t_pos in range(1, num_maskmem):
-        prev = track.non_cond.get(frame_idx - step * (num_maskmem - t_pos))
-        if prev is not None:
-            memories.append(MemoryItem(prev.memory, t_pos))
+        f = frame_idx - step * (num_maskmem - t_pos)
+        if f in track.non_cond:
+            spatial.append(SpatialMemory(f, t_pos, track.non_cond[f]))
 
-    max_ptrs = min(num_frames, max_obj_ptrs)
     pointers = []
-    for t, out in track.cond.items():
-        behind = t >= frame_idx if reverse else t <= frame_idx
-        if behind:
-            offset = (frame_idx - t) * step if signed_offsets else abs(frame_idx - t)
-            pointers.append(PointerItem(out.obj_ptr, offset))
-    for t_diff in range(1, max_ptrs):
-        t = frame_idx - step * t_diff
-        if t < 0 or t >= num_frames:
+    for f, out in track.cond.items():
+        if (f >= frame_idx) if reverse else (f <= frame_idx):
+            offset = (frame_idx - f) * step if signed_offsets else abs(frame_idx - f)
+            pointers.append(PointerMemory(f, offset, out))
+    for t_diff in range(1, min(num_frames, max_obj_ptrs)):
+        f = frame_idx - step * t_diff
+        if f < 0 or f >= num_frames:
             break
-        out = track.non_cond.get(t)
-        if out is not None:
-            pointers.append(PointerItem(out.obj_ptr, t_diff))
-    return memories, pointers
+        if f in track.non_cond:
+            pointers.append(PointerMemory(f, t_diff, track.non_cond[f]))
+    return spatial, pointers

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
+
+import cv2
 
 import numpy as np
 import torch
@@ -19,13 +21,20 @@ from .modeling.sam2_model import ImageFeatures, Points
 
 @dataclass
 class FrameOutput:
-    """One object's result on one frame; the memory bank is made of these."""
+    """One object's result on one frame; the memory bank is made of these.
 
-    mask_logits: torch.Tensor  # (1, 1, 4h, 4w) low-res logits (holes filled)
+    `mask_logits` are the logits the frame's memory is (or will be) encoded from: the
+    decoder's raw output on tracked frames, hole-filled on prompted ones (as in Meta's
+    code). Outputs are hole-filled on the way out, so keeping these lets an evicted
+    memory be recomputed exactly.
+    """
+
+    mask_logits: torch.Tensor  # (1, 1, 4h, 4w) low-res logits
     obj_ptr: torch.Tensor  # (1, C)
     object_score_logits: torch.Tensor  # (1, 1)
     is_cond: bool  # conditioning frame (prompted with no memory) or tracked/corrected frame
-    memory: torch.Tensor | None = None  # (1, mem_dim, h, w) bfloat16; None until encoded
+    from_prompt: bool  # prompted frames' memories see the binarised mask, tracked ones the sigmoid
+    memory: torch.Tensor | None = None  # (1, mem_dim, h, w) bfloat16; None until encoded or once evicted
 
 
 @dataclass
@@ -48,27 +57,61 @@ class ObjectTrack:
     def prompted_frames(self) -> set[int]:
         return set(self.points) | set(self.masks)
 
+    def evict_memories(self, keep: int, around: int) -> None:
+        """Drop the memory maps of all but `keep` tracked frames, farthest from `around`
+        first. Conditioning frames keep theirs: every later frame attends to them."""
+        held = [f for f, out in self.non_cond.items() if out.memory is not None]
+        if len(held) <= keep:
+            return
+        for f in sorted(held, key=lambda f: (-abs(f - around), f))[: len(held) - keep]:
+            self.non_cond[f].memory = None
+
+    def memory_count(self) -> int:
+        """How many memory maps this object holds now."""
+        return sum(out.memory is not None for store in (self.cond, self.non_cond, self.pending) for out in store.values())
+
 
 class FrameStore:
-    """Video frames kept compact (uint8 at source size); resized for the model on use."""
+    """Video frames kept compact: uint8 at source size, or (encoding="jpeg"/"png") as
+    compressed bytes decoded on use, for long videos. "png" is lossless; "jpeg" (quality
+    95) is about 10x smaller and changes pixels slightly. Resizing for the model happens
+    on use."""
 
-    def __init__(self, frames: list[np.ndarray]) -> None:
-        if not frames:
+    def __init__(self, frames: Sequence[np.ndarray], encoding: str | None = None) -> None:
+        if len(frames) == 0:
             raise ValueError("The video has no frames.")
-        shapes = {f.shape for f in frames}
-        if len(shapes) != 1:
-            raise ValueError(f"All frames must have the same size; got {sorted(shapes)}")
-        height, width, channels = frames[0].shape
-        if channels != 3 or frames[0].dtype != np.uint8:
-            raise ValueError("Frames must be H x W x 3 uint8 RGB arrays.")
-        self._frames = frames
-        self.height, self.width = height, width
+        first = np.asarray(frames[0])
+        if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+            raise ValueError(f"Frames must be H x W x 3 uint8 RGB arrays; got shape {first.shape}, dtype {first.dtype}.")
+        if encoding not in (None, "jpeg", "png"):
+            raise ValueError(f"Unknown frame encoding {encoding!r}: use None, 'jpeg' or 'png'.")
+        self.height, self.width = first.shape[:2]
+        self.encoding = encoding
+        self._frames: list = []
+        for i, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            if frame.shape != first.shape or frame.dtype != np.uint8:
+                raise ValueError(f"Frame {i} is {frame.shape} {frame.dtype}; frame 0 is {first.shape} uint8.")
+            self._frames.append(self._encode(frame) if encoding else frame)
+
+    def _encode(self, frame: np.ndarray) -> bytes:
+        ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]) if self.encoding == "jpeg" else (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        ok, buf = cv2.imencode(ext, np.ascontiguousarray(frame[..., ::-1]), params)
+        if not ok:
+            raise ValueError(f"Could not encode a frame as {self.encoding}.")
+        return buf.tobytes()
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return self._frames[index]
+        item = self._frames[index]
+        if self.encoding is None:
+            return item
+        return cv2.imdecode(np.frombuffer(item, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+    def nbytes(self) -> int:
+        return sum(len(f) if isinstance(f, bytes) else f.nbytes for f in self._frames)
 
 
 class FeatureCache:

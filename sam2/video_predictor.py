@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .memory_bank import select_memories
-from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, Points, SAM2Model
+from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, MemoryItem, PointerItem, Points, SAM2Model
 from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
 from .transforms import fill_holes, resize_logits, video_frame_to_input
 from .video_io import VideoSource, load_video_frames
@@ -29,16 +29,25 @@ class SAM2VideoPredictor:
         fill_hole_area: int | None = None,
         corrections_as_cond: bool = False,
         feature_cache_size: int = 4,
+        memory_window: int | None = 16,
+        frame_encoding: str | None = None,
     ) -> None:
         """corrections_as_cond: store prompts on already-tracked frames as conditioning
         frames, so that later tracking keeps them (Meta's `add_all_frames_to_correct_as_cond`;
-        off by default, as in Meta's code, where re-tracking through such a frame replaces it)."""
+        off by default, as in Meta's code, where re-tracking through such a frame replaces it).
+        memory_window: memory maps kept per object for tracked frames (conditioning frames
+        always keep theirs); older ones are dropped and recomputed exactly if needed again.
+        None keeps all. frame_encoding: None (uint8 frames), "png" or "jpeg" (see FrameStore)."""
         self.model = model.eval()
         self.config = model.config
         self.image_size = model.config.image_size
         self.fill_hole_area = model.config.fill_hole_area if fill_hole_area is None else fill_hole_area
         self.corrections_as_cond = corrections_as_cond
         self.feature_cache_size = feature_cache_size
+        if memory_window is not None and memory_window < model.config.num_maskmem - 1:
+            raise ValueError(f"memory_window must be at least {model.config.num_maskmem - 1} (the frames tracking attends to).")
+        self.memory_window = memory_window
+        self.frame_encoding = frame_encoding
 
     @property
     def device(self) -> torch.device:
@@ -53,12 +62,16 @@ class SAM2VideoPredictor:
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
     ) -> VideoSession:
-        """Start a session on a video file, a folder of frames or a list of HxWx3 uint8 frames.
+        """Start a session on a video file, a folder of frames, a list of HxWx3 uint8 frames
+        or a `FrameStore`.
 
-        Frames stay compact (uint8 at source size) on the CPU whatever the offload flags
-        (accepted for compatibility); features are computed on demand and a few are cached.
+        Frames stay compact (uint8 at source size, or encoded) on the CPU whatever the offload
+        flags (accepted for compatibility); features are computed on demand and a few cached.
         """
-        frames = FrameStore(load_video_frames(video))
+        if isinstance(video, FrameStore):
+            frames = video
+        else:
+            frames = FrameStore(load_video_frames(video), encoding=self.frame_encoding)
         return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size))
 
     def reset_state(self, inference_state: VideoSession) -> None:
@@ -192,8 +205,10 @@ class SAM2VideoPredictor:
                 if out is None:
                     out = self._track_frame(session, track, frame_idx, reverse)
                     track.non_cond[frame_idx] = out
+                    if self.memory_window is not None:
+                        track.evict_memories(self.memory_window, around=frame_idx)
                 track.tracked[frame_idx] = reverse
-                logits.append(out.mask_logits)
+                logits.append(self._output_logits(out))
             masks = resize_logits(torch.cat(logits), session.video_height, session.video_width)
             yield frame_idx, session.obj_ids, masks
 
@@ -230,11 +245,11 @@ class SAM2VideoPredictor:
         else:
             # The previous result on this frame guides the new one (as in interactive SAM).
             previous = track.latest_output(frame_idx)
-            prev_logits = previous.mask_logits.clamp(-32.0, 32.0) if previous is not None else None
-            memories, pointers = None, []
-            if not is_init:
-                memories, pointers = self._select(session, track, frame_idx, reverse)
-            pix_feat = self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+            prev_logits = self._output_logits(previous).clamp(-32.0, 32.0) if previous is not None else None
+            if is_init:
+                pix_feat = self.model.condition_on_memory(features, None, [], session.num_frames)
+            else:
+                pix_feat = self._condition(session, track, frame_idx, reverse, features)
             multimask = self.model.use_multimask(points.labels.shape[1])
             pred = self.model.decode(pix_feat, features.high_res, points, prev_logits, multimask)
         track.pending[frame_idx] = FrameOutput(
@@ -242,43 +257,60 @@ class SAM2VideoPredictor:
             obj_ptr=pred.obj_ptr,
             object_score_logits=pred.object_score_logits,
             is_cond=is_init or self.corrections_as_cond,
+            from_prompt=True,
         )
 
     def _commit_pending(self, session: VideoSession, track: ObjectTrack) -> None:
         """Encode memories for prompt results and store them (conditioning or not)."""
         for frame_idx, out in track.pending.items():
-            if out.memory is None:
-                features = self._features(session, frame_idx)
-                high_res = self.model.upsample_to_input(out.mask_logits)
-                memory = self.model.encode_memory(features, high_res, out.object_score_logits, binarize=True)
-                out.memory = memory.to(torch.bfloat16)
+            self._memory_of(session, frame_idx, out)
             (track.cond if out.is_cond else track.non_cond)[frame_idx] = out
         track.pending.clear()
         for frame_idx in track.cond:
             track.non_cond.pop(frame_idx, None)
 
-    def _select(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool):
+    def _condition(
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool, features: ImageFeatures
+    ) -> torch.Tensor:
+        """The frame's features after attending to the object's memories."""
         cfg = self.config
-        return select_memories(
+        spatial, pointers = select_memories(
             track, frame_idx, reverse, session.num_frames,
             num_maskmem=cfg.num_maskmem,
             max_obj_ptrs=cfg.max_obj_ptrs_in_encoder,
             signed_offsets=cfg.use_signed_tpos_enc_to_obj_ptrs,
         )
+        memories = [MemoryItem(self._memory_of(session, m.frame_idx, m.output), m.t_pos) for m in spatial]
+        pointer_items = [PointerItem(p.output.obj_ptr, p.offset) for p in pointers]
+        return self.model.condition_on_memory(features, memories, pointer_items, session.num_frames)
+
+    def _memory_of(self, session: VideoSession, frame_idx: int, out: FrameOutput) -> torch.Tensor:
+        """A frame's memory map, encoded now if it is new or was evicted (the same inputs
+        give the same map: the frame's features and the logits kept in `out`)."""
+        if out.memory is None:
+            features = self._features(session, frame_idx)
+            high_res = self.model.upsample_to_input(out.mask_logits)
+            memory = self.model.encode_memory(features, high_res, out.object_score_logits, binarize=out.from_prompt)
+            out.memory = memory.to(torch.bfloat16)
+        return out.memory
 
     def _track_frame(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool) -> FrameOutput:
         features = self._features(session, frame_idx)
-        memories, pointers = self._select(session, track, frame_idx, reverse)
-        pix_feat = self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+        pix_feat = self._condition(session, track, frame_idx, reverse, features)
         pred = self.model.decode(pix_feat, features.high_res, None, None, self.model.use_multimask(0))
-        memory = self.model.encode_memory(features, pred.high_res_masks, pred.object_score_logits, binarize=False)
-        return FrameOutput(
-            mask_logits=fill_holes(pred.low_res_masks, self.fill_hole_area),
+        out = FrameOutput(
+            mask_logits=pred.low_res_masks,
             obj_ptr=pred.obj_ptr,
             object_score_logits=pred.object_score_logits,
             is_cond=False,
-            memory=memory.to(torch.bfloat16),
+            from_prompt=False,
         )
+        self._memory_of(session, frame_idx, out)
+        return out
+
+    def _output_logits(self, out: FrameOutput) -> torch.Tensor:
+        """Low-res logits as shown to the user: small holes filled (idempotent)."""
+        return fill_holes(out.mask_logits, self.fill_hole_area)
 
     def _frame_masks(self, session: VideoSession, frame_idx: int) -> torch.Tensor:
         """Every object's newest mask logits on a frame at video size -> (N, 1, H, W);
@@ -288,7 +320,7 @@ class SAM2VideoPredictor:
         for i, track in enumerate(session.tracks.values()):
             out = track.latest_output(frame_idx)
             if out is not None:
-                masks[i : i + 1] = resize_logits(out.mask_logits, h, w).cpu()
+                masks[i : i + 1] = resize_logits(self._output_logits(out), h, w).cpu()
         return masks.to(self.device)
 
     @staticmethod
