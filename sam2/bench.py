@@ -1,15 +1,18 @@
-"""Benchmark: `python -m sam2.bench --variant sam2.1_hiera_t --image-size 1024`.
+"""Benchmark: `python -m sam2.bench --variant sam2.1_hiera_t --image-size 1024 --mode exact`.
 
 Prints image-encoder seconds per frame, click-to-mask seconds on an encoded frame,
 propagation seconds per frame for 1 and 3 objects, and peak RSS. Timings do not depend on
 the weights' values, so without --checkpoint the model uses freshly initialised weights.
 The video is synthetic (moving shapes, 854x480 by default), like a typical upload.
+
+--long-frames N also tracks one object over N frames and prints the RSS growth per frame;
+--agreement replays the reference cases (tests/fixtures, run from the repository) in exact
+and fast mode and prints the mask IoU between the two per case.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import time
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ import torch
 
 from .build import build_model, load_model
 from .config import get_config, resolve_variant
+from .precision import Precision
 from .video_predictor import SAM2VideoPredictor
 
 
@@ -61,12 +65,17 @@ def _timed(fn, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[int], precision) -> Figures:
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[int]) -> Figures:
     model = predictor.model
     size = model.config.image_size
     from .transforms import video_frame_to_input
 
-    with torch.inference_mode(), precision():
+    with torch.inference_mode(), predictor.precision():
         image = video_frame_to_input(frames[0], size)[None]
         model.encode_image(image)  # warm-up
         encode_s = _timed(lambda: model.encode_image(image), 3)
@@ -88,6 +97,44 @@ def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[i
     return Figures(encode_s, click_s, propagate_s, peak_rss_mb())
 
 
+def rss_growth_per_frame(predictor: SAM2VideoPredictor, num_frames: int, warmup: int = 30) -> tuple[float, float]:
+    """Track one object over a synthetic video; -> (MB per frame after warm-up, final RSS)."""
+    frames = synthetic_video(num_frames)
+    state = predictor.init_state(frames)
+    predictor.add_new_points_or_box(state, 0, 1, points=[object_points()[0]], labels=[1])
+    start_rss = None
+    for frame_idx, _, _ in predictor.propagate_in_video(state):
+        if frame_idx == warmup:
+            start_rss = current_rss_mb()
+    end_rss = current_rss_mb()
+    return (end_rss - start_rss) / (num_frames - 1 - warmup), end_rss
+
+
+def agreement(model, fast: str) -> dict[str, tuple[float, float]]:
+    """Per reference case: (mean, min) IoU of every mask output, fast vs exact mode."""
+    from tests.parity import replay_video_case  # the cases live in the repository's tests/
+    from tests.reference import load_case, reference_state_dict
+
+    results = {}
+    for name in ("video_s21_512", "video_t20_512", "video_t21_1024"):
+        case, frames, _ = load_case(name)
+        case_model = load_model(case["config"], reference_state_dict(case["config"]),
+                                image_size=case["image_size"], postprocessing=case["postprocessing"],
+                                device=model.device)
+        outputs = []
+        for precision in ("float32", fast):
+            predictor = SAM2VideoPredictor(case_model, precision=precision)
+            replay = replay_video_case(name, predictor, predictor.init_state(frames))
+            outputs.append([o.masks > 0 for o in replay if o.masks is not None])
+        ious = []
+        for exact, quick in zip(*outputs):
+            for a, b in zip(exact, quick):
+                union = np.logical_or(a, b).sum()
+                ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
+        results[name] = (float(np.mean(ious)), float(np.min(ious)))
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="sam2.1_hiera_t")
@@ -96,9 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames to propagate over")
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--mode", choices=["exact", "fast"], default="exact",
-                        help="exact: float32; fast: bfloat16 autocast (CPU with AVX-512 BF16/AMX, or GPU)")
+                        help="exact: float32; fast: bfloat16 (CPU with AVX-512 BF16/AMX, GPU) or float16 (other GPUs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
+    parser.add_argument("--agreement", action="store_true", help="also print fast-vs-exact IoU on the reference cases")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,17 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         torch.manual_seed(0)
         model = build_model(get_config(variant, image_size=args.image_size), device=args.device)
-    predictor = SAM2VideoPredictor(model)
-    device_type = torch.device(args.device).type
-
-    def precision():
-        if args.mode == "fast":
-            return torch.autocast(device_type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    fast = Precision.fastest_supported(args.device)
+    precision = fast if args.mode == "fast" else "float32"
+    predictor = SAM2VideoPredictor(model, precision=precision)
 
     frames = synthetic_video(args.frames + 1)
-    figures = run(predictor, frames, args.objects, precision)
-    print(f"# {variant}, image size {args.image_size}, {args.mode} mode, {args.device}, "
+    figures = run(predictor, frames, args.objects)
+    print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
     print("| measure | value |")
     print("|---|---|")
@@ -128,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     for count, seconds in figures.propagate_s.items():
         print(f"| propagate, {count} object{'s' if count > 1 else ''} | {seconds:.3f} s/frame |")
     print(f"| peak RSS | {figures.peak_rss_mb:.0f} MB |")
+    if args.long_frames:
+        growth, final = rss_growth_per_frame(predictor, args.long_frames)
+        print(f"| RSS growth, 1 object, {args.long_frames} frames | {growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
+    if args.agreement:
+        for name, (mean_iou, min_iou) in agreement(model, fast).items():
+            print(f"| fast ({fast}) vs exact, {name} | mean IoU {mean_iou:.4f}, min {min_iou:.4f} |")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def video_frame_to_input(frame: np.ndarray, image_size: int) -> torch.Tensor:
 def image_to_input(image: np.ndarray, image_size: int) -> torch.Tensor:
     """HxWx3 uint8 -> (3, S, S) float32 the way SAM 2's image predictor does it:
     scale to [0, 1] first, then an antialiased bilinear resize of the float image."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
     x = F.interpolate(x[None], (image_size, image_size), mode="bilinear", align_corners=False, antialias=True)[0]
     return _normalise(x)
 

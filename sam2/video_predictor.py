@@ -17,6 +17,7 @@ import torch
 from .memory_bank import select_memories
 from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, MemoryItem, PointerItem, Points, SAM2Model
 from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
+from .precision import Precision
 from .transforms import fill_holes, resize_logits, video_frame_to_input
 from .video_io import VideoSource, load_video_frames
 
@@ -31,13 +32,16 @@ class SAM2VideoPredictor:
         feature_cache_size: int = 4,
         memory_window: int | None = 16,
         frame_encoding: str | None = None,
+        precision: str = "float32",
     ) -> None:
         """corrections_as_cond: store prompts on already-tracked frames as conditioning
         frames, so that later tracking keeps them (Meta's `add_all_frames_to_correct_as_cond`;
         off by default, as in Meta's code, where re-tracking through such a frame replaces it).
         memory_window: memory maps kept per object for tracked frames (conditioning frames
         always keep theirs); older ones are dropped and recomputed exactly if needed again.
-        None keeps all. frame_encoding: None (uint8 frames), "png" or "jpeg" (see FrameStore)."""
+        None keeps all. frame_encoding: None (uint8 frames), "png" or "jpeg" (see FrameStore).
+        precision: "float32" (exact, matches Meta's float32 results) or "bfloat16"/"float16"
+        (fast mode: autocast, for CPUs with AVX-512 BF16/AMX and for GPUs)."""
         self.model = model.eval()
         self.config = model.config
         self.image_size = model.config.image_size
@@ -48,6 +52,7 @@ class SAM2VideoPredictor:
             raise ValueError(f"memory_window must be at least {model.config.num_maskmem - 1} (the frames tracking attends to).")
         self.memory_window = memory_window
         self.frame_encoding = frame_encoding
+        self.precision = Precision(precision, model.device)
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +113,8 @@ class SAM2VideoPredictor:
             prompt = Points(torch.cat([old.coords, prompt.coords], 1), torch.cat([old.labels, prompt.labels], 1))
         track.points[frame_idx] = prompt
         track.masks.pop(frame_idx, None)
-        self._predict_prompted_frame(session, track, frame_idx, points=prompt, mask=None)
+        with self.precision():
+            self._predict_prompted_frame(session, track, frame_idx, points=prompt, mask=None)
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
 
     add_new_points = add_new_points_or_box
@@ -132,7 +138,8 @@ class SAM2VideoPredictor:
         track = session.track(obj_id)
         track.masks[frame_idx] = mask
         track.points.pop(frame_idx, None)
-        self._predict_prompted_frame(session, track, frame_idx, points=None, mask=mask)
+        with self.precision():
+            self._predict_prompted_frame(session, track, frame_idx, points=None, mask=mask)
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
 
     @torch.inference_mode()
@@ -179,8 +186,9 @@ class SAM2VideoPredictor:
                 f"Object(s) {unprompted} have no prompt on any frame (their prompts were cleared). "
                 "Add a point, box or mask for them, or remove them, before tracking."
             )
-        for track in session.tracks.values():
-            self._commit_pending(session, track)
+        with self.precision():
+            for track in session.tracks.values():
+                self._commit_pending(session, track)
 
     @torch.inference_mode()
     def propagate_in_video(
@@ -203,7 +211,8 @@ class SAM2VideoPredictor:
             for track in session.tracks.values():
                 out = track.cond.get(frame_idx)
                 if out is None:
-                    out = self._track_frame(session, track, frame_idx, reverse)
+                    with self.precision():
+                        out = self._track_frame(session, track, frame_idx, reverse)
                     track.non_cond[frame_idx] = out
                     if self.memory_window is not None:
                         track.evict_memories(self.memory_window, around=frame_idx)

@@ -4,6 +4,7 @@ with what Meta's implementation produced, at the tolerances of tests/fixtures/RE
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -72,66 +73,93 @@ class _PromptLedger:
         return (obj, frame) in self.prompt_only
 
 
-def run_video_case(name: str, predictor=None, **predictor_options) -> list[Comparison]:
-    case, frames, expected = load_case(name)
-    if predictor is None:
-        predictor = build_video_predictor(
-            case["config"], reference_state_dict(case["config"]), image_size=case["image_size"],
-            postprocessing=case["postprocessing"], **predictor_options,
-        )
-    state = predictor.init_state(frames)
-    ledger = _PromptLedger()
-    results: list[Comparison] = []
+@dataclass
+class StepOutput:
+    """What one step of a case returned: masks for one frame (or None for steps without output)."""
 
-    def check_masks(key: str, frame: int, obj_ids: list[int], masks: torch.Tensor) -> None:
-        want = expected[key]
-        assert list(obj_ids) == [int(i) for i in expected[key.replace("masks", "obj_ids")]], key
-        for k, obj in enumerate(obj_ids):
-            exp = want[k]
-            strict = ledger.strict(obj, frame) or bool((exp == -1024).all())
-            results.append(compare(f"{name}:{key}:f{frame}:obj{obj}", masks[k].numpy(), exp, strict))
+    index: int
+    step: dict
+    frame: int | None = None
+    obj_ids: list[int] = field(default_factory=list)
+    masks: np.ndarray | None = None  # (N_obj, 1, H, W) logits
+    position: int = 0  # position of the frame within a propagation's outputs
 
+
+def replay_video_case(name: str, predictor, state) -> Iterator[StepOutput]:
+    """Run a case's steps on `state`, yielding every mask output in order."""
+    case, _, _ = load_case(name)
     for i, step in enumerate(case["steps"]):
-        key = f"step{i:02d}_masks"
         op = step["op"]
         if op == "add_points_or_box":
-            ledger.prompt(step["obj_id"], step["frame"])
             frame, obj_ids, masks = predictor.add_new_points_or_box(
                 state, step["frame"], step["obj_id"], points=step.get("points"), labels=step.get("labels"),
                 box=step.get("box"), clear_old_points=step.get("clear_old_points", True),
             )
-            check_masks(key, frame, obj_ids, masks)
+            yield StepOutput(i, step, frame, list(obj_ids), masks.numpy())
         elif op == "add_mask":
             mask = np.load(FIXTURES / name / step["mask_file"])["mask"]
-            ledger.prompt(step["obj_id"], step["frame"])
             frame, obj_ids, masks = predictor.add_new_mask(state, step["frame"], step["obj_id"], mask)
-            check_masks(key, frame, obj_ids, masks)
+            yield StepOutput(i, step, frame, list(obj_ids), masks.numpy())
         elif op == "propagate":
-            outputs = list(predictor.propagate_in_video(
+            outputs = predictor.propagate_in_video(
                 state, start_frame_idx=step.get("start_frame"), max_frame_num_to_track=step.get("max_frames"),
                 reverse=step.get("reverse", False),
-            ))
-            frames_done = [f for f, _, _ in outputs]
-            assert frames_done == expected[f"step{i:02d}_frames"].tolist(), f"{name} step {i}: frames {frames_done}"
+            )
             for t, (frame, obj_ids, masks) in enumerate(outputs):
-                want_key = f"step{i:02d}_masks"
-                exp = expected[want_key][t]
-                for k, obj in enumerate(obj_ids):
-                    strict = ledger.strict(obj, frame)
-                    results.append(compare(f"{name}:{want_key}:f{frame}:obj{obj}", masks[k].numpy(), exp[k], strict))
-            if outputs:
-                ledger.propagated(outputs[0][1], frames_done)
+                yield StepOutput(i, step, frame, list(obj_ids), masks.numpy(), position=t)
+            yield StepOutput(i, step)  # end of the propagation
         elif op == "clear_frame":
-            ledger.cleared(step["obj_id"], step["frame"])
             predictor.clear_all_prompts_in_frame(state, step["frame"], step["obj_id"])
+            yield StepOutput(i, step)
         elif op == "remove_object":
-            ledger.removed(step["obj_id"])
             predictor.remove_object(state, step["obj_id"])
+            yield StepOutput(i, step)
         elif op == "reset":
-            ledger = _PromptLedger()
             predictor.reset_state(state)
+            yield StepOutput(i, step)
         else:
             raise ValueError(f"unknown step {op}")
+
+
+def build_case_predictor(name: str, **predictor_options):
+    case, frames, _ = load_case(name)
+    predictor = build_video_predictor(
+        case["config"], reference_state_dict(case["config"]), image_size=case["image_size"],
+        postprocessing=case["postprocessing"], **predictor_options,
+    )
+    return predictor, frames
+
+
+def run_video_case(name: str, **predictor_options) -> list[Comparison]:
+    _, _, expected = load_case(name)
+    predictor, frames = build_case_predictor(name, **predictor_options)
+    state = predictor.init_state(frames)
+    ledger = _PromptLedger()
+    results: list[Comparison] = []
+    propagated: list[int] = []
+    for out in replay_video_case(name, predictor, state):
+        op, step, key = out.step["op"], out.step, f"step{out.index:02d}_masks"
+        if op in ("add_points_or_box", "add_mask"):
+            ledger.prompt(step["obj_id"], step["frame"])
+        elif op == "clear_frame":
+            ledger.cleared(step["obj_id"], step["frame"])
+        elif op == "remove_object":
+            ledger.removed(step["obj_id"])
+        elif op == "reset":
+            ledger = _PromptLedger()
+        if out.masks is None:
+            if op == "propagate":
+                assert propagated == expected[f"step{out.index:02d}_frames"].tolist(), f"{name} step {out.index}: frames {propagated}"
+                ledger.propagated(list(expected[key.replace("masks", "obj_ids")]), propagated)
+                propagated = []
+            continue
+        assert out.obj_ids == [int(i) for i in expected[key.replace("masks", "obj_ids")]], key
+        want = expected[key][out.position] if op == "propagate" else expected[key]
+        if op == "propagate":
+            propagated.append(out.frame)
+        for k, obj in enumerate(out.obj_ids):
+            strict = ledger.strict(obj, out.frame) or (op != "propagate" and bool((want[k] == -1024).all()))
+            results.append(compare(f"{name}:{key}:f{out.frame}:obj{obj}", out.masks[k], want[k], strict))
 
     results += _compare_final_memory(name, state, expected, ledger)
     return results
