@@ -16,8 +16,8 @@ import torch
 
 from .memory_bank import select_memories
 from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, MemoryItem, PointerItem, Points, SAM2Model
-from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
 from .precision import Precision
+from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
 from .transforms import fill_holes, resize_logits, video_frame_to_input
 from .video_io import VideoSource, load_video_frames
 
