@@ -1,0 +1,157 @@
+"""SAM 2 video annotator: a web page to mark objects in a video and track them with SAM 2.
+
+    python app.py                       # http://127.0.0.1:7860, sam2.1_hiera_tiny at 1024
+    python app.py --model sam2.1_hiera_small --image-size 768 --max-frames 300
+    python app.py --host 0.0.0.0        # reachable from other machines (hosting)
+
+The model is loaded once and shared by everyone using the page; each browser tab has its own
+work (see ui/sessions.py). Without --checkpoint the official checkpoint is downloaded into
+checkpoints/ on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SIZES = (512, 768, 1024)
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """The command line, parsed and checked."""
+
+    model: str
+    checkpoint: Path | None
+    image_size: int
+    device: str
+    host: str
+    port: int
+    share: bool
+    max_frames: int
+    max_seconds: float
+    max_side: int
+    max_upload_mb: int
+    session_ttl_min: float
+    max_sessions: int
+    queue_size: int
+
+
+def parse_args(argv: list[str] | None = None) -> AppOptions:
+    from sam2.config import resolve_variant
+
+    parser = argparse.ArgumentParser(description="SAM 2 video annotator (a Gradio web page).")
+    parser.add_argument("--model", default="sam2.1_hiera_tiny",
+                        help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} or _t/_s/_b+/_l")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: download the official one)")
+    parser.add_argument("--image-size", type=int, default=1024, choices=IMAGE_SIZES,
+                        help="model input size; 512 is about 4x faster on a CPU, 1024 is the most accurate")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+                        help="port (default: $GRADIO_SERVER_PORT, else $PORT as hosts set it, else 7860)")
+    parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
+    parser.add_argument("--max-frames", type=int, default=600, help="most frames a video may have after sampling")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="longest video accepted, in seconds")
+    parser.add_argument("--max-side", type=int, default=1280, help="frames are scaled down to this longest side")
+    parser.add_argument("--max-upload-mb", type=int, default=500, help="largest upload accepted, in MB")
+    parser.add_argument("--session-ttl-min", type=float, default=30.0,
+                        help="free a browser tab's work after this many idle minutes")
+    parser.add_argument("--max-sessions", type=int, default=8, help="most browser tabs working at once")
+    parser.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
+    args = parser.parse_args(argv)
+    try:
+        model = resolve_variant(args.model)
+    except ValueError as exc:
+        parser.error(str(exc))
+    for name in ("max_frames", "max_seconds", "max_side", "max_upload_mb", "session_ttl_min", "max_sessions", "queue_size"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    return AppOptions(
+        model, args.checkpoint, args.image_size, args.device, args.host, args.port, args.share, args.max_frames,
+        args.max_seconds, args.max_side, args.max_upload_mb, args.session_ttl_min, args.max_sessions, args.queue_size,
+    )  # fmt: skip
+
+
+def resolve_checkpoint(options: AppOptions) -> Path:
+    """--checkpoint, or the official file (downloaded with a progress bar when missing)."""
+    if options.checkpoint is not None:
+        if not options.checkpoint.is_file():
+            from sam2.checkpoint import CheckpointError
+
+            raise CheckpointError(f"The checkpoint file {options.checkpoint} does not exist.")
+        return options.checkpoint
+    from checkpoints.download import ensure_checkpoint
+
+    return ensure_checkpoint(options.model)
+
+
+def prepare_temp_root() -> Path:
+    """Gradio's cache folder (uploads, served files) and our session folders live together in
+    one fresh temporary folder, removed at exit. A GRADIO_TEMP_DIR set by the host is kept."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        root = Path(tempfile.mkdtemp(prefix="sam2-app-"))
+        os.environ["GRADIO_TEMP_DIR"] = str(root)
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+    root = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    temp_root = prepare_temp_root()  # before importing gradio, which reads it
+
+    from sam2.checkpoint import CheckpointError
+    from ui.engine import Engine, ModelSpec
+
+    try:
+        checkpoint = resolve_checkpoint(options)
+        print(f"Loading {options.model} from {checkpoint} (image size {options.image_size}, {options.device})...", flush=True)
+        engine = Engine.load(ModelSpec(options.model, checkpoint, options.image_size, options.device))
+    except CheckpointError as exc:  # CheckpointUnavailable too: offline, or a bad file
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+    from starlette.middleware import Middleware
+
+    from ui.access import SessionFileGuard
+    from ui.layout import build_page
+    from ui.media import MediaLimits
+    from ui.sessions import SessionStore
+
+    store = SessionStore(temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions)
+    store.start_sweeper()
+    atexit.register(store.shutdown)
+    limits = MediaLimits(max_frames=options.max_frames, max_seconds=options.max_seconds, max_side=options.max_side)
+    demo = build_page(store, engine, limits)
+    demo.queue(max_size=options.queue_size, default_concurrency_limit=4)
+    demo.launch(
+        server_name=options.host,
+        server_port=options.port,
+        share=options.share,
+        max_file_size=f"{options.max_upload_mb}mb",
+        allowed_paths=[],
+        ssr_mode=False,
+        footer_links=["api"],
+        app_kwargs={"middleware": [Middleware(SessionFileGuard, store=store)]},
+        css=_css(),
+    )
+    return 0
+
+
+def _css() -> str:
+    from ui.layout import CSS
+
+    return CSS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""End to end in a real browser: the real app (subprocess, reference weights, image size 512),
+real ffmpeg-made videos, headless Chromium driven by Playwright.
+
+The main flow clicks, boxes, undoes, tracks, corrects and exports like a person would, and
+checks every export against the predictor driven directly with the same prompts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import media_factory
+from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
+from ui import export as exporting
+from ui.media import MediaLimits, decode, probe
+from ui.render import draw_prompts, label_map, object_color, overlay
+from ui.views import TimelineGeometry
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+SIZE = (320, 240)
+FPS = 8
+TIMEOUT_MS = 60_000
+APP_LIMITS = ("--max-seconds", "4", "--max-frames", "40")
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="module")
+def app(reference_checkpoint: Path, workdir: Path):
+    running = start_app(reference_checkpoint, workdir, *APP_LIMITS)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def video(workdir: Path) -> Path:
+    """8 frames of 320x240 test pattern with a sine tone."""
+    return media_factory.testsrc(workdir / "clip.mp4", size=SIZE, fps=FPS, seconds=1.0, audio=True)
+
+
+@pytest.fixture(scope="module")
+def frames(video: Path) -> list[np.ndarray]:
+    """The frames exactly as the app decodes them (same decoder, same limits)."""
+    return decode(video, MediaLimits(max_seconds=4, max_frames=40)).frames
+
+
+def new_page(browser, app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app.url)
+    page.wait_for_selector("#upload input[type=file]", state="attached")
+    return page
+
+
+# ----------------------------------------------------------------------------- page helpers
+
+
+def status(page) -> str:
+    return page.locator("#status").inner_text()
+
+
+def wait_status(page, text: str) -> str:
+    page.wait_for_function(
+        "([t]) => (document.querySelector('#status')?.innerText || '').includes(t)", arg=[text], timeout=TIMEOUT_MS
+    )
+    return status(page)
+
+
+def viewer_src(page) -> str:
+    img = page.locator("#viewer img")
+    return img.get_attribute("src") if img.count() else ""
+
+
+def wait_new_view(page, old: str) -> str:
+    """Wait until the viewer shows a new picture (every change writes a new file)."""
+    page.wait_for_function(
+        "([old]) => { const i = document.querySelector('#viewer img'); return i && i.src && i.src !== old"
+        " && i.complete && i.naturalWidth > 0; }",
+        arg=[old],
+        timeout=TIMEOUT_MS,
+    )
+    return page.locator("#viewer img").evaluate("i => i.src")
+
+
+def click_image(page, selector: str, x: float, y: float) -> None:
+    """Click natural-pixel (x, y) of an image, using Gradio's own mapping (contain, no upscale)."""
+    img = page.locator(f"{selector} img")
+    geometry = img.evaluate(
+        "i => { const r = i.getBoundingClientRect(); return [r.width, r.height, i.naturalWidth, i.naturalHeight]; }"
+    )
+    width, height, nat_w, nat_h = geometry
+    scale = min(width / nat_w, height / nat_h, 1.0)
+    off_x, off_y = (width - nat_w * scale) / 2, (height - nat_h * scale) / 2
+    img.click(position={"x": off_x + (x + 0.5) * scale, "y": off_y + (y + 0.5) * scale})
+
+
+def act(page, action) -> str:
+    """Do something that changes the view; wait for the new picture."""
+    old = page.locator("#viewer img").evaluate("i => i.src")
+    action()
+    return wait_new_view(page, old)
+
+
+def choose(page, group: str, label: str) -> None:
+    page.locator(f"{group} label").filter(has_text=label).click()
+
+
+def fetch(page, url: str):
+    """GET with the page's cookies (the browser's own session)."""
+    return page.context.request.get(url)
+
+
+def fetch_image(page, url: str) -> np.ndarray:
+    response = fetch(page, url)
+    assert response.ok, response.status
+    return np.array(Image.open(io.BytesIO(response.body())).convert("RGB"))
+
+
+def upload(page, path: Path) -> None:
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+
+
+def goto_frame(page, frame: int, frames: int) -> str:
+    cell = TimelineGeometry.for_frames(frames).cell
+    return act(page, lambda: click_image(page, "#timeline", frame * cell + cell // 2, 10))
+
+
+def track(page, direction: str) -> str:
+    """Press a Track button and wait for that run's final line."""
+    page.locator(f"#track-{direction}").click()
+    page.wait_for_function(
+        "([d]) => { const t = document.querySelector('#progress')?.innerText || '';"
+        " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }",
+        arg=[direction],
+        timeout=TIMEOUT_MS,
+    )
+    return page.locator("#progress").inner_text()
+
+
+def expected_view(frame: np.ndarray, masks: dict[int, np.ndarray], prompts: list[tuple]) -> np.ndarray:
+    image = overlay(frame, masks, order=sorted(masks))
+    for points, labels, box in prompts:
+        image = draw_prompts(image, points, labels, box)
+    return image
+
+
+def mismatch(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.any(a != b, axis=-1).mean())
+
+
+# ----------------------------------------------------------------------------- the main flow
+
+
+def test_annotate_track_correct_export(app, browser, video, frames, reference_checkpoint, workdir):
+    shots = workdir / "screenshots"
+    shots.mkdir(exist_ok=True)
+    n = len(frames)
+    assert n == 8
+    page = new_page(browser, app)
+
+    upload(page, video)
+    assert "Loaded 'clip.mp4'" in wait_status(page, "Loaded")
+    info = page.locator("#video-info").inner_text()
+    assert "8 frames" in info and "320x240" in info and "with sound" in info
+
+    # Object 1: two positive clicks on frame 3, undo the second, redo it.
+    goto_frame(page, 3, n)
+    assert page.locator("#frame input[type=number]").input_value() == "3"
+    p1, p2 = (150, 110), (200, 150)
+    src1 = act(page, lambda: click_image(page, "#viewer", *p1))
+    page.screenshot(path=str(shots / "01-first-click.png"))
+    ref = Replay.start(reference_checkpoint, frames)
+    m1 = ref.prompt(3, 1, [p1], [1])
+    shown = fetch_image(page, src1)
+    assert mismatch(shown, expected_view(frames[3], {1: m1}, [([p1], [1], None)])) < 0.005
+    # The mask is visible in the real screenshot too: the masked pixels are tinted.
+    pixels = np.array(Image.open(io.BytesIO(page.locator("#viewer img").screenshot())).convert("RGB"))
+    assert abs(pixels.shape[0] - 240) <= 1 and abs(pixels.shape[1] - 320) <= 1  # sub-pixel placement
+    pixels = pixels[:240, :320]
+    tint = np.abs(pixels.astype(int) - frames[3].astype(int)).sum(-1)
+    assert m1.sum() > 50 and tint[m1].mean() > 20 * max(1.0, tint[~m1].mean())
+
+    act(page, lambda: click_image(page, "#viewer", *p2))
+    m12 = ref.prompt(3, 1, [p1, p2], [1, 1])
+    src = act(page, lambda: page.locator("#undo").click())
+    assert "Undid" in status(page)
+    assert mismatch(fetch_image(page, src), expected_view(frames[3], {1: m1}, [([p1], [1], None)])) < 0.005
+    src = act(page, lambda: page.locator("#redo").click())
+    assert "Redid" in status(page)
+    assert mismatch(fetch_image(page, src), expected_view(frames[3], {1: m12}, [([p1, p2], [1, 1], None)])) < 0.005
+
+    # Object 2: a box from two clicks (the first corner shows as a pending mark).
+    act(page, lambda: page.locator("#add-object").click())
+    assert "object 2" in page.locator("#legend").inner_text()
+    choose(page, "#mode", "Box")
+    corner_src = act(page, lambda: click_image(page, "#viewer", 20, 20))
+    assert "First corner" in status(page)
+    assert mismatch(fetch_image(page, corner_src), expected_view(frames[3], {1: m12}, [([p1, p2], [1, 1], None)])) > 0
+    act(page, lambda: click_image(page, "#viewer", 120, 100))
+    ref.prompt(3, 2, box=(20, 20, 120, 100))
+
+    # Track both ways from frame 3, then correct object 2 on frame 6 and track forward again.
+    assert "9/9 frames" in track(page, "both")  # 3..7, then 3..0
+    ref.track(3, 4, False)
+    ref.track(3, 3, True)
+    page.screenshot(path=str(shots / "02-tracked.png"), full_page=True)
+    goto_frame(page, 6, n)
+    ys, xs = np.nonzero(ref.masks[6][2])
+    q = (int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    choose(page, "#mode", "Remove (-)")
+    act(page, lambda: click_image(page, "#viewer", *q))
+    ref.prompt(6, 2, [q], [0])
+    assert "2/2 frames" in track(page, "forward")
+    ref.track(6, 1, False)
+    number = page.locator("#frame input[type=number]")
+    src = act(page, lambda: (number.fill("5"), number.press("Enter")))  # the slider's number box
+    assert mismatch(fetch_image(page, src), overlay(frames[5], ref.masks[5], order=[1, 2])) < 0.005
+    page.screenshot(path=str(shots / "03-corrected.png"), full_page=True)
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    page.screenshot(path=str(docs / "screenshot.png"), full_page=True)
+
+    # Exports: every file downloaded through the page and checked.
+    page.locator("#export").click()
+    wait_status(page, "Made 6 file(s)")
+    links = page.locator("#downloads a[href]")
+    page.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 6")
+    files = {}
+    for i in range(links.count()):
+        href = links.nth(i).get_attribute("href")
+        name = href.rsplit("/", 1)[-1].split("?")[0]
+        response = fetch(page, href)
+        assert response.ok, (name, response.status)
+        files[name] = workdir / "downloads" / name
+        files[name].parent.mkdir(exist_ok=True)
+        files[name].write_bytes(response.body())
+    with page.expect_download() as download:
+        page.locator("#downloads a[href$='session.json']").first.click()
+    assert json.loads(Path(download.value.path()).read_text())["version"] == exporting.SESSION_VERSION
+    assert set(files) == {"overlay.mp4", "masks.mp4", "masks.zip", "annotations.json", "yolo.zip", "session.json"}
+    check_exports(files, frames, ref, (p1, p2, q))
+    (shots / "app-urls.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
+
+    # Load session: the saved prompts come back on the same video.
+    page.locator("#load-session input[type=file]").set_input_files(str(files["session.json"]))
+    assert "Loaded 2 object(s) and 3 prompt(s)" in wait_status(page, "from the session file")
+    page.context.close()
+
+
+def check_exports(files: dict[str, Path], frames: list[np.ndarray], ref: Replay, clicks) -> None:
+    n, size = len(frames), frames[0].shape[:2]
+    expected = {f: {o: m for o, m in ref.masks.get(f, {}).items()} for f in range(n)}
+    assert all(set(expected[f]) == {1, 2} for f in range(n))
+
+    coco = exporting.read_coco(files["annotations.json"])
+    assert sorted(coco) == list(range(n))
+    assert_masks_match(coco, expected, n)
+    document = json.loads(files["annotations.json"].read_text())
+    assert [c["id"] for c in document["categories"]] == [1, 2]
+
+    png = exporting.read_png_zip(files["masks.zip"])
+    assert sorted(png) == list(range(n))
+    single = {f: {o: label_map(size, expected[f], order=[1, 2]) == o for o in (1, 2)} for f in range(n)}
+    assert_masks_match(png, single, n)
+
+    yolo = exporting.read_yolo_zip(files["yolo.zip"], size)
+    assert sorted(yolo) == list(range(n))
+    for f in range(n):
+        for cls, obj in ((0, 1), (1, 2)):
+            if expected[f][obj].sum() > 200:  # polygons: holes filled, specks dropped
+                assert iou(yolo[f].get(cls, np.zeros(size, bool)), expected[f][obj]) > 0.8
+
+    masks_video = decode(files["masks.mp4"], MediaLimits(max_seconds=4, max_frames=40))
+    assert len(masks_video.frames) == n
+    palette = np.array([(0, 0, 0), object_color(1), object_color(2)])
+    for f, image in enumerate(masks_video.frames):
+        nearest = np.abs(image[:, :, None, :].astype(int) - palette).sum(-1).argmin(-1)  # H.264 shifts colours
+        for obj in (1, 2):
+            if single[f][obj].sum() > 1000:  # 4:2:0 chroma blurs small masks away
+                assert iou(nearest == obj, single[f][obj]) > 0.5, (f, obj)  # lossy: a rough match
+
+    info = probe(files["overlay.mp4"])
+    assert info.has_audio and (info.width, info.height) == (320, 240)
+    assert len(decode(files["overlay.mp4"], MediaLimits(max_seconds=4, max_frames=40)).frames) == n
+
+    session = exporting.load_session_json(files["session.json"])
+    assert [o.id for o in session.objects] == [1, 2]
+    by_key = {(p.frame, p.obj_id): p for p in session.prompts}
+    p1, p2, q = clicks
+    assert by_key[(3, 1)].points == [tuple(map(float, p1)), tuple(map(float, p2))] and by_key[(3, 1)].labels == [1, 1]
+    assert by_key[(3, 2)].box == (20.0, 20.0, 120.0, 100.0)
+    assert by_key[(6, 2)].points == [tuple(map(float, q))] and by_key[(6, 2)].labels == [0]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_gets_a_message_and_the_session_keeps_working(app, browser, workdir):
+    bad = workdir / "bad"
+    bad.mkdir(exist_ok=True)
+    page = new_page(browser, app)
+
+    page.locator("#track-forward").click()
+    assert "Upload a video first" in wait_status(page, "Problem")
+
+    cases = [
+        (media_factory.random_bytes(bad / "noise.mov"), "Could not read a video from 'noise.mov'"),
+        (media_factory.zero_bytes(bad / "empty.mp4"), "is empty (0 bytes)"),
+        (media_factory.truncated_copy(media_factory.testsrc(bad / "full.mp4", seconds=2), bad / "cut.mp4", 0.4), "incomplete"),
+        (media_factory.testsrc(bad / "long.mp4", size=(64, 48), fps=5, seconds=6), "the limit is 4 s"),
+    ]
+    for path, message in cases:
+        upload(page, path)
+        assert message in wait_status(page, message)
+        page.wait_for_selector("#upload input[type=file]", state="attached")
+
+    ok = media_factory.testsrc(bad / "ok.mp4", size=(160, 120), fps=4, seconds=1)
+    upload(page, ok)
+    assert "Loaded 'ok.mp4'" in wait_status(page, "Loaded 'ok.mp4'")
+
+    act(page, lambda: page.locator("#delete-object").click())
+    click_image(page, "#viewer", 50, 50)
+    assert "No object is chosen" in wait_status(page, "No object is chosen")
+
+    act(page, lambda: page.locator("#add-object").click())
+    page.locator("#track-forward").click()
+    assert "Nothing to track yet" in wait_status(page, "Nothing to track yet")
+
+    act(page, lambda: click_image(page, "#viewer", 80, 60))  # still works
+    assert "Added a point +" in status(page)
+    page.context.close()
+
+
+# ----------------------------------------------------------------------------- two users
+
+
+def test_two_browsers_do_not_see_each_other(app, browser, video, workdir):
+    first, second = new_page(browser, app), new_page(browser, app)
+    for page in (first, second):
+        upload(page, video)
+        wait_status(page, "Loaded")
+    act(first, lambda: first.locator("#add-object").click())
+    act(first, lambda: first.locator("#add-object").click())
+    first.locator("#export").click()
+    wait_status(first, "Made 6 file(s)")
+    first.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 6")
+    url = first.locator("#downloads a[href]").first.get_attribute("href")
+    frame_url = first.locator("#viewer img").evaluate("i => i.src")
+
+    assert "object 3" in first.locator("#legend").inner_text()
+    assert "object 2" not in second.locator("#legend").inner_text()
+    assert fetch(first, url).ok
+    for other in (url, frame_url):
+        response = fetch(second, other)
+        assert response.status == 403, other
+        assert b"another session" in response.body()
+
+    # Closing the first tab frees its files (demo.unload), for everyone.
+    sessions_before = sorted(p.name for p in (app.temp_dir / "sessions").iterdir())
+    first.context.close()
+    for _ in range(40):
+        sessions_after = sorted(p.name for p in (app.temp_dir / "sessions").iterdir())
+        if len(sessions_after) < len(sessions_before):
+            break
+        second.wait_for_timeout(250)
+    assert len(sessions_after) == len(sessions_before) - 1
+    assert fetch(second, url).status in (403, 404)
+    second.context.close()
+    shutil.rmtree(workdir / "bad", ignore_errors=True)

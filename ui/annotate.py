@@ -1,0 +1,402 @@
+"""What the buttons do: load a video, click prompts, undo/redo, objects, tracking, exports.
+
+Every operation works on one :class:`~ui.sessions.WorkState` and the shared
+:class:`~ui.engine.Engine`, and returns a plain message for the page. Problems the user can
+fix raise :class:`~ui.sessions.UserError`.
+
+Undo/redo model: each change makes a new immutable :class:`Snapshot` (prompts as the ordered
+list of predictor calls, masks, tracked frames); undo restores the previous snapshot and
+rebuilds the predictor by replaying the calls (cheap: one mask decode per call). Tracking is
+not replayed (it can take minutes), so after an undo across a tracking run the tracked masks
+shown are the saved ones, and the predictor's tracking memory starts afresh with the next
+"Track".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from ui import export as exporting
+from ui.engine import Engine, PromptSpec
+from ui.media import MediaError, MediaLimits, decode
+from ui.sessions import LoadedVideo, ObjectInfo, PackedMask, PromptCall, Snapshot, TrackProgress, UserError, WorkState
+
+Mode = Literal["add", "remove", "box"]
+Direction = Literal["forward", "backward", "both"]
+EXPORT_FORMATS = ("overlay", "mask_video", "png", "coco", "yolo", "session")
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def load_video(work: WorkState, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None) -> str:
+    """Decode an upload and start afresh on it with one empty object ready for clicks."""
+    path = Path(path)
+    media = work.folder / "media"
+    try:
+        decoded = decode(path, limits, workdir=media)
+    except MediaError as exc:
+        raise UserError(str(exc)) from None
+    if work.video and work.video.decoded.audio_path:
+        work.video.decoded.audio_path.unlink(missing_ok=True)
+    work.video = LoadedVideo(name or path.name, decoded, engine.start(decoded.frames))
+    work.registry = {1: ObjectInfo(1, "object 1")}
+    work.doc = Snapshot(object_ids=(1,))
+    work.undo.clear()
+    work.redo.clear()
+    work.active = 1
+    work.pending_corner = None
+    work.progress = TrackProgress()
+    notes = " ".join(decoded.warnings)
+    return f"Loaded '{work.video.name}'. Click on the object you want to follow. {notes}".strip()
+
+
+def require_video(work: WorkState) -> LoadedVideo:
+    if work.video is None:
+        raise UserError("Upload a video first (step 1).")
+    return work.video
+
+
+def check_frame(work: WorkState, frame: int) -> int:
+    video = require_video(work)
+    frame = int(frame)
+    if not 0 <= frame < video.count:
+        raise UserError(f"Frame {frame} is outside the video (0 to {video.count - 1}).")
+    return frame
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def click(work: WorkState, engine: Engine, frame: int, x: float, y: float, mode: Mode) -> str:
+    """A click on the frame: a positive/negative point, or one corner of a box."""
+    video = require_video(work)
+    frame = check_frame(work, frame)
+    obj = _active(work)
+    height, width = video.size
+    if not (0 <= x < width and 0 <= y < height):
+        raise UserError(f"The click ({x:.0f}, {y:.0f}) is outside the {width}x{height} frame.")
+    current = work.doc.prompts().get((frame, obj), PromptSpec())
+    if mode == "box":
+        corner = work.pending_corner
+        if corner is None or corner[0] != frame:
+            work.pending_corner = (frame, float(x), float(y))
+            return "First corner of the box set (yellow mark). Now click the opposite corner."
+        work.pending_corner = None
+        box = (min(corner[1], x), min(corner[2], y), max(corner[1], x), max(corner[2], y))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            raise UserError("The box is too small: click two opposite corners of the object.")
+        prompt = replace(current, box=box)
+        label = "box"
+    else:
+        work.pending_corner = None
+        positive = mode == "add"
+        prompt = PromptSpec(current.points + ((float(x), float(y)),), current.labels + (int(positive),), current.box)
+        label = "point +" if positive else "point -"
+    set_prompt(work, engine, frame, obj, prompt, f"{label} on frame {frame}")
+    name = work.registry[obj].name
+    return f"Added a {label} for '{name}' on frame {frame}. Add more clicks to refine, or track."
+
+
+def set_prompt(work: WorkState, engine: Engine, frame: int, obj: int, prompt: PromptSpec, label: str) -> None:
+    """Send an object's full prompt on a frame to the model and record it (undoable)."""
+    video = require_video(work)
+    mask = engine.prompt(video.handle, frame, obj, prompt)
+    doc = work.doc
+    masks = dict(doc.masks)
+    masks[(frame, obj)] = PackedMask.pack(mask)
+    work.commit(
+        label,
+        replace(doc, calls=doc.calls + (PromptCall(frame, obj, prompt),), masks=masks, tracked=doc.tracked - {(frame, obj)}),
+    )
+
+
+def clear_frame(work: WorkState, engine: Engine, frame: int) -> str:
+    """Remove the active object's clicks/box on this frame, and its mask there."""
+    video = require_video(work)
+    frame = check_frame(work, frame)
+    obj = _active(work)
+    doc = work.doc
+    if (frame, obj) not in doc.prompts():
+        raise UserError(f"'{work.registry[obj].name}' has no clicks on frame {frame}: nothing to clear.")
+    call = PromptCall(frame, obj, None)
+    after = replace(doc, calls=doc.calls + (call,))
+    gone = _apply_call(engine, video.handle, call, after)
+    masks = {k: v for k, v in doc.masks.items() if k != (frame, obj) and not (gone and k[1] == obj)}
+    tracked = frozenset(k for k in doc.tracked if k != (frame, obj) and not (gone and k[1] == obj))
+    work.commit(f"clear frame {frame}", replace(after, masks=masks, tracked=tracked))
+    if gone:
+        return f"Cleared frame {frame}. '{work.registry[obj].name}' has no clicks left, so its masks were removed."
+    return f"Cleared the clicks of '{work.registry[obj].name}' on frame {frame}."
+
+
+def reset_all(work: WorkState, engine: Engine) -> str:
+    video = require_video(work)
+    engine.reset(video.handle)
+    work.pending_corner = None
+    work.commit("reset all", Snapshot(object_ids=work.doc.object_ids))
+    return "Removed every click and mask (the objects stay). Undo brings them back."
+
+
+def undo(work: WorkState, engine: Engine) -> str:
+    if not work.undo:
+        raise UserError("Nothing to undo.")
+    edit = work.undo.pop()
+    work.redo.append(edit)
+    return _restore(work, engine, edit.before, f"Undid: {edit.label}.")
+
+
+def redo(work: WorkState, engine: Engine) -> str:
+    if not work.redo:
+        raise UserError("Nothing to redo.")
+    edit = work.redo.pop()
+    work.undo.append(edit)
+    return _restore(work, engine, edit.after, f"Redid: {edit.label}.")
+
+
+def _restore(work: WorkState, engine: Engine, target: Snapshot, message: str) -> str:
+    """Show ``target`` and rebuild the predictor from its calls when they differ."""
+    current, work.doc = work.doc, target
+    work.pending_corner = None
+    if work.active not in target.object_ids:
+        work.active = target.object_ids[-1] if target.object_ids else None
+    if current.calls != target.calls or current.tracked != target.tracked or current.object_ids != target.object_ids:
+        rebuild(work, engine)
+        if target.tracked:
+            message += " Tracked masks are as they were; press Track again after new clicks to update them."
+    return message
+
+
+def rebuild(work: WorkState, engine: Engine) -> None:
+    """Reset the predictor and replay the document's calls (objects still in the list only)."""
+    video = require_video(work)
+    engine.reset(video.handle)
+    replayed = Snapshot(object_ids=work.doc.object_ids)
+    for call in work.doc.calls:
+        if call.obj_id not in work.doc.object_ids:
+            continue
+        replayed = replace(replayed, calls=replayed.calls + (call,))
+        _apply_call(engine, video.handle, call, replayed)
+
+
+def _apply_call(engine: Engine, handle: object, call: PromptCall, after: Snapshot) -> bool:
+    """Send one call to the predictor. True when it left the object with no prompt at all, in
+    which case the object is dropped from the predictor (else tracking would refuse to run)."""
+    if call.prompt is not None:
+        engine.prompt(handle, call.frame, call.obj_id, call.prompt)
+        return False
+    engine.clear(handle, call.frame, call.obj_id)
+    if any(obj == call.obj_id for _, obj in after.prompts()):
+        return False
+    if call.obj_id in engine.object_ids(handle):
+        engine.remove_object(handle, call.obj_id)
+    return True
+
+
+def _active(work: WorkState) -> int:
+    if work.active is None or work.active not in work.doc.object_ids:
+        raise UserError("No object is chosen. Press 'Add object' (step 2), then click on the frame.")
+    return work.active
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+def add_object(work: WorkState) -> ObjectInfo:
+    require_video(work)
+    obj_id = work.next_object_id()
+    info = ObjectInfo(obj_id, f"object {obj_id}")
+    work.registry[obj_id] = info
+    work.commit(f"add object {obj_id}", replace(work.doc, object_ids=work.doc.object_ids + (obj_id,)))
+    work.active = obj_id
+    work.pending_corner = None
+    return info
+
+
+def delete_object(work: WorkState, engine: Engine, obj_id: int) -> str:
+    video = require_video(work)
+    info = work.object(obj_id)
+    if obj_id in engine.object_ids(video.handle):
+        engine.remove_object(video.handle, obj_id)
+    doc = work.doc
+    remaining = tuple(i for i in doc.object_ids if i != obj_id)
+    masks = {k: v for k, v in doc.masks.items() if k[1] != obj_id}
+    tracked = frozenset(k for k in doc.tracked if k[1] != obj_id)
+    work.commit(f"delete {info.name}", replace(doc, object_ids=remaining, masks=masks, tracked=tracked))
+    if work.active == obj_id:
+        work.active = remaining[-1] if remaining else None
+    return f"Deleted '{info.name}'. Undo brings it back."
+
+
+def select_object(work: WorkState, obj_id: int | None) -> str:
+    if obj_id is None:
+        raise UserError("Choose an object from the list.")
+    info = work.object(int(obj_id))
+    work.active = info.id
+    work.pending_corner = None
+    return f"Clicks now go to '{info.name}'."
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+def plan_tracking(work: WorkState, frame: int, direction: Direction, count: int | None) -> list[tuple[int, int, bool]]:
+    """[(start, frames, reverse)] runs for a direction; ``count`` None = to the end."""
+    video = require_video(work)
+    frame = check_frame(work, frame)
+    if not work.doc.prompts():
+        raise UserError("Nothing to track yet: click on an object first (its mask must show), then track.")
+    if count is not None and count < 1:
+        raise UserError("The number of frames to track must be at least 1 (or 0 for the whole video).")
+    ahead = video.count - 1 - frame if count is None else min(count, video.count - 1 - frame)
+    behind = frame if count is None else min(count, frame)
+    runs = []
+    if direction in ("forward", "both"):
+        runs.append((frame, ahead, False))
+    if direction in ("backward", "both"):
+        runs.append((frame, behind, True))
+    return runs
+
+
+def start_tracking(work: WorkState, engine: Engine, frame: int, direction: Direction, count: int | None) -> threading.Thread:
+    """Start tracking on a background thread (which holds ``work.lock`` until it ends).
+
+    A thread, not the request: the run keeps its results if the browser goes away or Cancel
+    is pressed (checked between frames), and the page polls ``work.progress`` meanwhile.
+    """
+    runs = plan_tracking(work, frame, direction, count)
+    if not work.lock.acquire(blocking=False):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    work.cancel.clear()
+    total = sum(_run_length(start, n, reverse) for start, n, reverse in runs)
+    work.progress = TrackProgress(running=True, label=f"Tracking {direction}", total=total, started=time.monotonic())
+    thread = threading.Thread(target=_track_worker, args=(work, engine, runs, direction), daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        work.progress.running = False
+        work.lock.release()
+        raise
+    return thread
+
+
+def _run_length(start: int, count: int, reverse: bool) -> int:
+    """Frames one predictor run yields: the start frame and ``count`` more (none backward from 0)."""
+    if reverse and start == 0:
+        return 0
+    return count + 1
+
+
+def _track_worker(work: WorkState, engine: Engine, runs: list[tuple[int, int, bool]], direction: str) -> None:
+    """Track frame by frame; each frame's masks go into a new snapshot at once (a reference
+    swap, so the page can draw ``work.doc`` meanwhile), and a cancel keeps them."""
+    progress = work.progress
+    before = work.doc
+    try:
+        video = require_video(work)
+        for start, n, reverse in runs:
+            for frame, frame_masks in engine.track(video.handle, start, n, reverse):
+                new = {(frame, obj): PackedMask.pack(m) for obj, m in frame_masks.items() if obj in before.object_ids}
+                doc = work.doc
+                work.doc = replace(doc, masks={**doc.masks, **new}, tracked=doc.tracked | set(new))
+                progress.done += 1
+                progress.last_frame = frame
+                if work.cancel.is_set():
+                    progress.cancelled = True
+                    return
+    except (ValueError, UserError) as exc:
+        progress.error = str(exc)
+    except Exception as exc:  # keep the session usable; the message names the failure
+        progress.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if work.doc is not before:
+            work.commit(f"track {direction}", work.doc, before=before)
+        progress.running = False
+        progress.finished = time.monotonic()
+        work.lock.release()
+
+
+def lost_frames(work: WorkState, obj_id: int) -> list[int]:
+    """Frames where tracking ran for the object but found no mask (the object was lost)."""
+    return sorted(f for f, o in work.doc.tracked if o == obj_id and not work.doc.area(f, o))
+
+
+def next_lost_frame(work: WorkState, frame: int) -> int:
+    """The next frame after ``frame`` (wrapping round) where any visible object is lost."""
+    require_video(work)
+    lost = sorted({f for obj in work.doc.object_ids if work.registry[obj].visible for f in lost_frames(work, obj)})
+    if not lost:
+        raise UserError("No object is lost on any tracked frame.")
+    return next((f for f in lost if f > frame), lost[0])
+
+
+# ----------------------------------------------------------------------------- exports
+
+
+def export(work: WorkState, formats: list[str]) -> list[Path]:
+    """Write the chosen files for every frame into the session's export folder."""
+    video = require_video(work)
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown or not formats:
+        raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
+    names = {o.id: o.name for o in work.objects}
+    masks = work.doc.all_masks(video.count)
+    out = work.exports_folder()
+    size, count, fps = video.size, video.count, video.decoded.fps
+    writers = {
+        "overlay": lambda: exporting.export_overlay_video(
+            video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
+            hidden=[o.id for o in work.objects if not o.visible],
+        ),
+        "mask_video": lambda: exporting.export_mask_video(masks, count, size, names, out, fps),
+        "png": lambda: exporting.export_png_zip(masks, count, size, names, out),
+        "coco": lambda: exporting.export_coco(masks, count, size, names, out),
+        "yolo": lambda: exporting.export_yolo(masks, count, size, names, out),
+        "session": lambda: exporting.export_session_json(session_record(work), out),
+    }  # fmt: skip
+    return [writers[f]() for f in EXPORT_FORMATS if f in formats]
+
+
+def session_record(work: WorkState) -> exporting.Session:
+    """The objects and prompts as the session file stores them."""
+    video = require_video(work)
+    ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
+    objects = [exporting.SessionObject(o.id, o.name, o.color, o.visible) for o in work.objects]
+    prompts = [
+        exporting.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
+        for (frame, obj), p in work.doc.prompts().items()
+    ]
+    return exporting.Session(ref, objects, prompts)
+
+
+def load_session(work: WorkState, engine: Engine, path: str | Path) -> str:
+    """Replace objects and prompts with a saved session's, replaying its prompts on this video."""
+    video = require_video(work)
+    ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
+    try:
+        saved = exporting.load_session_json(Path(path), expected=ref)
+    except exporting.SessionError as exc:
+        raise UserError(str(exc)) from None
+    if not saved.objects:
+        raise UserError("The session file has no objects.")
+    before = work.doc
+    engine.reset(video.handle)
+    for obj in saved.objects:
+        work.registry[obj.id] = ObjectInfo(obj.id, obj.name, obj.visible)
+    doc = Snapshot(object_ids=tuple(o.id for o in saved.objects))
+    for p in saved.prompts:
+        prompt = PromptSpec(tuple(tuple(pt) for pt in p.points), tuple(p.labels), p.box)
+        mask = engine.prompt(video.handle, p.frame, p.obj_id, prompt)
+        doc = replace(doc, calls=doc.calls + (PromptCall(p.frame, p.obj_id, prompt),),
+                      masks={**doc.masks, (p.frame, p.obj_id): PackedMask.pack(mask)})  # fmt: skip
+    work.commit("load session", doc, before=before)  # undo returns to it (and rebuilds the predictor)
+    work.active = doc.object_ids[0]
+    work.pending_corner = None
+    return (
+        f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s) from the session file. "
+        "Press Track to follow them through the video again."
+    )

@@ -1,0 +1,355 @@
+"""Gradio event handlers: thin adapters from page events to ``ui.annotate`` operations.
+
+Each handler finds the caller's WorkState (by Gradio's session hash and the browser's owner
+cookie), runs one operation under the session's lock, and returns a dict of component
+updates. A problem the user can fix comes back as a warning toast plus the status line, and
+nothing else on the page changes, so the session keeps working.
+
+(No ``from __future__ import annotations`` here: Gradio reads the ``gr.Request`` /
+``gr.SelectData`` annotations at run time to inject those arguments.)
+"""
+
+import time
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ui import annotate, views
+from ui.engine import Engine
+from ui.media import MediaLimits
+from ui.sessions import SessionStore, UserError, WorkState
+
+OWNER_COOKIE = "sam2_owner"
+MODES = {"Add (+)": "add", "Remove (-)": "remove", "Box": "box"}
+DIRECTIONS = {"forward": "forward", "backward": "backward", "both": "both"}
+POLL_S = 0.5
+
+
+@dataclass
+class Controls:
+    """The page's components that handlers read or update (built by ``ui.layout``)."""
+
+    upload: Any
+    video_info: Any
+    viewer: Any
+    frame: Any
+    mode: Any
+    status: Any
+    undo: Any
+    redo: Any
+    objects: Any
+    obj_name: Any
+    obj_visible: Any
+    legend: Any
+    progress: Any
+    timeline: Any
+    downloads: Any
+    buttons: dict[str, Any] = field(default_factory=dict)  # the rest, by name, for the wiring
+
+    def view_outputs(self) -> list[Any]:
+        """Everything a full refresh may change."""
+        return [
+            self.viewer, self.frame, self.status, self.undo, self.redo, self.objects,
+            self.obj_name, self.obj_visible, self.legend, self.timeline, self.video_info, self.progress,
+        ]  # fmt: skip
+
+
+def owner_of(request: gr.Request | None) -> str:
+    """The browser's owner cookie (set by ``ui.access``), '' when the client sent none."""
+    if request is None:
+        return ""
+    cookies = getattr(request, "cookies", None) or {}
+    return str(cookies.get(OWNER_COOKIE, "") or "")
+
+
+class Handlers:
+    def __init__(self, store: SessionStore, engine: Engine, limits: MediaLimits, controls: Controls) -> None:
+        self.store = store
+        self.engine = engine
+        self.limits = limits
+        self.c = controls
+
+    # ------------------------------------------------------------------ plumbing
+    def work(self, request: gr.Request) -> WorkState:
+        return self.store.get(getattr(request, "session_hash", None) or "", owner_of(request))
+
+    def run(self, request: gr.Request, action: Callable[[WorkState], tuple[str, int | None]]) -> dict:
+        """Run ``action(work) -> (message, frame to show)`` under the session lock."""
+        try:
+            work = self.work(request)
+            with locked(work):
+                message, frame = action(work)
+        except UserError as exc:
+            return self.warn(str(exc))
+        return self.refresh(work, frame, message)
+
+    def warn(self, message: str) -> dict:
+        gr.Warning(message)
+        return {self.c.status: f"**Problem:** {message}"}
+
+    def refresh(self, work: WorkState, frame: int | None, message: str) -> dict:
+        """Updates for every view of the session, showing ``frame`` (None: keep the slider)."""
+        c = self.c
+        out: dict = {c.status: message, c.video_info: views.video_info(work)}
+        out[c.undo] = gr.Button(interactive=bool(work.undo))
+        out[c.redo] = gr.Button(interactive=bool(work.redo))
+        if work.video is None:
+            return out
+        active = work.registry.get(work.active) if work.active in work.doc.object_ids else None
+        out[c.objects] = gr.Radio(choices=views.object_choices(work), value=active.id if active else None)
+        out[c.obj_name] = gr.Textbox(value=active.name if active else "", interactive=active is not None)
+        out[c.obj_visible] = gr.Checkbox(value=active.visible if active else True, interactive=active is not None)
+        out[c.legend] = views.legend_html(work)
+        if frame is not None:
+            frame = min(max(0, int(frame)), work.video.count - 1)
+            out[c.viewer] = str(views.frame_file(work, frame))
+            out[c.frame] = gr.Slider(minimum=0, maximum=max(1, work.video.count - 1), value=frame, step=1)
+            out[c.timeline] = str(views.timeline_file(work, frame))
+        return out
+
+    # ------------------------------------------------------------------ video
+    def on_upload(self, file: str | None, request: gr.Request) -> dict:
+        """Decode the upload; the upload box is emptied again (the video's name and size show
+        under it) so that another file can be dropped at once, and the uploaded copy is
+        deleted: the decoded frames are all the app needs."""
+        if not file:
+            return self.warn("No file was received. Choose a video or an image file.")
+
+        def action(work: WorkState) -> tuple[str, int]:
+            return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name), 0
+
+        try:
+            result = self.run(request, action)
+        finally:
+            _discard_upload(file)
+        result[self.c.upload] = None
+        if self.c.viewer in result:
+            result[self.c.progress] = ""
+            result[self.c.downloads] = None
+        return result
+
+    def on_frame(self, frame: float, request: gr.Request) -> dict:
+        """Slider moved: show that frame (read-only, so it also works while tracking runs)."""
+        try:
+            work = self.work(request)
+            annotate.check_frame(work, int(frame))
+        except UserError as exc:
+            return self.warn(str(exc))
+        c = self.c
+        return {c.viewer: str(views.frame_file(work, int(frame))), c.timeline: str(views.timeline_file(work, int(frame)))}
+
+    # ------------------------------------------------------------------ prompts
+    def on_click(self, mode: str, frame: float, evt: gr.SelectData, request: gr.Request) -> dict:
+        index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else None
+        if index is None:
+            return self.warn("Click inside the picture.")
+        x, y = float(index[0]), float(index[1])
+        return self.run(request, lambda w: (annotate.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")), int(frame)))
+
+    def on_undo(self, frame: float, request: gr.Request) -> dict:
+        return self.run(request, lambda w: (annotate.undo(w, self.engine), int(frame)))
+
+    def on_redo(self, frame: float, request: gr.Request) -> dict:
+        return self.run(request, lambda w: (annotate.redo(w, self.engine), int(frame)))
+
+    def on_clear(self, frame: float, request: gr.Request) -> dict:
+        return self.run(request, lambda w: (annotate.clear_frame(w, self.engine, int(frame)), int(frame)))
+
+    def on_reset(self, frame: float, request: gr.Request) -> dict:
+        return self.run(request, lambda w: (annotate.reset_all(w, self.engine), int(frame)))
+
+    # ------------------------------------------------------------------ objects
+    def on_add_object(self, frame: float, request: gr.Request) -> dict:
+        def action(work: WorkState) -> tuple[str, int]:
+            info = annotate.add_object(work)
+            return f"Added '{info.name}'. Click on it in the frame (or draw a box) to make its mask.", int(frame)
+
+        return self.run(request, action)
+
+    def on_select_object(self, obj_id: int | None, frame: float, request: gr.Request) -> dict:
+        return self.run(request, lambda w: (annotate.select_object(w, obj_id), int(frame)))
+
+    def on_rename(self, name: str, frame: float, request: gr.Request) -> dict:
+        def action(work: WorkState) -> tuple[str, int]:
+            obj = work.object(work.active) if work.active is not None else None
+            if obj is None:
+                raise UserError("Choose an object to rename.")
+            clean = " ".join(str(name).split())[:60]
+            if not clean:
+                raise UserError("An object needs a name.")
+            work.update_object(obj.id, name=clean)
+            return f"Renamed object {obj.id} to '{clean}'.", int(frame)
+
+        return self.run(request, action)
+
+    def on_visible(self, visible: bool, frame: float, request: gr.Request) -> dict:
+        def action(work: WorkState) -> tuple[str, int]:
+            if work.active is None:
+                raise UserError("Choose an object first.")
+            info = work.update_object(work.active, visible=bool(visible))
+            return f"'{info.name}' is now {'shown' if visible else 'hidden'}.", int(frame)
+
+        return self.run(request, action)
+
+    def on_delete_object(self, frame: float, request: gr.Request) -> dict:
+        def action(work: WorkState) -> tuple[str, int]:
+            if work.active is None:
+                raise UserError("Choose the object to delete first.")
+            return annotate.delete_object(work, self.engine, work.active), int(frame)
+
+        return self.run(request, action)
+
+    # ------------------------------------------------------------------ tracking
+    def on_track(self, direction: str, frame: float, count: float | None, request: gr.Request) -> Iterator[dict]:
+        """Start tracking on the session's worker thread, then report progress until it ends."""
+        c = self.c
+        try:
+            work = self.work(request)
+            frames = int(count) if count else None
+            annotate.start_tracking(work, self.engine, int(frame), DIRECTIONS[direction], frames)
+        except UserError as exc:
+            yield self.warn(str(exc))
+            return
+        while True:
+            progress = work.progress
+            running = progress.running
+            shown = progress.last_frame if progress.last_frame is not None else int(frame)
+            if not running:
+                break
+            yield {
+                c.progress: progress.summary(),
+                c.viewer: str(views.frame_file(work, shown)),
+                c.timeline: str(views.timeline_file(work, shown)),
+                c.frame: gr.Slider(value=shown),
+            }
+            time.sleep(POLL_S)
+        summary = progress.summary()
+        if progress.error:
+            gr.Warning(progress.error)
+        out = self.refresh(work, shown, summary)
+        out[c.progress] = summary
+        yield out
+
+    def on_cancel(self, request: gr.Request) -> dict:
+        try:
+            work = self.work(request)
+        except UserError as exc:
+            return self.warn(str(exc))
+        if not work.progress.running:
+            return {self.c.status: "Nothing is running."}
+        work.cancel.set()
+        return {self.c.status: "Cancelling: the frames already tracked are kept."}
+
+    def on_timeline_click(self, evt: gr.SelectData, request: gr.Request) -> dict:
+        try:
+            work = self.work(request)
+            video = annotate.require_video(work)
+        except UserError as exc:
+            return self.warn(str(exc))
+        index = evt.index if isinstance(evt.index, (list, tuple)) else [0, 0]
+        frame = views.TimelineGeometry.for_frames(video.count).frame_at(float(index[0]))
+        return self.refresh(work, frame, f"Frame {frame}.")
+
+    def on_next_lost(self, frame: float, request: gr.Request) -> dict:
+        try:
+            work = self.work(request)
+            target = annotate.next_lost_frame(work, int(frame))
+        except UserError as exc:
+            return self.warn(str(exc))
+        return self.refresh(work, target, f"Frame {target}: an object is lost here (red in the timeline).")
+
+    # ------------------------------------------------------------------ files
+    def on_export(self, formats: list[str], request: gr.Request) -> dict:
+        files: list[Path] = []
+
+        def action(work: WorkState) -> tuple[str, None]:
+            files.extend(annotate.export(work, list(formats or [])))
+            return f"Made {len(files)} file(s): click a name under 'Files' to download it.", None
+
+        result = self.run(request, action)
+        if files:
+            result[self.c.downloads] = [str(p) for p in files]
+        return result
+
+    def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> dict:
+        if not file:
+            return self.warn("No session file was received.")
+        try:
+            result = self.run(request, lambda w: (annotate.load_session(w, self.engine, file), int(frame)))
+        finally:
+            _discard_upload(file)
+        result[self.c.buttons["session_file"]] = None
+        return result
+
+    def on_unload(self, request: gr.Request) -> None:
+        """Tab closed or reloaded: free its memory and delete its folder."""
+        session_id = getattr(request, "session_hash", None)
+        if session_id:
+            self.store.close(session_id)
+
+    # ------------------------------------------------------------------ API-only endpoints
+    def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:
+        """Add a click for object `obj_id` (made if missing) on `frame` at pixel (x, y)."""
+        return self._api_prompt(request, obj_id, lambda w: annotate.click(w, self.engine, frame, x, y, "add" if positive else "remove"), frame)
+
+    def api_add_box(self, frame: int, x0: float, y0: float, x1: float, y1: float, obj_id: int, request: gr.Request) -> dict:
+        """Give object `obj_id` (made if missing) a box (two opposite corners) on `frame`."""
+
+        def action(work: WorkState) -> str:
+            annotate.click(work, self.engine, frame, x0, y0, "box")
+            return annotate.click(work, self.engine, frame, x1, y1, "box")
+
+        return self._api_prompt(request, obj_id, action, frame)
+
+    def _api_prompt(self, request: gr.Request, obj_id: int, action: Callable[[WorkState], str], frame: int) -> dict:
+        """Run a prompt action for the API: returns {message, frame, areas (pixels per object)}."""
+        try:
+            work = self.work(request)
+            with locked(work):
+                annotate.require_video(work)
+                if obj_id not in work.doc.object_ids:
+                    if work.next_object_id() != obj_id:
+                        raise UserError(f"There is no object {obj_id}; the next new object gets id {work.next_object_id()}.")
+                    annotate.add_object(work)
+                annotate.select_object(work, obj_id)
+                message = action(work)
+        except UserError as exc:
+            return {"message": f"Problem: {exc}", "frame": frame, "areas": {}}
+        areas = {str(o): int(work.doc.area(frame, o) or 0) for o in work.doc.object_ids}
+        return {"message": message, "frame": frame, "areas": areas}
+
+    def api_track(self, direction: str, frame: int, frames: int, request: gr.Request) -> dict:
+        """Track 'forward', 'backward' or 'both' from `frame` (`frames` = 0: to the end); waits."""
+        try:
+            work = self.work(request)
+            thread = annotate.start_tracking(work, self.engine, int(frame), DIRECTIONS.get(direction, "forward"), frames or None)
+        except UserError as exc:
+            return {"message": str(exc), "done": 0}
+        thread.join()
+        return {"message": work.progress.summary(), "done": work.progress.done, "error": work.progress.error}
+
+
+def _discard_upload(file: str) -> None:
+    """Delete an uploaded file (and Gradio's folder for it) once it has been read."""
+    path = Path(file)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()  # only if empty
+    except OSError:
+        pass
+
+
+@contextmanager
+def locked(work: WorkState, wait_s: float = 60.0) -> Iterator[WorkState]:
+    """Hold the session's lock. While tracking runs, refuse at once (the run can take minutes);
+    otherwise wait for the step before (quick clicks are done in turn)."""
+    if work.progress.running or not work.lock.acquire(timeout=wait_s):
+        raise UserError("Tracking is running. Wait for it to finish, or press Cancel.")
+    try:
+        yield work
+    finally:
+        work.lock.release()

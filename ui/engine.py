@@ -1,0 +1,128 @@
+"""The one place where the app talks to the SAM 2 video predictor.
+
+Why a wrapper: the predictor returns torch logits and keeps per-video state; the UI wants
+numpy bool masks and must never run two model calls at once (one model is shared by every
+user, and a PyTorch model on a CPU is not safe to call from two threads on one session). So
+every call here takes the global model lock, and the logits are turned into masks here and
+nowhere else (``_to_masks``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Masks = dict[int, np.ndarray]
+"""object id -> HxW bool mask on one frame."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to run: a variant name (long or short), its checkpoint file and settings."""
+
+    variant: str
+    checkpoint: Path
+    image_size: int = 1024
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One object's full prompt on one frame: clicks (x, y) with labels 1/0, and/or a box."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.points and self.box is None
+
+
+class Engine:
+    """A shared predictor behind a lock. Handles (``VideoHandle``) are opaque to callers."""
+
+    def __init__(self, predictor: Any, spec: ModelSpec | None = None) -> None:
+        self._predictor = predictor
+        self.spec = spec
+        self.lock = threading.Lock()
+
+    @classmethod
+    def load(cls, spec: ModelSpec) -> "Engine":
+        """Build the predictor once (a few seconds); ``corrections_as_cond`` keeps a correction
+        on an already-tracked frame when the user tracks again."""
+        import sam2  # imported here so the UI modules load without torch
+
+        predictor = sam2.build_video_predictor(
+            spec.variant, str(spec.checkpoint), image_size=spec.image_size, device=spec.device, corrections_as_cond=True
+        )
+        return cls(predictor, spec)
+
+    # ------------------------------------------------------------------ video
+    def start(self, frames: Sequence[np.ndarray]) -> Any:
+        """A new predictor session for decoded frames (cheap: features are computed on demand)."""
+        with self.lock:
+            return self._predictor.init_state(list(frames))
+
+    def reset(self, handle: Any) -> None:
+        with self.lock:
+            self._predictor.reset_state(handle)
+
+    # ------------------------------------------------------------------ prompts
+    def prompt(self, handle: Any, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
+        """Replace the object's prompt on ``frame``; returns its new mask there."""
+        points = [list(p) for p in prompt.points] or None
+        labels = list(prompt.labels) or None
+        box = list(prompt.box) if prompt.box is not None else None
+        with self.lock:
+            _, obj_ids, logits = self._predictor.add_new_points_or_box(
+                handle, frame, obj_id, points=points, labels=labels, clear_old_points=True, box=box
+            )
+            return _to_masks(obj_ids, logits)[obj_id]
+
+    def clear(self, handle: Any, frame: int, obj_id: int) -> None:
+        """Drop the object's prompts on ``frame`` (its result there stays as tracked memory)."""
+        with self.lock:
+            self._predictor.clear_all_prompts_in_frame(handle, frame, obj_id, need_output=False)
+
+    def remove_object(self, handle: Any, obj_id: int) -> None:
+        with self.lock:
+            self._predictor.remove_object(handle, obj_id, need_output=False)
+
+    def object_ids(self, handle: Any) -> list[int]:
+        """Objects the predictor knows (those that were prompted at least once)."""
+        return list(handle.obj_ids)
+
+    # ------------------------------------------------------------------ tracking
+    def track(self, handle: Any, start: int, count: int | None, reverse: bool) -> Iterator[tuple[int, Masks]]:
+        """Track every prompted object frame by frame from ``start``.
+
+        The model lock is held for one frame at a time, so other users' clicks and tracking
+        interleave with a long run instead of waiting for all of it. Raises ValueError (with
+        the predictor's plain message) when there is nothing to track.
+        """
+        with self.lock:
+            frames = self._predictor.propagate_in_video(
+                handle, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
+            )
+            first = next(frames, None)
+        if first is None:
+            return
+        yield first[0], _to_masks(first[1], first[2])
+        while True:
+            with self.lock:
+                step = next(frames, None)
+            if step is None:
+                return
+            yield step[0], _to_masks(step[1], step[2])
+
+
+def _to_masks(obj_ids: Sequence[int], logits: Any) -> Masks:
+    """(N, 1, H, W) torch logits -> {obj id: HxW bool}; the only torch-to-numpy conversion."""
+    binary = (logits > 0).cpu().numpy()
+    return {int(obj_id): binary[i, 0] for i, obj_id in enumerate(obj_ids)}

@@ -1,0 +1,184 @@
+"""The page: components in four numbered steps, each with a short help text, and the wiring
+of their events to :class:`ui.callbacks.Handlers` (with ``api_name`` on the main steps so
+``gradio_client`` can drive the app too)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ui.annotate import EXPORT_FORMATS
+from ui.callbacks import Controls, Handlers
+from ui.engine import Engine
+from ui.media import MediaLimits
+from ui.sessions import SessionStore
+
+TITLE = "SAM 2 video annotator"
+
+INTRO = """
+# SAM 2 video annotator
+Mark objects in a video with a few clicks and let SAM 2 follow them through every frame.
+**1.** Upload a video. **2.** Click on an object in the frame: its mask appears in its colour.
+**3.** Track it through the video, fix any frame with more clicks, and track again.
+**4.** Download the masks.
+"""
+
+VIEWER_HELP = """
+**Click on the frame** to mark the chosen object. *Add (+)* marks a part of the object,
+*Remove (-)* marks a part that is not the object (use it when the mask spills over), *Box*
+takes two clicks: one corner, then the opposite corner. Green crosses = add, red = remove.
+Use the slider to move through the video; clicks can be made on any frame.
+"""
+
+OBJECTS_HELP = """
+Each object has its own colour. Clicks go to the object chosen here. **Add object** starts a
+new one (at any time, also after tracking). Rename it, hide it from the view (and the overlay
+video), or delete it.
+"""
+
+TRACK_HELP = """
+Tracking follows every object from the frame shown in the viewer: forward to the end,
+backward to the start, or both. It takes about a second per frame on a CPU; **Cancel** stops
+it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
+from there. The **timeline** shows each object (rows) on each frame (columns): its colour =
+found, red = lost, grey = not tracked yet, white dot = your clicks. Click the timeline to go
+to that frame.
+"""
+
+EXPORT_HELP = """
+Files cover every frame of the video. *Overlay video*: the video with the masks drawn (with its
+sound). *Mask video*: the colours on black. *PNG masks*: one indexed PNG per frame (pixel =
+object id). *COCO*: JSON with RLE masks. *YOLO*: segmentation label files. *Session*: your
+objects and clicks, to continue later with **Load session** on the same video.
+"""
+
+EXPORT_CHOICES = [
+    ("Overlay video (MP4)", "overlay"),
+    ("Mask video (MP4)", "mask_video"),
+    ("PNG masks (zip)", "png"),
+    ("COCO JSON", "coco"),
+    ("YOLO labels (zip)", "yolo"),
+    ("Session (JSON)", "session"),
+]
+assert [v for _, v in EXPORT_CHOICES] == list(EXPORT_FORMATS)
+
+CSS = """
+.object-table td, .object-table th { padding: 2px 6px; }
+#timeline img { image-rendering: pixelated; cursor: pointer; }
+#viewer img { cursor: crosshair; }
+"""
+
+
+def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
+    """The Blocks app; queue and launch settings are applied by ``app.py``."""
+    with gr.Blocks(title=TITLE) as demo:
+        controls = _components(limits)
+        handlers = Handlers(store, engine, limits, controls)
+        _wire(demo, controls, handlers)
+    return demo
+
+
+def _components(limits: MediaLimits) -> "Controls":
+    gr.Markdown(INTRO)
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown("**Frame**: click on it to mark the chosen object.")
+            viewer = gr.Image(
+                label="Frame", show_label=False, interactive=False, type="filepath", elem_id="viewer",
+                buttons=["fullscreen"], placeholder="Upload a video (step 1) to see its frames here.",
+            )  # fmt: skip
+            frame = gr.Slider(0, 1, value=0, step=1, label="Frame number", elem_id="frame")
+            with gr.Row():
+                mode = gr.Radio(["Add (+)", "Remove (-)", "Box"], value="Add (+)", label="Click mode", elem_id="mode")
+            with gr.Row():
+                undo = gr.Button("Undo", interactive=False, elem_id="undo", size="sm")
+                redo = gr.Button("Redo", interactive=False, elem_id="redo", size="sm")
+                clear = gr.Button("Clear this frame", elem_id="clear", size="sm")
+                reset = gr.Button("Reset all", elem_id="reset", size="sm", variant="stop")
+            gr.Markdown(VIEWER_HELP)
+            status = gr.Markdown("Upload a video to start.", elem_id="status")
+        with gr.Column(scale=2):
+            with gr.Group():
+                gr.Markdown("### 1. Video")
+                upload = gr.File(
+                    label="Video (mp4, mov, webm, mkv, avi, gif) or an image", type="filepath", elem_id="upload"
+                )
+                gr.Markdown(
+                    f"Up to {limits.max_seconds:g} s and {limits.max_frames} frames; frames larger than "
+                    f"{limits.max_side} pixels are scaled down."
+                )
+                video_info = gr.Markdown("No video yet.", elem_id="video-info")
+            with gr.Group():
+                gr.Markdown("### 2. Objects")
+                gr.Markdown(OBJECTS_HELP)
+                add_object = gr.Button("Add object", elem_id="add-object")
+                objects = gr.Radio([], label="Clicks go to", elem_id="objects")
+                with gr.Row():
+                    obj_name = gr.Textbox(label="Name (press Enter)", elem_id="obj-name", interactive=False)
+                    obj_visible = gr.Checkbox(label="Show", value=True, elem_id="obj-visible", interactive=False)
+                delete = gr.Button("Delete object", elem_id="delete-object", size="sm", variant="stop")
+                legend = gr.HTML(elem_id="legend")
+            with gr.Group():
+                gr.Markdown("### 3. Track")
+                gr.Markdown(TRACK_HELP)
+                with gr.Row():
+                    back = gr.Button("◀ Track backward", elem_id="track-backward")
+                    both = gr.Button("◀ Track both ▶", elem_id="track-both", variant="primary")
+                    fwd = gr.Button("Track forward ▶", elem_id="track-forward")
+                with gr.Row():
+                    count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)", elem_id="count")
+                    cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
+                progress = gr.Markdown("", elem_id="progress")
+                gr.Markdown("**Timeline**: click it to go to that frame.")
+                timeline = gr.Image(
+                    label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline", buttons=[]
+                )
+                next_lost = gr.Button("Go to the next frame where an object is lost", size="sm", elem_id="next-lost")
+            with gr.Group():
+                gr.Markdown("### 4. Download")
+                gr.Markdown(EXPORT_HELP)
+                formats = gr.CheckboxGroup(EXPORT_CHOICES, value=list(EXPORT_FORMATS), label="Files to make", elem_id="formats")
+                export = gr.Button("Make files", variant="primary", elem_id="export")
+                downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="downloads")
+                session_file = gr.File(label="Load session (a session JSON saved from this video)", type="filepath", elem_id="load-session")
+    buttons = {
+        "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
+        "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
+        "formats": formats, "export": export, "session_file": session_file,
+    }  # fmt: skip
+    return Controls(
+        upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,
+        progress, timeline, downloads, buttons,
+    )  # fmt: skip
+
+
+def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
+    b = c.buttons
+    view = c.view_outputs()
+    quick = {"show_progress": "minimal"}
+    c.upload.upload(h.on_upload, [c.upload], [*view, c.upload, c.downloads], api_name="upload_video")
+    c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last", api_name="show_frame", **quick)
+    c.viewer.select(h.on_click, [c.mode, c.frame], view, api_visibility="private", **quick)
+    c.undo.click(h.on_undo, [c.frame], view, api_name="undo", **quick)
+    c.redo.click(h.on_redo, [c.frame], view, api_name="redo", **quick)
+    b["clear"].click(h.on_clear, [c.frame], view, api_name="clear_frame", **quick)
+    b["reset"].click(h.on_reset, [c.frame], view, api_name="reset_all", **quick)
+    b["add_object"].click(h.on_add_object, [c.frame], view, api_name="add_object", **quick)
+    c.objects.input(h.on_select_object, [c.objects, c.frame], view, api_name="select_object", **quick)
+    c.obj_name.submit(h.on_rename, [c.obj_name, c.frame], view, api_name="rename_object", **quick)
+    c.obj_visible.input(h.on_visible, [c.obj_visible, c.frame], view, api_name="show_object", **quick)
+    b["delete"].click(h.on_delete_object, [c.frame], view, api_name="delete_object", **quick)
+    for key, direction in (("fwd", "forward"), ("back", "backward"), ("both", "both")):
+        direction_box = gr.State(direction)
+        b[key].click(
+            h.on_track, [direction_box, c.frame, b["count"]], view, api_name=f"track_{direction}",
+            concurrency_limit=8, show_progress="hidden",
+        )  # fmt: skip
+    b["cancel"].click(h.on_cancel, None, [c.status], api_name="cancel", concurrency_limit=None, show_progress="hidden")
+    c.timeline.select(h.on_timeline_click, None, view, api_visibility="private", **quick)
+    b["next_lost"].click(h.on_next_lost, [c.frame], view, api_name="next_lost_frame", **quick)
+    b["export"].click(h.on_export, [b["formats"]], [*view, c.downloads], api_name="export")
+    b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]], api_name="load_session")
+    gr.api(h.api_add_point, api_name="add_point")
+    gr.api(h.api_add_box, api_name="add_box")
+    gr.api(h.api_track, api_name="track", concurrency_limit=8)
+    demo.unload(h.on_unload)

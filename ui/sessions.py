@@ -1,0 +1,372 @@
+"""Per-user work state, kept on the server and keyed by Gradio's session hash.
+
+Why server-side: a video's frames, the predictor's memory and the masks are far too big for
+``gr.State`` (which lives in the browser in Gradio 6). Each browser tab gets a
+:class:`WorkState` with its own folder under the store's root; the folder holds everything
+the app serves to that tab (frame images, exports, the audio track), so it can be guarded
+(:meth:`SessionStore.owner_of`) and removed in one go when the tab closes
+(``demo.unload``) or sits idle longer than the time-to-live.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ui.engine import Masks, PromptSpec
+from ui.media import DecodedVideo
+from ui.render import object_color
+
+MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
+MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
+
+
+class UserError(Exception):
+    """Something the person using the page can fix; the message is shown as is."""
+
+
+class ServerBusy(UserError):
+    """Too many people at once; the message says to try again later."""
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """A bool mask stored as bits of its bounding box: a 1280x720 mask of a small object
+    takes a few hundred bytes instead of 900 kB, so hundreds of frames x objects fit."""
+
+    shape: tuple[int, int]
+    top: int
+    left: int
+    box_shape: tuple[int, int]
+    bits: bytes
+    area: int
+
+    @classmethod
+    def pack(cls, mask: np.ndarray) -> "PackedMask":
+        mask = np.asarray(mask, dtype=bool)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if rows.size == 0:
+            return cls(mask.shape, 0, 0, (0, 0), b"", 0)
+        crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        return cls(mask.shape, int(rows[0]), int(cols[0]), crop.shape, np.packbits(crop).tobytes(), int(crop.sum()))
+
+    def unpack(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=bool)
+        if self.area:
+            h, w = self.box_shape
+            crop = np.unpackbits(np.frombuffer(self.bits, np.uint8), count=h * w).astype(bool).reshape(h, w)
+            out[self.top : self.top + h, self.left : self.left + w] = crop
+        return out
+
+
+# ----------------------------------------------------------------------------- document
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the user calls an object and whether it is drawn; its colour follows its id."""
+
+    id: int
+    name: str
+    visible: bool = True
+
+    @property
+    def color(self) -> tuple[int, int, int]:
+        return object_color(self.id)
+
+
+@dataclass(frozen=True)
+class PromptCall:
+    """One call made to the predictor: set an object's prompt on a frame (None = clear it).
+
+    The calls are kept in order because the predictor's answer depends on what came before
+    on that frame; replaying them rebuilds the same predictor state after an undo.
+    """
+
+    frame: int
+    obj_id: int
+    prompt: PromptSpec | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything undo/redo restores. Immutable: an edit makes a new one (sharing masks)."""
+
+    object_ids: tuple[int, ...] = ()
+    calls: tuple[PromptCall, ...] = ()
+    masks: dict[tuple[int, int], PackedMask] = field(default_factory=dict)  # (frame, obj) -> mask
+    tracked: frozenset[tuple[int, int]] = frozenset()  # (frame, obj) results of tracking
+
+    def prompts(self) -> dict[tuple[int, int], PromptSpec]:
+        """The current prompt of each (frame, object), in the order they were last set."""
+        current: dict[tuple[int, int], PromptSpec] = {}
+        for call in self.calls:
+            key = (call.frame, call.obj_id)
+            current.pop(key, None)
+            if call.prompt is not None and not call.prompt.empty and call.obj_id in self.object_ids:
+                current[key] = call.prompt
+        return current
+
+    def frame_masks(self, frame: int) -> Masks:
+        return {obj: self.masks[(frame, obj)].unpack() for obj in self.object_ids if (frame, obj) in self.masks}
+
+    def all_masks(self, frames: int) -> dict[int, Masks]:
+        """{frame: {object: mask}} for the exports (frames without masks are left out)."""
+        result: dict[int, Masks] = {}
+        for (frame, obj), packed in self.masks.items():
+            if obj in self.object_ids and 0 <= frame < frames:
+                result.setdefault(frame, {})[obj] = packed.unpack()
+        return result
+
+    def area(self, frame: int, obj: int) -> int | None:
+        packed = self.masks.get((frame, obj))
+        return None if packed is None else packed.area
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One undoable step: what it was called and the document before and after it."""
+
+    label: str
+    before: Snapshot
+    after: Snapshot
+
+
+@dataclass
+class LoadedVideo:
+    """A decoded upload and the predictor's session on it."""
+
+    name: str
+    decoded: DecodedVideo
+    handle: Any  # the predictor's VideoSession; only ui.engine looks inside
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        return self.decoded.frames
+
+    @property
+    def count(self) -> int:
+        return len(self.decoded.frames)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the frames."""
+        return self.decoded.frames[0].shape[:2]
+
+
+@dataclass
+class TrackProgress:
+    """What a running (or the last) tracking run has done, for the progress display."""
+
+    running: bool = False
+    label: str = ""
+    done: int = 0
+    total: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    cancelled: bool = False
+    error: str = ""
+    last_frame: int | None = None
+
+    def summary(self) -> str:
+        """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words."""
+        if not self.label:
+            return ""
+        elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done}/{self.total} frames, {rate:.1f} frames/s"
+        if self.running:
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            text += f", about {left:.0f} s left" if left == left else ", starting..."
+        elif self.error:
+            text += f". Stopped: {self.error}"
+        elif self.cancelled:
+            text += ". Cancelled: the frames done so far are kept."
+        else:
+            text += f" in {elapsed:.1f} s. Done."
+        return text
+
+
+@dataclass
+class WorkState:
+    """One browser tab's work. ``lock`` is held by anything that changes it, so a click that
+    arrives while tracking runs is refused rather than mixed into the run."""
+
+    session_id: str
+    owner: str  # the browser cookie that may read this session's files
+    folder: Path
+    last_seen: float = field(default_factory=time.monotonic)
+    video: LoadedVideo | None = None
+    registry: dict[int, ObjectInfo] = field(default_factory=dict)  # every object ever made
+    doc: Snapshot = field(default_factory=Snapshot)
+    undo: list[Edit] = field(default_factory=list)
+    redo: list[Edit] = field(default_factory=list)
+    active: int | None = None
+    pending_corner: tuple[int, float, float] | None = None  # (frame, x, y) of a box's first click
+    needs_rebuild_note: bool = False
+    progress: TrackProgress = field(default_factory=TrackProgress)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _view_counter: int = 0
+
+    # -- objects
+    @property
+    def objects(self) -> list[ObjectInfo]:
+        return [self.registry[i] for i in self.doc.object_ids]
+
+    def object(self, obj_id: int) -> ObjectInfo:
+        if obj_id not in self.doc.object_ids:
+            raise UserError(f"There is no object {obj_id}. Choose one from the object list.")
+        return self.registry[obj_id]
+
+    def update_object(self, obj_id: int, **changes: Any) -> ObjectInfo:
+        self.registry[obj_id] = replace(self.object(obj_id), **changes)
+        return self.registry[obj_id]
+
+    def next_object_id(self) -> int:
+        used = set(self.registry)
+        free = next((i for i in range(1, MAX_OBJECTS + 1) if i not in used), None)
+        if free is None:
+            raise UserError(f"This video already has {MAX_OBJECTS} objects, the most the mask files can hold.")
+        return free
+
+    # -- history
+    def commit(self, label: str, after: Snapshot, before: Snapshot | None = None) -> None:
+        """Make ``after`` the document, undoably (``before``: what undo returns to, if not
+        the current document)."""
+        self.undo.append(Edit(label, self.doc if before is None else before, after))
+        del self.undo[:-MAX_UNDO]
+        self.redo.clear()
+        self.doc = after
+
+    # -- files
+    def new_file(self, stem: str, suffix: str) -> Path:
+        """A fresh name in the session folder (browsers cache by URL, so names never repeat)."""
+        self._view_counter += 1
+        folder = self.folder / "view"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{stem}-{self._view_counter:06d}{suffix}"
+
+    def prune_views(self, keep: int = 24) -> None:
+        """Remove old frame images; the newest few stay so a page still loading them finds them."""
+        folder = self.folder / "view"
+        if folder.is_dir():
+            files = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in files[:-keep]:
+                old.unlink(missing_ok=True)
+
+    def exports_folder(self) -> Path:
+        folder = self.folder / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+class SessionStore:
+    """All live sessions. Thread-safe; one folder per session under ``root``."""
+
+    def __init__(self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, WorkState] = {}
+        self._lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def get(self, session_id: str, owner: str) -> WorkState:
+        """The session's state, made on first use. A session made by another browser (other
+        cookie) is refused: its hash alone must not hand over someone's work."""
+        if not session_id:
+            raise UserError("This request has no session. Reload the page.")
+        with self._lock:
+            work = self._sessions.get(session_id)
+            if work is None:
+                if len(self._sessions) >= self.max_sessions:
+                    raise ServerBusy(
+                        f"The server is busy: {len(self._sessions)} people are using it, the most it "
+                        "serves at once. Please try again in a few minutes."
+                    )
+                folder = self.root / secrets.token_urlsafe(16)
+                folder.mkdir(parents=True)
+                work = WorkState(session_id=session_id, owner=owner, folder=folder)
+                self._sessions[session_id] = work
+            elif work.owner != owner:
+                raise UserError("This page's session belongs to another browser. Reload the page.")
+            work.last_seen = time.monotonic()
+            return work
+
+    def peek(self, session_id: str) -> WorkState | None:
+        with self._lock:
+            return self._sessions.get(session_id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def __iter__(self) -> Iterator[WorkState]:
+        with self._lock:
+            return iter(list(self._sessions.values()))
+
+    def close(self, session_id: str) -> bool:
+        """Forget a session and delete its folder (tab closed). True if there was one."""
+        with self._lock:
+            work = self._sessions.pop(session_id, None)
+        if work is None:
+            return False
+        work.cancel.set()  # a running tracking run stops at the next frame
+        shutil.rmtree(work.folder, ignore_errors=True)
+        return True
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Close sessions idle longer than the TTL (not while they track). Returns their ids."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            idle = [
+                sid for sid, work in self._sessions.items()
+                if now - work.last_seen > self.ttl_s and not work.progress.running
+            ]  # fmt: skip
+        return [sid for sid in idle if self.close(sid)]
+
+    def owner_of(self, path: Path) -> str | None:
+        """The owner cookie of the session whose folder holds ``path``; None if none does."""
+        try:
+            relative = Path(path).resolve().relative_to(self.root)
+        except ValueError:
+            return None
+        if not relative.parts:
+            return None
+        with self._lock:
+            for work in self._sessions.values():
+                if work.folder.name == relative.parts[0]:
+                    return work.owner
+        return None
+
+    def start_sweeper(self, every_s: float = 60.0) -> None:
+        """A daemon thread that runs :meth:`sweep` every ``every_s`` seconds."""
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                self.sweep()
+
+        self._sweeper = threading.Thread(target=loop, name="session-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for work in list(self):
+            self.close(work.session_id)
