@@ -17,6 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "sam2.1_hiera_tiny"
 IMAGE_SIZE = 512
+PRECISION = "float32"  # the app's default (auto) may be bfloat16; the comparisons need exact arithmetic
 
 
 def free_port() -> int:
@@ -46,7 +47,8 @@ class RunningApp:
 
 
 def start_app(checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 180.0) -> RunningApp:
-    """``python app.py`` on a free loopback port with the given checkpoint at image size 512."""
+    """``python app.py`` on a free loopback port with the given checkpoint at image size 512, in
+    float32 like :class:`Replay` (frames are kept as the app's default, lossless PNG)."""
     port = free_port()
     temp_dir = workdir / "gradio-temp"
     temp_dir.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def start_app(checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 1
     env.pop("GRADIO_SERVER_NAME", None)
     cmd = [
         sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--model", MODEL,
-        "--image-size", str(IMAGE_SIZE), "--port", str(port), *extra,
+        "--image-size", str(IMAGE_SIZE), "--precision", PRECISION, "--port", str(port), *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -94,7 +96,7 @@ class Replay:
         import sam2
 
         predictor = sam2.build_video_predictor(
-            MODEL, str(checkpoint), image_size=IMAGE_SIZE, device="cpu", corrections_as_cond=True
+            MODEL, str(checkpoint), image_size=IMAGE_SIZE, device="cpu", corrections_as_cond=True, precision=PRECISION
         )
         return cls(predictor, predictor.init_state(list(frames)))
 

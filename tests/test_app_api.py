@@ -55,6 +55,7 @@ def export(c: Client, *formats: str) -> list:
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):
+    assert "Model: sam2.1_hiera_tiny, 512 px, float32 on cpu" in app.log_text()  # as Replay computes
     c = client(app)
     outputs = c.predict(handle_file(str(video)), api_name="/upload_video")
     assert "Loaded 'api.mp4'" in outputs[2]

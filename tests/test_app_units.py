@@ -1,9 +1,14 @@
 """The app's parts without a server: session store, mask packing, the undo/redo and tracking
-logic (with a stand-in engine that records calls), views, and the command line."""
+logic, views, and the command line.
+
+The logic runs on the real engine: ``ui.engine.Engine`` around the SAM 2 predictor with the
+reference weights at image size 64 (tens of ms a frame), on small synthetic frames. Its
+results are checked against the same predictor called directly with the same prompts."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,81 +17,85 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.app_harness import ROOT
+import sam2
+from sam2.video_predictor import SAM2VideoPredictor
+from tests.app_harness import ROOT, Replay
+from tests.reference import reference_state_dict
 from ui import annotate, views
-from ui.engine import PromptSpec
+from ui.engine import Engine, PromptSpec
 from ui.media import DecodedVideo, VideoInfo
-from ui.sessions import LoadedVideo, ObjectInfo, PackedMask, ServerBusy, SessionStore, Snapshot, UserError, WorkState
+from ui.sessions import PackedMask, ServerBusy, SessionStore, UserError, WorkState
 
 H, W, N = 24, 32, 6
+IMAGE_SIZE = 64
 
 
-class FakeEngine:
-    """Engine stand-in: a prompt's mask is a square at its first point (or its box); tracking
-    copies each object's newest mask to every frame, slowly, so Cancel can be tested."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.calls: list[tuple] = []
-        self.objects: dict[int, np.ndarray] = {}
-        self.delay_s = delay_s
-
-    def start(self, frames):
-        return "handle"
-
-    def reset(self, handle) -> None:
-        self.calls.append(("reset",))
-        self.objects.clear()
-
-    def prompt(self, handle, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
-        self.calls.append(("prompt", frame, obj_id, prompt))
-        mask = np.zeros((H, W), bool)
-        if prompt.box is not None:
-            x0, y0, x1, y1 = (int(v) for v in prompt.box)
-            mask[y0:y1, x0:x1] = True
-        positives = [p for p, label in zip(prompt.points, prompt.labels) if label]
-        for x, y in positives:
-            mask[int(y) : int(y) + 3, int(x) : int(x) + 3] = True
-        self.objects[obj_id] = mask
-        return mask
-
-    def clear(self, handle, frame: int, obj_id: int) -> None:
-        self.calls.append(("clear", frame, obj_id))
-
-    def remove_object(self, handle, obj_id: int) -> None:
-        self.calls.append(("remove", obj_id))
-        self.objects.pop(obj_id, None)
-
-    def object_ids(self, handle) -> list[int]:
-        return list(self.objects)
-
-    def track(self, handle, start: int, count, reverse: bool):
-        if not self.objects:
-            raise ValueError("Nothing to track yet: add points, a box or a mask for an object first.")
-        self.calls.append(("track", start, count, reverse))
-        order = range(start, max(start - count, 0) - 1, -1) if reverse else range(start, min(start + count, N - 1) + 1)
-        for frame in order:
-            time.sleep(self.delay_s)
-            yield frame, dict(self.objects)
+def synthetic_frames() -> list[np.ndarray]:
+    """A square drifting right over a background that brightens while the square fades. With
+    the reference weights the model keeps the square on some tracked frames and loses it on
+    others, so found and lost frames both occur."""
+    frames = []
+    for i in range(N):
+        frame = np.full((H, W, 3), 10 * i, np.uint8)
+        frame[6:16, 4 + 3 * i : 14 + 3 * i] = (200 - 30 * i, 100, 50)
+        frames.append(frame)
+    return frames
 
 
-def make_work(tmp_path: Path, engine: FakeEngine | None = None) -> WorkState:
+FRAMES = synthetic_frames()
+
+
+@pytest.fixture(scope="module")
+def predictor() -> SAM2VideoPredictor:
+    """The real predictor, built once for the module (the app's settings, small image size)."""
+    return sam2.build_video_predictor(
+        "sam2.1_hiera_t", reference_state_dict("sam2.1_hiera_t"), image_size=IMAGE_SIZE, corrections_as_cond=True
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(predictor: SAM2VideoPredictor) -> Engine:
+    return Engine(predictor)
+
+
+def direct(predictor: SAM2VideoPredictor) -> Replay:
+    """The predictor driven directly on a fresh session of the same frames: the expected masks."""
+    return Replay(predictor, predictor.init_state(list(FRAMES)))
+
+
+def make_work(tmp_path: Path, engine: Engine) -> WorkState:
+    """A session with the synthetic video loaded through the app's own path (``open_video``)."""
     work = WorkState("s1", "owner", tmp_path / "s1")
     work.folder.mkdir()
-    frames = [np.full((H, W, 3), 10 * i, np.uint8) for i in range(N)]
     info = VideoInfo(tmp_path / "v.mp4", W, H, 5.0, N / 5.0, N, 0, False, "h264")
-    decoded = DecodedVideo(frames, 5.0, info, None, [i / 5 for i in range(N)])
-    work.video = LoadedVideo("v.mp4", decoded, "handle")
-    work.registry = {1: ObjectInfo(1, "object 1")}
-    work.doc = Snapshot(object_ids=(1,))
-    work.active = 1
+    decoded = DecodedVideo(list(FRAMES), 5.0, info, None, [i / 5 for i in range(N)])
+    annotate.open_video(work, engine, decoded, "v.mp4")
     return work
 
 
-def wait_idle(work: WorkState, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while work.progress.running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not work.progress.running
+def stored_prompt(work: WorkState, obj: int, frame: int) -> tuple[list[tuple[float, float]], list[int]]:
+    """The clicks the predictor's session holds for an object on a frame, back in frame
+    pixels, with their labels (1/0 = positive/negative, 2/3 = box corners, first)."""
+    points = work.video.handle.tracks[obj].points[frame]
+    coords = points.coords[0].cpu().numpy() * np.array([W, H]) / IMAGE_SIZE
+    return [(round(float(x), 3), round(float(y), 3)) for x, y in coords], points.labels[0].tolist()
+
+
+def assert_same_masks(work: WorkState, expected: dict[int, dict[int, np.ndarray]]) -> None:
+    """Every (frame, object) mask the direct run gave is exactly the one the app holds."""
+    assert expected
+    for frame, masks in expected.items():
+        shown = work.doc.frame_masks(frame)
+        for obj, mask in masks.items():
+            assert obj in shown, f"frame {frame}: the app has no mask for object {obj}"
+            assert np.array_equal(shown[obj], mask), f"frame {frame}, object {obj}: {shown[obj].sum()} vs {mask.sum()} pixels"
+
+
+def lock_is_free(work: WorkState) -> bool:
+    if not work.lock.acquire(blocking=False):
+        return False
+    work.lock.release()
+    return True
 
 
 # ----------------------------------------------------------------------------- masks and store
@@ -123,54 +132,78 @@ def test_store_folders_owners_limits_and_sweep(tmp_path):
 # ----------------------------------------------------------------------------- prompts and history
 
 
-def test_clicks_boxes_undo_redo_replay_the_same_calls(tmp_path):
-    engine = FakeEngine()
+def test_clicks_boxes_undo_redo_give_the_predictors_masks(tmp_path, engine, predictor):
     work = make_work(tmp_path, engine)
+    ref = direct(predictor)
     annotate.click(work, engine, 2, 4, 5, "add")
+    assert np.array_equal(work.doc.frame_masks(2)[1], ref.prompt(2, 1, [(4, 5)], [1]))
     annotate.click(work, engine, 2, 10, 12, "remove")
     assert work.doc.prompts()[(2, 1)] == PromptSpec(((4.0, 5.0), (10.0, 12.0)), (1, 0))
+    two_clicks = ref.prompt(2, 1, [(4, 5), (10, 12)], [1, 0])
+    assert np.array_equal(work.doc.frame_masks(2)[1], two_clicks)
     assert "First corner" in annotate.click(work, engine, 2, 20, 2, "box")
     assert work.pending_corner == (2, 20.0, 2.0)
     annotate.click(work, engine, 2, 28, 10, "box")
     assert work.doc.prompts()[(2, 1)].box == (20.0, 2.0, 28.0, 10.0)
-    assert work.doc.frame_masks(2)[1][2:10, 20:28].all()
+    with_box = ref.prompt(2, 1, [(4, 5), (10, 12)], [1, 0], box=(20, 2, 28, 10))
+    assert np.array_equal(work.doc.frame_masks(2)[1], with_box)
+    assert not np.array_equal(two_clicks, with_box)  # so the checks below can tell the two apart
 
-    engine.calls.clear()
     assert "Undid" in annotate.undo(work, engine)
     assert work.doc.prompts()[(2, 1)].box is None
-    assert [c[0] for c in engine.calls] == ["reset", "prompt", "prompt"]  # replayed in order
+    assert np.array_equal(work.doc.frame_masks(2)[1], two_clicks)
+    assert stored_prompt(work, 1, 2) == ([(4, 5), (10, 12)], [1, 0])  # the predictor replayed both clicks
     annotate.redo(work, engine)
     assert work.doc.prompts()[(2, 1)].box is not None
+    assert np.array_equal(work.doc.frame_masks(2)[1], with_box)
+    assert stored_prompt(work, 1, 2) == ([(20, 2), (28, 10), (4, 5), (10, 12)], [2, 3, 1, 0])
     with pytest.raises(UserError, match="Nothing to redo"):
         annotate.redo(work, engine)
 
+    # Each answer on a frame starts from the one before (the replayed calls, in order), so the
+    # next click after undo/redo gives the direct run's mask only if the replay was exact.
+    annotate.click(work, engine, 2, 16, 8, "add")
+    expected = ref.prompt(2, 1, [(4, 5), (10, 12), (16, 8)], [1, 0, 1], box=(20, 2, 28, 10))
+    assert np.array_equal(work.doc.frame_masks(2)[1], expected)
 
-def test_clear_reset_delete_and_their_undo(tmp_path):
-    engine = FakeEngine()
+
+def test_clear_reset_delete_and_their_undo(tmp_path, engine, predictor):
     work = make_work(tmp_path, engine)
+    handle = work.video.handle
     annotate.click(work, engine, 0, 4, 4, "add")
     info = annotate.add_object(work)
     annotate.click(work, engine, 1, 8, 8, "add")
+    assert engine.object_ids(handle) == [1, info.id]
     assert "no clicks left" in annotate.clear_frame(work, engine, 1)
-    assert ("remove", info.id) in engine.calls and (1, info.id) not in work.doc.masks
+    assert engine.object_ids(handle) == [1] and (1, info.id) not in work.doc.masks  # gone from the predictor too
     with pytest.raises(UserError, match="nothing to clear"):
         annotate.clear_frame(work, engine, 1)
     annotate.undo(work, engine)
-    assert (1, info.id) in work.doc.masks and info.id in engine.objects
+    assert (1, info.id) in work.doc.masks and engine.object_ids(handle) == [1, info.id]
+    assert stored_prompt(work, info.id, 1) == ([(8, 8)], [1])
 
     annotate.delete_object(work, engine, info.id)
-    assert work.doc.object_ids == (1,) and work.active == 1
+    assert work.doc.object_ids == (1,) and work.active == 1 and engine.object_ids(handle) == [1]
     annotate.undo(work, engine)
-    assert work.doc.object_ids == (1, info.id) and info.id in engine.objects
+    assert work.doc.object_ids == (1, info.id) and engine.object_ids(handle) == [1, info.id]
 
     annotate.reset_all(work, engine)
-    assert not work.doc.masks and not work.doc.prompts()
+    assert not work.doc.masks and not work.doc.prompts() and engine.object_ids(handle) == []
     annotate.undo(work, engine)
     assert set(work.doc.prompts()) == {(0, 1), (1, info.id)}
+    assert stored_prompt(work, 1, 0) == ([(4, 4)], [1]) and stored_prompt(work, info.id, 1) == ([(8, 8)], [1])
+
+    # The rebuilt predictor tracks exactly like one given the same two clicks directly.
+    annotate.start_tracking(work, engine, 0, "forward", None).join()
+    assert not work.progress.error
+    ref = direct(predictor)
+    ref.prompt(0, 1, [(4, 4)], [1])
+    ref.prompt(1, info.id, [(8, 8)], [1])
+    ref.track(0, N - 1, False)
+    assert_same_masks(work, ref.masks)
 
 
-def test_clicks_need_a_video_an_object_and_a_frame_inside(tmp_path):
-    engine = FakeEngine()
+def test_clicks_need_a_video_an_object_and_a_frame_inside(tmp_path, engine):
     empty = WorkState("s", "o", tmp_path)
     with pytest.raises(UserError, match="Upload a video first"):
         annotate.click(empty, engine, 0, 1, 1, "add")
@@ -182,10 +215,10 @@ def test_clicks_need_a_video_an_object_and_a_frame_inside(tmp_path):
     annotate.delete_object(work, engine, 1)
     with pytest.raises(UserError, match="No object is chosen"):
         annotate.click(work, engine, 0, 1, 1, "add")
+    assert engine.object_ids(work.video.handle) == []  # nothing reached the predictor
 
 
-def test_many_objects(tmp_path):
-    engine = FakeEngine()
+def test_many_objects(tmp_path, engine):
     work = make_work(tmp_path, engine)
     for _ in range(24):
         annotate.add_object(work)
@@ -193,66 +226,120 @@ def test_many_objects(tmp_path):
     assert len(work.objects) == 25 and len(views.object_choices(work)) == 25
     assert len({o.color for o in work.objects}) == 25
     assert views.legend_html(work).count("<tr data-object") == 25
+    assert engine.object_ids(work.video.handle) == list(range(2, 26))  # object 1 got no click
+    assert all((0, obj) in work.doc.masks for obj in range(2, 26))
 
 
 # ----------------------------------------------------------------------------- tracking
 
 
-def test_tracking_both_ways_then_undo_and_lost_frames(tmp_path):
-    engine = FakeEngine()
+def test_tracking_both_ways_then_correct_undo_and_lost_frames(tmp_path, engine, predictor):
     work = make_work(tmp_path, engine)
     with pytest.raises(UserError, match="Nothing to track yet"):
         annotate.start_tracking(work, engine, 0, "forward", None)
+    ref = direct(predictor)
     annotate.click(work, engine, 2, 4, 4, "add")
+    ref.prompt(2, 1, [(4, 4)], [1])
     annotate.start_tracking(work, engine, 2, "both", None).join()
     assert work.progress.done == work.progress.total == N + 1  # frame 2 is in both runs
-    assert ("track", 2, 3, False) in engine.calls and ("track", 2, 2, True) in engine.calls
+    ref.track(2, N - 3, False)  # "both" is forward to the end, then backward to the start
+    ref.track(2, 2, True)
+    assert_same_masks(work, ref.masks)
     assert {f for f, _ in work.doc.tracked} == set(range(N))
     assert "Done" in work.progress.summary()
+    lost = [f for f in range(N) if not ref.masks[f][1].any()]
+    assert 0 < len(lost) < N  # the frames are made so that the model loses the square on some
+    assert annotate.lost_frames(work, 1) == lost
+    assert annotate.next_lost_frame(work, -1) == lost[0] and annotate.next_lost_frame(work, lost[-1]) == lost[0]
 
-    annotate.click(work, engine, 4, 9, 9, "remove")  # negative only: the mask is lost there
-    annotate.start_tracking(work, engine, 4, "forward", 1).join()
-    assert annotate.lost_frames(work, 1) == [4, 5]
-    assert annotate.next_lost_frame(work, 0) == 4 and annotate.next_lost_frame(work, 5) == 4
+    # A correction on a lost frame, tracked one frame on: as the predictor does it directly.
+    fix = lost[0]
+    x = 4 + 3 * fix + 5  # the square's middle on that frame
+    annotate.click(work, engine, fix, x, 10, "add")
+    ref.prompt(fix, 1, [(x, 10)], [1])
+    annotate.start_tracking(work, engine, fix, "forward", 1).join()
+    ref.track(fix, 1, False)
+    assert_same_masks(work, ref.masks)
+    after_fix = [f for f in range(N) if not ref.masks[f][1].any()]
+    assert annotate.lost_frames(work, 1) == after_fix and fix not in after_fix
 
-    annotate.undo(work, engine)  # undoes the second tracking run
-    assert annotate.lost_frames(work, 1) == []
-    assert work.lock.acquire(blocking=False)
-    work.lock.release()
+    assert "Tracked masks are as they were" in annotate.undo(work, engine)  # undoes the second run
+    assert annotate.lost_frames(work, 1) == [f for f in lost if f != fix]  # the fix's frame is prompted, not tracked
+    assert lock_is_free(work)
 
 
-def test_cancel_keeps_what_was_done_and_frees_the_session(tmp_path):
-    engine = FakeEngine(delay_s=0.05)
+def test_cancel_keeps_what_was_done_and_frees_the_session(tmp_path, engine, predictor):
     work = make_work(tmp_path, engine)
     annotate.click(work, engine, 0, 4, 4, "add")
     thread = annotate.start_tracking(work, engine, 0, "forward", None)
     with pytest.raises(UserError, match="busy"):
         annotate.start_tracking(work, engine, 0, "forward", None)
-    time.sleep(0.12)
-    work.cancel.set()
+    deadline = time.monotonic() + 60
+    while work.progress.done < 1 and time.monotonic() < deadline:  # the first frame is in
+        time.sleep(0.001)
+    work.cancel.set()  # the next frames take tens of ms each: the run stops after one or two
     thread.join()
-    assert work.progress.cancelled and 0 < work.progress.done < N
-    assert len(work.doc.tracked) == work.progress.done
+    done = work.progress.done
+    assert work.progress.cancelled and 0 < done < N
+    assert work.doc.tracked == {(f, 1) for f in range(done)}
     assert "Cancelled" in work.progress.summary()
-    assert work.lock.acquire(blocking=False)
-    work.lock.release()
+    assert lock_is_free(work)
+
+    ref = direct(predictor)
+    ref.prompt(0, 1, [(4, 4)], [1])
+    ref.track(0, N - 1, False)
+    assert_same_masks(work, {f: ref.masks[f] for f in range(done)})
+    assert all((f, 1) not in work.doc.masks for f in range(done, N))
 
 
-def test_a_tracking_error_is_reported_and_the_session_stays_usable(tmp_path):
-    engine = FakeEngine()
+@pytest.mark.parametrize(
+    ("break_predictor", "message"),
+    [
+        (lambda engine, handle: engine.reset(handle), "Nothing to track yet: add points, a box or a mask"),
+        (lambda engine, handle: engine.clear(handle, 0, 1), r"Object\(s\) \[1\] have no prompt on any frame"),
+    ],
+    ids=["no-objects", "prompt-cleared"],
+)
+def test_a_tracking_error_is_reported_and_the_session_stays_usable(tmp_path, engine, break_predictor, message):
     work = make_work(tmp_path, engine)
     annotate.click(work, engine, 0, 4, 4, "add")
-    engine.objects.clear()  # the predictor refuses: nothing to track
+    break_predictor(engine, work.video.handle)  # the page thinks there is a prompt; the predictor disagrees
+    before = work.doc
     annotate.start_tracking(work, engine, 0, "forward", None).join()
-    assert "Nothing to track" in work.progress.error and "Stopped" in work.progress.summary()
+    assert re.search(message, work.progress.error) and "Stopped" in work.progress.summary()
+    assert work.doc is before and not work.progress.running and lock_is_free(work)
     annotate.click(work, engine, 1, 4, 4, "add")
+    annotate.start_tracking(work, engine, 1, "forward", 1).join()
+    assert not work.progress.error and work.progress.done == 2
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def test_the_page_and_the_predictor_share_one_store_of_frames(tmp_path, predictor):
+    """--frame-storage png: frames are kept once, compressed, for drawing and for the model;
+    PNG is lossless, so the masks are exactly those of raw frames."""
+    png = Engine(SAM2VideoPredictor(predictor.model, corrections_as_cond=True, frame_encoding="png"))
+    work = make_work(tmp_path, png)
+    assert work.video.frames is work.video.handle.frames and work.video.frames.encoding == "png"
+    assert work.video.decoded.frames == []  # no second copy of the pixels
+    assert work.video.count == N and work.video.size == (H, W)
+    assert all(np.array_equal(work.video.frames[i], FRAMES[i]) for i in range(N))
+    annotate.click(work, png, 3, 12, 10, "add")
+    assert np.array_equal(work.doc.frame_masks(3)[1], direct(predictor).prompt(3, 1, [(12, 10)], [1]))
+    assert views.frame_view(work, 3).shape == (H, W, 3)
+
+
+def test_the_model_line_names_variant_size_and_precision(predictor):
+    assert Engine(predictor).describe() == "sam2.1_hiera_tiny, 64 px, float32 on cpu"
+    fast = Engine(SAM2VideoPredictor(predictor.model, precision="bfloat16"))
+    assert fast.describe() == "sam2.1_hiera_tiny, 64 px, bfloat16 on cpu"
 
 
 # ----------------------------------------------------------------------------- views
 
 
-def test_views_draw_masks_prompts_and_the_timeline(tmp_path):
-    engine = FakeEngine()
+def test_views_draw_masks_prompts_and_the_timeline(tmp_path, engine):
     work = make_work(tmp_path, engine)
     annotate.click(work, engine, 1, 4, 4, "add")
     image = views.frame_view(work, 1)
@@ -308,3 +395,20 @@ def test_cli_options():
     for bad in (["--model", "sam3"], ["--image-size", "640"], ["--max-frames", "0"]):
         with pytest.raises(SystemExit):
             app.parse_args(bad)
+
+
+def test_cli_precision_and_frame_storage(capsys):
+    import app
+    from sam2.precision import Precision
+
+    default = app.parse_args([])
+    assert default.precision == Precision.fastest_supported("cpu")  # auto: bfloat16 on AVX-512 BF16/AMX CPUs
+    assert default.precision in ("float32", "bfloat16") and default.frame_storage == "png"
+    for name in ("float32", "bfloat16", "float16"):
+        assert app.parse_args(["--precision", name]).precision == name
+    assert app.parse_args(["--precision", "auto", "--device", "cuda"]).precision == Precision.fastest_supported("cuda")
+    assert [app.parse_args(["--frame-storage", f]).frame_storage for f in ("raw", "jpeg")] == ["raw", "jpeg"]
+    for bad in (["--precision", "float64"], ["--frame-storage", "webp"], ["--device", "toaster"]):
+        with pytest.raises(SystemExit):
+            app.parse_args(bad)
+    assert "--device toaster" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +213,64 @@ def test_truncated_faststart_mp4_decodes_what_is_readable(media: Path, tmp_path:
     video = decode_in(mf.truncated_copy(full, tmp_path / "cut.mp4", 0.5), tmp_path)
     assert 1 <= len(video.frames) < 50
     assert video.warnings and "cut off" in video.warnings[0]
+
+
+NOTES = "".join(f"Shot {i}: the dog runs left to right, then stops by the gate.\n" for i in range(80))
+
+
+def test_ffmpeg_itself_reads_a_text_file_as_a_video(tmp_path: Path) -> None:
+    """Why the app refuses text: ffmpeg's tty demuxer would turn it into frames of drawn text."""
+    path = tmp_path / "notes.txt"
+    path.write_text(NOTES)
+    command = [mf.ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)]
+    report = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert "Input #0, tty" in report.stderr and "Video: ansi" in report.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("notes.txt", NOTES),  # long enough for ffmpeg's tty demuxer
+        ("todo.txt", "buy milk\n"),  # too short for it: ffmpeg finds 'invalid data'
+        ("notes.mp4", NOTES),  # renamed: ffmpeg tries MP4 ('moov atom not found'), not a cut-off file
+        ("notes.jpg", NOTES),  # renamed: ffmpeg goes by the name and finds no picture size
+        ("playlist.m3u8", "#EXTM3U\n#EXTINF:1,\nhttp://127.0.0.1:9/segment.ts\n"),
+        ("notes-utf16.txt", "\ufeff" + NOTES),
+    ],
+)
+def test_a_text_file_is_not_a_video(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-16-le") if "utf16" in name else text.encode())
+    with pytest.raises(MediaError, match=re.escape(f"'{name}' is not a video or image file (it is a text file).")):
+        probe(path)
+    with pytest.raises(MediaError, match=r"is not a video or image file"):
+        decode_in(path, tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
+def test_formats_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
+    """A real (binary) format that ffmpeg knows but the app does not accept: Flash video."""
+    path = tmp_path / "clip.swf"
+    mf.run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-t", "0.5", "-c:v", "flv1", str(path))
+    with pytest.raises(MediaError, match=r"'clip.swf' is not in a video or image format the app reads"):
+        probe(path)
+
+
+_TTY_STDERR = """Input #0, tty, from 'file:/tmp/notes.txt':
+  Duration: 00:00:01.60, start: 0.000000, bitrate: 47 kb/s
+  Stream #0:0: Video: ansi, pal8, 640x400, 25 fps, 25 tbr, 25 tbn
+At least one output file must be specified
+"""
+
+
+def test_text_demuxers_and_codecs_are_refused_from_the_report() -> None:
+    """The second check, on ffmpeg's report: an ffmpeg that opened a text file anyway."""
+    with pytest.raises(MediaError, match="is not in a video or image format"):
+        _parse_probe(Path("notes.txt"), _TTY_STDERR)
+    in_allowed_container = _TTY_STDERR.replace("Input #0, tty,", "Input #0, matroska,webm,")
+    with pytest.raises(MediaError, match="is not in a video or image format"):
+        _parse_probe(Path("notes.mkv"), in_allowed_container)
+    assert _parse_probe(Path("x.mkv"), in_allowed_container.replace("Video: ansi", "Video: h264")).codec == "h264"
 
 
 # ----------------------------------------------------------------------------- limits

@@ -22,7 +22,7 @@ from typing import Literal
 
 from ui import export as exporting
 from ui.engine import Engine, PromptSpec
-from ui.media import MediaError, MediaLimits, decode
+from ui.media import DecodedVideo, MediaError, MediaLimits, decode
 from ui.sessions import LoadedVideo, ObjectInfo, PackedMask, PromptCall, Snapshot, TrackProgress, UserError, WorkState
 
 Mode = Literal["add", "remove", "box"]
@@ -41,9 +41,17 @@ def load_video(work: WorkState, engine: Engine, path: str | Path, limits: MediaL
         decoded = decode(path, limits, workdir=media)
     except MediaError as exc:
         raise UserError(str(exc)) from None
+    return open_video(work, engine, decoded, name or path.name)
+
+
+def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str) -> str:
+    """Start afresh on decoded frames: they are handed to one store that the predictor and
+    the page share (``decoded`` keeps the facts, not a second copy of the pixels)."""
     if work.video and work.video.decoded.audio_path:
         work.video.decoded.audio_path.unlink(missing_ok=True)
-    work.video = LoadedVideo(name or path.name, decoded, engine.start(decoded.frames))
+    work.video = None  # the previous video's frames can go before the new ones are stored
+    frames = engine.keep_frames(decoded.frames)
+    work.video = LoadedVideo(name, replace(decoded, frames=[]), frames, engine.start(frames))
     work.registry = {1: ObjectInfo(1, "object 1")}
     work.doc = Snapshot(object_ids=(1,))
     work.undo.clear()

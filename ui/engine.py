@@ -5,6 +5,9 @@ numpy bool masks and must never run two model calls at once (one model is shared
 user, and a PyTorch model on a CPU is not safe to call from two threads on one session). So
 every call here takes the global model lock, and the logits are turned into masks here and
 nowhere else (``_to_masks``).
+
+A video's frames are kept once (:meth:`Engine.keep_frames`, raw or compressed), and the same
+store serves the model and the page's drawing and exports.
 """
 
 from __future__ import annotations
@@ -21,14 +24,26 @@ Masks = dict[int, np.ndarray]
 """object id -> HxW bool mask on one frame."""
 
 
+FRAME_STORAGES = ("raw", "png", "jpeg")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to run: a variant name (long or short), its checkpoint file and settings."""
+    """Which model to run: a variant name (long or short), its checkpoint file and settings.
+
+    precision: "float32" (exact) or "bfloat16"/"float16" (fast mode, see sam2.precision).
+    frame_storage: how a video's frames are kept, once, for the model and the page alike:
+    "raw" (uint8, 2.8 MB a 1280x720 frame), "png" (lossless and smaller; about 20 ms to store
+    and 9 ms to read back a 1280x720 frame on a CPU core) or "jpeg" (quality 95, smaller
+    still, changes pixels slightly).
+    """
 
     variant: str
     checkpoint: Path
     image_size: int = 1024
     device: str = "cpu"
+    precision: str = "float32"
+    frame_storage: str = "raw"
 
 
 @dataclass(frozen=True)
@@ -58,16 +73,36 @@ class Engine:
         on an already-tracked frame when the user tracks again."""
         import sam2  # imported here so the UI modules load without torch
 
+        if spec.frame_storage not in FRAME_STORAGES:
+            raise ValueError(f"Unknown frame storage {spec.frame_storage!r}: use one of {', '.join(FRAME_STORAGES)}.")
         predictor = sam2.build_video_predictor(
-            spec.variant, str(spec.checkpoint), image_size=spec.image_size, device=spec.device, corrections_as_cond=True
-        )
+            spec.variant, str(spec.checkpoint), image_size=spec.image_size, device=spec.device,
+            corrections_as_cond=True, precision=spec.precision,
+            frame_encoding=None if spec.frame_storage == "raw" else spec.frame_storage,
+        )  # fmt: skip
         return cls(predictor, spec)
 
+    def describe(self) -> str:
+        """The model in one line, e.g. 'sam2.1_hiera_tiny, 1024 px, bfloat16 on cpu'."""
+        from sam2.config import long_name
+
+        p = self._predictor
+        return f"{long_name(p.config.name)}, {p.image_size} px, {p.precision.name} on {p.device}"
+
     # ------------------------------------------------------------------ video
+    def keep_frames(self, frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+        """The one copy of a video's frames that the page and the model share: a sam2
+        ``FrameStore`` (raw, PNG or JPEG as the predictor's ``frame_encoding`` says; indexing
+        gives HxWx3 uint8). Encoding takes a while for a long video, so no lock is held."""
+        from sam2.session import FrameStore
+
+        return FrameStore(frames, encoding=self._predictor.frame_encoding)
+
     def start(self, frames: Sequence[np.ndarray]) -> Any:
-        """A new predictor session for decoded frames (cheap: features are computed on demand)."""
+        """A new predictor session (cheap: features are computed on demand). Frames from
+        :meth:`keep_frames` are used as they are, not copied."""
         with self.lock:
-            return self._predictor.init_state(list(frames))
+            return self._predictor.init_state(frames)
 
     def reset(self, handle: Any) -> None:
         with self.lock:

@@ -71,13 +71,13 @@ CSS = """
 def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
     """The Blocks app; queue and launch settings are applied by ``app.py``."""
     with gr.Blocks(title=TITLE) as demo:
-        controls = _components(limits)
+        controls = _components(limits, engine.describe())
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
     return demo
 
 
-def _components(limits: MediaLimits) -> "Controls":
+def _components(limits: MediaLimits, model: str) -> "Controls":
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=3):
@@ -107,6 +107,7 @@ def _components(limits: MediaLimits) -> "Controls":
                     f"{limits.max_side} pixels are scaled down."
                 )
                 video_info = gr.Markdown("No video yet.", elem_id="video-info")
+                gr.Markdown(f"Model: {model}.", elem_id="model-info")
             with gr.Group():
                 gr.Markdown("### 2. Objects")
                 gr.Markdown(OBJECTS_HELP)

@@ -19,10 +19,17 @@ Decisions worth knowing:
 * Damaged files: a cut-off file is decoded as far as it is readable, with a note in
   :attr:`DecodedVideo.warnings`; with no readable frame it is an error. An MP4 cut off before
   its index (the 'moov atom', written last by most recorders) cannot be read at all.
+* Formats: ffmpeg may only open the formats in :data:`VIDEO_FORMATS`, :data:`IMAGE_FORMATS`
+  and :data:`AUDIO_FORMATS` (``-format_whitelist``, checked again on its report). ffmpeg reads
+  much else as "video": a text file (its ``tty`` demuxer draws the text as frames), playlists
+  that make it open other files or URLs (``hls``, ``concat``). Such uploads are refused with
+  "is not a video or image file" (text) or "is not in a video or image format the app reads",
+  before ffmpeg opens anything they point to.
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import math
 import re
@@ -47,6 +54,30 @@ _PROBE_TIMEOUT_S = 60.0
 _DURATION_SLACK_S = 0.5
 _DAMAGE_HINTS = ("partial file", "invalid data", "error while decoding", "corrupt", "decoding error")
 _NTSC_RATES = (Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001))
+
+VIDEO_FORMATS = frozenset({
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",  # one demuxer: QuickTime / MP4 (also AVIF, HEIF)
+    "matroska", "webm", "avi", "flv", "asf", "mpeg", "mpegts", "mpegvideo", "mxf", "nut", "ogg",
+    "dv", "rm", "gif", "apng", "ivf", "obu", "h261", "h263", "h264", "hevc", "vvc", "m4v", "mjpeg",
+    "yuv4mpegpipe",
+})  # fmt: skip
+"""ffmpeg demuxers of real video formats (the names ``ffmpeg -demuxers`` lists)."""
+
+IMAGE_FORMATS = frozenset({
+    "image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe",
+    "jpegxl_pipe", "j2k_pipe", "qoi_pipe", "psd_pipe", "ppm_pipe", "pgm_pipe", "pbm_pipe",
+    "pam_pipe", "sgi_pipe", "dpx_pipe", "exr_pipe", "hdr_pipe", "pcx_pipe", "sunrast_pipe",
+    "xwd_pipe", "dds_pipe",
+})  # fmt: skip
+"""ffmpeg demuxers of still images."""
+
+AUDIO_FORMATS = frozenset({"mp3", "wav", "w64", "flac", "aac", "aiff", "caf", "amr", "ac3", "eac3", "wv", "ape", "dts"})
+"""Sound-only formats: opened only to tell the user that the file has no picture."""
+
+# Video codecs that draw text (ANSI art, .nfo/.txt files): never a real video.
+_TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+_KNOWN_FORMATS = VIDEO_FORMATS | IMAGE_FORMATS | AUDIO_FORMATS
+_FORMAT_WHITELIST = ",".join(sorted(_KNOWN_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -137,9 +168,10 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _ffmpeg_input(path: Path) -> str:
-    """``file:`` keeps names like ``concat:x`` or ``-y.mp4`` from being read as protocols/options."""
-    return "file:" + str(path.resolve())
+def _ffmpeg_input(path: Path) -> list[str]:
+    """``-i`` for a user's file: ``file:`` keeps names like ``concat:x`` or ``-y.mp4`` from being
+    read as protocols/options, and only real video/image demuxers may open it."""
+    return ["-format_whitelist", _FORMAT_WHITELIST, "-i", "file:" + str(path.resolve())]
 
 
 def probe(path: str | Path) -> VideoInfo:
@@ -147,7 +179,7 @@ def probe(path: str | Path) -> VideoInfo:
     path = _existing_file(Path(path))
     try:
         result = subprocess.run(
-            [_ffmpeg(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path)],
+            [_ffmpeg(), "-hide_banner", "-nostdin", *_ffmpeg_input(path)],
             capture_output=True,
             timeout=_PROBE_TIMEOUT_S,
         )
@@ -188,13 +220,24 @@ def _parse_probe(path: Path, text: str) -> VideoInfo:
     found = _INPUT_RE.search(text)
     if not found:
         raise _open_error(path, text)
+    if not set(found["fmt"].split(",")) & _KNOWN_FORMATS:
+        raise _not_media(path)
     streams = _split_streams(text)
     video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.desc), None)
     has_audio = any(s.kind == "Audio" for s in streams)
     if video is None:
+        if not has_audio and _looks_like_text(path):
+            raise _not_media(path)
         what = "it looks like an audio-only file" if has_audio else "ffmpeg found no picture in it"
         raise MediaError(f"'{path.name}' has no video stream ({what}). Please upload a video.")
-    width, height = _parse_size(path, video.desc)
+    if _codec(video.desc) in _TEXT_CODECS:
+        raise _not_media(path)
+    try:
+        width, height = _parse_size(path, video.desc)
+    except MediaError:
+        if _looks_like_text(path):  # e.g. a text file named .jpg: ffmpeg guesses from the name
+            raise _not_media(path) from None
+        raise
     rotation = _parse_rotation(video.block)
     if rotation in (90, 270):
         width, height = height, width
@@ -210,12 +253,17 @@ def _parse_probe(path: Path, text: str) -> VideoInfo:
         frame_count=1 if is_image else round((duration or 0.0) * fps),
         rotation=rotation,
         has_audio=has_audio,
-        codec=video.desc.split(maxsplit=1)[0].rstrip(","),
+        codec=_codec(video.desc),
         is_image=is_image,
         pixel_format=_parse_pixel_format(video.desc),
         stream_index=video.index,
     )
     return _with_image_orientation(info) if is_image else info
+
+
+def _codec(desc: str) -> str:
+    """The codec name that starts a stream's description, e.g. "h264 (High) ..." -> "h264"."""
+    return desc.split(maxsplit=1)[0].rstrip(",") if desc.strip() else ""
 
 
 def _split_streams(text: str) -> list[_Stream]:
@@ -293,8 +341,40 @@ def _with_image_orientation(info: VideoInfo) -> VideoInfo:
     return info
 
 
+def _not_media(path: Path) -> MediaError:
+    """A file that is not a video or image at all (text), or in a format outside the allow-list."""
+    if _looks_like_text(path):
+        what = f"'{path.name}' is not a video or image file (it is a text file)"
+    else:
+        what = f"'{path.name}' is not in a video or image format the app reads"
+    return MediaError(f"{what}. Upload a video (mp4, mov, webm, mkv, avi, gif) or an image.")
+
+
+def _looks_like_text(path: Path, size: int = 8192) -> bool:
+    """Whether the file starts as text: UTF-8 (or UTF-16 with its byte order mark) without
+    control characters other than tabs, line breaks and ESC. Media files fail this within
+    their first bytes (binary headers and sizes)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(size)
+    except OSError:
+        return False
+    encoding = "utf-8"
+    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            head, encoding = head[len(bom) :], name
+            break
+    try:
+        text = codecs.getincrementaldecoder(encoding)().decode(head, final=False)  # a cut last character is fine
+    except UnicodeDecodeError:
+        return False
+    return bool(text.strip()) and not any((ord(c) < 32 and c not in "\t\n\r\f\v\x1b") or c == "\x7f" for c in text)
+
+
 def _open_error(path: Path, text: str) -> MediaError:
     """The reason ffmpeg gives for not opening a file, in plain words."""
+    if "Format not on whitelist" in text or _looks_like_text(path):
+        return _not_media(path)
     if "moov atom not found" in text:
         reason = (
             "the file is incomplete: its index (the MP4 'moov atom', written when recording "
@@ -462,7 +542,7 @@ def _decode_command(info: VideoInfo, rate: Fraction, size: tuple[int, int], max_
     filters = f"fps=fps={rate.numerator}/{rate.denominator}:eof_action=pass,scale={width}:{height}:flags=area"
     return [
         _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error",
-        "-i", _ffmpeg_input(info.path), "-map", f"0:{info.stream_index}",
+        *_ffmpeg_input(info.path), "-map", f"0:{info.stream_index}",
         "-vf", filters, "-frames:v", str(max_frames), "-an", "-sn", "-dn",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
     ]  # fmt: skip
@@ -535,7 +615,7 @@ def _extract_audio(info: VideoInfo, workdir: Path | None, notes: list[str]) -> P
     target = folder / f"audio-{uuid.uuid4().hex[:12]}.mka"
     cmd = [
         _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-i", _ffmpeg_input(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy", str(target),
+        *_ffmpeg_input(info.path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", "copy", str(target),
     ]  # fmt: skip
     try:
         result = subprocess.run(cmd, capture_output=True, timeout=_PROBE_TIMEOUT_S * 5)

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -145,24 +145,26 @@ class Edit:
 
 @dataclass
 class LoadedVideo:
-    """A decoded upload and the predictor's session on it."""
+    """A decoded upload and the predictor's session on it.
+
+    ``frames`` is the only copy of the pixels, shared with the predictor's session (from
+    ``Engine.keep_frames``; it may hold them compressed, so indexing can decode). ``decoded``
+    keeps the upload's facts (rate, source, sound, warnings) with its own frame list emptied.
+    """
 
     name: str
     decoded: DecodedVideo
+    frames: Sequence[np.ndarray]  # N x HxWx3 uint8
     handle: Any  # the predictor's VideoSession; only ui.engine looks inside
+    size: tuple[int, int] = field(init=False)  # (H, W) of the frames
 
-    @property
-    def frames(self) -> list[np.ndarray]:
-        return self.decoded.frames
+    def __post_init__(self) -> None:
+        height, width = self.frames[0].shape[:2]
+        self.size = (int(height), int(width))
 
     @property
     def count(self) -> int:
-        return len(self.decoded.frames)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W) of the frames."""
-        return self.decoded.frames[0].shape[:2]
+        return len(self.frames)
 
 
 @dataclass
