@@ -113,14 +113,17 @@ def test_packed_masks_round_trip(seed):
 
 def test_store_folders_owners_limits_and_sweep(tmp_path):
     store = SessionStore(tmp_path / "root", ttl_s=60, max_sessions=2)
-    a = store.get("a", "cookie-a")
+    with pytest.raises(UserError, match="Upload a video first"):
+        store.get("a", "cookie-a")  # only an upload makes a session (and takes a place)
+    assert len(store) == 0
+    a = store.get("a", "cookie-a", create=True)
     assert a.folder.is_dir() and a.folder.parent == store.root
     assert store.get("a", "cookie-a") is a
     with pytest.raises(UserError, match="another browser"):
         store.get("a", "cookie-b")
-    b = store.get("b", "cookie-b")
+    b = store.get("b", "cookie-b", create=True)
     with pytest.raises(ServerBusy, match="server is busy"):
-        store.get("c", "cookie-c")
+        store.get("c", "cookie-c", create=True)
     (a.folder / "view").mkdir()
     assert store.owner_of(a.folder / "view" / "x.png") == "cookie-a"
     assert store.owner_of(tmp_path / "elsewhere.png") is None

@@ -20,7 +20,8 @@ from starlette.types import ASGIApp
 from ui.callbacks import OWNER_COOKIE
 from ui.sessions import SessionStore
 
-FILE_ROUTES = ("/gradio_api/file=", "/file=")
+# Gradio serves files under both spellings: ".../file=<path>" and ".../file/<path>".
+FILE_ROUTES = ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/file/")
 
 
 class SessionFileGuard(BaseHTTPMiddleware):
@@ -30,7 +31,11 @@ class SessionFileGuard(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         owner = request.cookies.get(OWNER_COOKIE)
-        target = requested_file(request.scope.get("path", ""))
+        path = request.scope.get("path", "")
+        target = requested_file(path)
+        # Any route that names the sessions folder is checked, whatever its spelling.
+        if str(self.store.root) in path and (target is None or self.store.root not in (target, *target.parents)):
+            target = self.store.root / path.split(str(self.store.root), 1)[1].lstrip("/")
         if target is not None and (target == self.store.root or self.store.root in target.parents):
             allowed = self.store.owner_of(target)
             if not owner or allowed is None or not secrets.compare_digest(allowed, owner):
@@ -44,7 +49,8 @@ class SessionFileGuard(BaseHTTPMiddleware):
 
 
 def requested_file(path: str) -> Path | None:
-    """The absolute file a ``/gradio_api/file=...`` path (already %-decoded) asks for, else None."""
+    """The absolute file a ``/gradio_api/file=...`` or ``/gradio_api/file/...`` path (already
+    %-decoded) asks for, else None."""
     for prefix in FILE_ROUTES:
         index = path.find(prefix)
         if index != -1:

@@ -74,18 +74,33 @@ class Handlers:
         self.c = controls
 
     # ------------------------------------------------------------------ plumbing
-    def work(self, request: gr.Request) -> WorkState:
-        return self.store.get(getattr(request, "session_hash", None) or "", owner_of(request))
+    def work(self, request: gr.Request, create: bool = False) -> WorkState:
+        return self.store.get(getattr(request, "session_hash", None) or "", owner_of(request), create=create)
 
-    def run(self, request: gr.Request, action: Callable[[WorkState], tuple[str, int | None]]) -> dict:
+    def run(
+        self, request: gr.Request, action: Callable[[WorkState], tuple[str, int | None]], create: bool = False
+    ) -> dict:
         """Run ``action(work) -> (message, frame to show)`` under the session lock."""
         try:
-            work = self.work(request)
+            work = self.work(request, create=create)
             with locked(work):
                 message, frame = action(work)
         except UserError as exc:
             return self.warn(str(exc))
         return self.refresh(work, frame, message)
+
+    def _is_upload(self, file: str) -> bool:
+        """Event inputs can name any file in Gradio's cache, where session folders live too:
+        only files outside every session's folder are accepted as uploads."""
+        path = Path(file).resolve()
+        return path.is_file() and self.store.root not in path.parents
+
+    def _release_if_empty(self, request: gr.Request) -> None:
+        """A session whose first upload failed holds no work: give its place back."""
+        session_id = getattr(request, "session_hash", None) or ""
+        work = self.store.peek(session_id)
+        if work is not None and work.video is None and not work.undo:
+            self.store.close(session_id)
 
     def warn(self, message: str) -> dict:
         gr.Warning(message)
@@ -114,18 +129,18 @@ class Handlers:
     # ------------------------------------------------------------------ video
     def on_upload(self, file: str | None, request: gr.Request) -> dict:
         """Decode the upload; the upload box is emptied again (the video's name and size show
-        under it) so that another file can be dropped at once, and the uploaded copy is
-        deleted: the decoded frames are all the app needs."""
+        under it) so that another file can be dropped at once. Uploads are left to Gradio's
+        cache cleanup: it stores them by content, so two users' identical files share one."""
         if not file:
             return self.warn("No file was received. Choose a video or an image file.")
+        if not self._is_upload(file):
+            return self.warn("That file was not uploaded from this page. Choose a video or an image file.")
 
         def action(work: WorkState) -> tuple[str, int]:
             return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name), 0
 
-        try:
-            result = self.run(request, action)
-        finally:
-            _discard_upload(file)
+        result = self.run(request, action, create=True)
+        self._release_if_empty(request)
         result[self.c.upload] = None
         if self.c.viewer in result:
             result[self.c.progress] = ""
@@ -278,10 +293,9 @@ class Handlers:
     def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> dict:
         if not file:
             return self.warn("No session file was received.")
-        try:
-            result = self.run(request, lambda w: (annotate.load_session(w, self.engine, file), int(frame)))
-        finally:
-            _discard_upload(file)
+        if not self._is_upload(file):
+            return self.warn("That file was not uploaded from this page. Choose a session file you saved.")
+        result = self.run(request, lambda w: (annotate.load_session(w, self.engine, file), int(frame)))
         result[self.c.buttons["session_file"]] = None
         return result
 
@@ -331,16 +345,6 @@ class Handlers:
             return {"message": str(exc), "done": 0}
         thread.join()
         return {"message": work.progress.summary(), "done": work.progress.done, "error": work.progress.error}
-
-
-def _discard_upload(file: str) -> None:
-    """Delete an uploaded file (and Gradio's folder for it) once it has been read."""
-    path = Path(file)
-    path.unlink(missing_ok=True)
-    try:
-        path.parent.rmdir()  # only if empty
-    except OSError:
-        pass
 
 
 @contextmanager

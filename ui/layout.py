@@ -70,7 +70,8 @@ CSS = """
 
 def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
     """The Blocks app; queue and launch settings are applied by ``app.py``."""
-    with gr.Blocks(title=TITLE) as demo:
+    # Uploads stay in Gradio's cache (shared by content) until this sweep removes them.
+    with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
         controls = _components(limits, engine.describe())
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)

@@ -290,14 +290,17 @@ class SessionStore:
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def get(self, session_id: str, owner: str) -> WorkState:
-        """The session's state, made on first use. A session made by another browser (other
-        cookie) is refused: its hash alone must not hand over someone's work."""
+    def get(self, session_id: str, owner: str, create: bool = False) -> WorkState:
+        """The session's state; `create` makes it on first use (only an upload does, so
+        requests that never bring a video cannot fill the server's places). A session made by
+        another browser (other cookie) is refused: its hash alone must not hand over work."""
         if not session_id:
             raise UserError("This request has no session. Reload the page.")
         with self._lock:
             work = self._sessions.get(session_id)
             if work is None:
+                if not create:
+                    raise UserError("Upload a video first (step 1).")
                 if len(self._sessions) >= self.max_sessions:
                     raise ServerBusy(
                         f"The server is busy: {len(self._sessions)} people are using it, the most it "
