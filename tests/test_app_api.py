@@ -81,6 +81,21 @@ def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkp
     assert_masks_match(exporting.read_coco(coco_path), ref.masks, len(frames))
 
 
+def test_the_sampling_rate_is_the_users_choice(app, video):
+    """The 6 fps clip kept at 3 fps has 3 frames; left out, the rate is the video's own."""
+    c = client(app)
+
+    def video_info(*args) -> str:
+        outputs = c.predict(handle_file(str(video)), *args, api_name="/upload_video")
+        return next(o for o in outputs if isinstance(o, str) and "frames at" in o)
+
+    try:
+        assert "3 frames at 3 fps" in video_info(3)
+        assert "6 frames at 6 fps" in video_info()
+    finally:
+        c.close()
+
+
 def test_cancel_keeps_the_frames_done(app, workdir):
     long_video = media_factory.testsrc(workdir / "long.mp4", size=(96, 64), fps=10, seconds=3.0)
     c = client(app)

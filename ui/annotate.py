@@ -33,12 +33,16 @@ EXPORT_FORMATS = ("overlay", "mask_video", "png", "coco", "yolo", "session")
 # ----------------------------------------------------------------------------- video
 
 
-def load_video(work: WorkState, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None) -> str:
-    """Decode an upload and start afresh on it with one empty object ready for clicks."""
+def load_video(
+    work: WorkState, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None,
+    fps: float | None = None,
+) -> str:
+    """Decode an upload (sampled at `fps`, default the source rate capped by the limits) and
+    start afresh on it with one empty object ready for clicks."""
     path = Path(path)
     media = work.folder / "media"
     try:
-        decoded = decode(path, limits, workdir=media)
+        decoded = decode(path, limits, fps=fps, workdir=media)
     except MediaError as exc:
         raise UserError(str(exc)) from None
     return open_video(work, engine, decoded, name or path.name)

@@ -127,7 +127,7 @@ class Handlers:
         return out
 
     # ------------------------------------------------------------------ video
-    def on_upload(self, file: str | None, request: gr.Request) -> dict:
+    def on_upload(self, file: str | None, sample_fps: float | None, request: gr.Request) -> dict:
         """Decode the upload; the upload box is emptied again (the video's name and size show
         under it) so that another file can be dropped at once. Uploads are left to Gradio's
         cache cleanup: it stores them by content, so two users' identical files share one."""
@@ -136,8 +136,10 @@ class Handlers:
         if not self._is_upload(file):
             return self.warn("That file was not uploaded from this page. Choose a video or an image file.")
 
+        fps = float(sample_fps) if sample_fps else None  # 0 or empty: the video's own rate
+
         def action(work: WorkState) -> tuple[str, int]:
-            return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name), 0
+            return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name, fps=fps), 0
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)

@@ -100,6 +100,10 @@ def _components(limits: MediaLimits, model: str) -> "Controls":
         with gr.Column(scale=2):
             with gr.Group():
                 gr.Markdown("### 1. Video")
+                sample_fps = gr.Number(
+                    value=0, minimum=0, maximum=limits.max_fps, step=1, elem_id="sample-fps",
+                    label=f"Frames per second to keep (0 = the video's own rate, at most {limits.max_fps:g}); set before uploading",
+                )
                 upload = gr.File(
                     label="Video (mp4, mov, webm, mkv, avi, gif) or an image", type="filepath", elem_id="upload"
                 )
@@ -145,7 +149,7 @@ def _components(limits: MediaLimits, model: str) -> "Controls":
     buttons = {
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
-        "formats": formats, "export": export, "session_file": session_file,
+        "formats": formats, "export": export, "session_file": session_file, "sample_fps": sample_fps,
     }  # fmt: skip
     return Controls(
         upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,
@@ -157,7 +161,7 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b = c.buttons
     view = c.view_outputs()
     quick = {"show_progress": "minimal"}
-    c.upload.upload(h.on_upload, [c.upload], [*view, c.upload, c.downloads], api_name="upload_video")
+    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"]], [*view, c.upload, c.downloads], api_name="upload_video")
     c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last", api_name="show_frame", **quick)
     c.viewer.select(h.on_click, [c.mode, c.frame], view, api_visibility="private", **quick)
     c.undo.click(h.on_undo, [c.frame], view, api_name="undo", **quick)
