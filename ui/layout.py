@@ -70,8 +70,10 @@ CSS = """
 
 def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
     """The Blocks app; queue and launch settings are applied by ``app.py``."""
-    # Uploads stay in Gradio's cache (shared by content) until this sweep removes them.
-    with gr.Blocks(title=TITLE, delete_cache=(600, 3600)) as demo:
+    # Uploads stay in Gradio's cache (stored by content, so two users' identical files share
+    # one) until this sweep removes them: every 2 minutes, those older than 5. A decoded upload
+    # is never read again; session folders are not Gradio's files and are not touched.
+    with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         controls = _components(limits, engine.describe())
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
