@@ -68,11 +68,27 @@ def testsrc(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, **kwa
     return lavfi_video(path, f"testsrc=size={size[0]}x{size[1]}:rate={fps}", **kwargs)
 
 
-def marker_video(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, **kwargs) -> Path:
-    """Black frames with a red box filling the top-left quarter-by-quarter corner."""
+def marker_source(size: tuple[int, int] = (64, 48), fps: float = 10) -> str:
+    """lavfi graph: black frames with a red box filling the top-left quarter-by-quarter corner."""
     width, height = size
     box = f"drawbox=x=0:y=0:w={width // 4}:h={height // 4}:color=red:t=fill"
-    return lavfi_video(path, f"color=c=black:size={width}x{height}:rate={fps},{box}", **kwargs)
+    return f"color=c=black:size={width}x{height}:rate={fps},{box}"
+
+
+def marker_video(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, **kwargs) -> Path:
+    """Black frames with a red box filling the top-left quarter-by-quarter corner."""
+    return lavfi_video(path, marker_source(size, fps), **kwargs)
+
+
+def black_then_marker(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, black: int = 5, total: int = 10) -> Path:
+    """``black`` all-black frames, then marker frames (red top-left corner), ``total`` in all."""
+    width, height = size
+    graph = (
+        f"color=c=black:size={width}x{height}:rate={fps}:duration={black / fps}[a];"
+        f"{marker_source(size, fps)},trim=duration={(total - black) / fps}[b];[a][b]concat=n=2:v=1:a=0"
+    )
+    run_ffmpeg("-f", "lavfi", "-i", graph, "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
+    return path
 
 
 def rotated_copy(source: Path, path: Path, ccw_degrees: int) -> Path:
@@ -140,6 +156,44 @@ def zero_bytes(path: Path) -> Path:
     return path
 
 
-def random_bytes(path: Path, count: int = 4096) -> Path:
-    path.write_bytes(os.urandom(count))
+def random_bytes(path: Path, count: int = 4096, seed: int | None = None) -> Path:
+    """``count`` random bytes; the same bytes every time for a given ``seed``."""
+    path.write_bytes(os.urandom(count) if seed is None else np.random.default_rng(seed).bytes(count))
+    return path
+
+
+def image_named(path: Path, image_format: str = "PNG", size: tuple[int, int] = (64, 48)) -> Path:
+    """A real still (red marker top-left) whose name says otherwise, e.g. a PNG named clip.mp4."""
+    pixels = np.zeros((size[1], size[0], 3), np.uint8)
+    pixels[: size[1] // 4, : size[0] // 4] = MARKER_RGB
+    Image.fromarray(pixels).save(path, format=image_format)
+    return path
+
+
+def zip_named(path: Path) -> Path:
+    """A zip archive under a video's name."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a video\n" * 100)
+    return path
+
+
+def text_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def local_playlist(path: Path, target: Path) -> Path:
+    """An HLS playlist whose one segment is a local file (ffmpeg's hls demuxer would open it)."""
+    return text_file(path, f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{target.resolve()}\n#EXT-X-ENDLIST\n")
+
+
+def streamed_mkv(path: Path, source: str, seconds: float) -> Path:
+    """Matroska written to a pipe, as a live recorder writes it: the container states no duration."""
+    cmd = [
+        ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-t", str(seconds), "-i", source,
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "matroska", "pipe:1",
+    ]  # fmt: skip
+    path.write_bytes(subprocess.run(cmd, capture_output=True, timeout=120, check=True).stdout)
     return path

@@ -317,7 +317,7 @@ def test_event_inputs_outside_the_upload_folder_are_refused(app, video, workdir,
         "dot-dot out of the temp folder": f"{app.temp_dir.resolve()}/../{bait.name}",
         "a folder": str(app.temp_dir.resolve() / "sessions"),
     }[where]
-    message = raw_event(app, "upload_video", [file_data(path)], fresh_cookies(app))
+    message = raw_event(app, "upload_video", [file_data(path), 0], fresh_cookies(app))
     assert not status_of(message).startswith("Loaded"), status_of(message)
     assert bait.exists()
     assert (app.temp_dir / "sessions").is_dir()
@@ -326,10 +326,10 @@ def test_event_inputs_outside_the_upload_folder_are_refused(app, video, workdir,
 @pytest.mark.parametrize("target", ["overlay video", "frame image"])
 def test_another_sessions_files_cannot_be_used_as_input(app, victim, target):
     path = victim.files["overlay.mp4"] if target == "overlay video" else victim.viewer
-    message = raw_event(app, "upload_video", [file_data(path)], fresh_cookies(app))
+    message = raw_event(app, "upload_video", [file_data(path), 0], fresh_cookies(app))
     status = status_of(message)
     assert Path(path).exists(), f"the victim's {target} was deleted by another browser's upload ({status})"
-    assert not status.startswith("Loaded"), f"another browser loaded the victim's {target}: {status}"
+    assert "not uploaded from this page" in status, f"another browser's {target} was not refused by the app: {status}"
 
 
 def test_another_sessions_session_file_cannot_be_loaded(app, victim, video):
@@ -341,6 +341,7 @@ def test_another_sessions_session_file_cannot_be_loaded(app, victim, video):
             app, "load_session", [file_data(path, "session.json"), 0], attacker.cookies, session_hash=attacker.session_hash
         )
         assert Path(path).exists(), f"the victim's session file was deleted ({status_of(message)})"
+        assert "not uploaded from this page" in status_of(message), status_of(message)
     finally:
         attacker.close()
 
@@ -382,7 +383,7 @@ def test_two_browsers_uploading_the_same_file(app, video):
         paths += response.json()
     assert paths[0] == paths[1]  # Gradio's content-addressed upload folder: one shared path
     for cookies in (first, second):  # in turn: the second one finds the file gone
-        status = status_of(raw_event(app, "upload_video", [file_data(paths[0], video.name)], cookies))
+        status = status_of(raw_event(app, "upload_video", [file_data(paths[0], video.name), 0], cookies))
         assert status.startswith("Loaded"), status
 
 

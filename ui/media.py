@@ -375,17 +375,70 @@ def _open_error(path: Path, text: str) -> MediaError:
     """The reason ffmpeg gives for not opening a file, in plain words."""
     if "Format not on whitelist" in text or _looks_like_text(path):
         return _not_media(path)
-    if "moov atom not found" in text:
+    if "moov atom not found" in text and _starts_like_mp4(path):
         reason = (
             "the file is incomplete: its index (the MP4 'moov atom', written when recording "
             "ends) is missing, so it was probably cut off while uploading or recording. "
             "Upload the complete file"
         )
+    elif "moov atom not found" in text:  # ffmpeg went by the name (.mp4, .mov) alone
+        named = f"the name ends in '{path.suffix}'" if path.suffix else "ffmpeg tried it as one"
+        reason = f"it is not a video format ffmpeg can read ({named}, but the content is not an MP4/MOV video)"
     else:
         reason = _ffmpeg_reason(text) or "ffmpeg does not recognise the format"
-        if "Invalid data found" in reason:
+        if reason.lower().startswith("end of file") or (_starts_like_mp4(path) and _mp4_cut_off(path)):
+            reason = (
+                "the file ends too early (in the middle of its index or a header), so it was "
+                "probably cut off while uploading or recording. Upload the complete file"
+            )
+        elif "Invalid data found" in reason:
             reason = f"it is not a video format ffmpeg can read ({reason})"
     return MediaError(f"Could not read a video from '{path.name}': {reason}.")
+
+
+# ISO/QuickTime boxes that can open an MP4 or MOV file (its first box's type, bytes 4 to 8).
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx", b"moof"})
+
+
+def _starts_like_mp4(path: Path) -> bool:
+    """Whether the file starts with an MP4/QuickTime box: only then is a missing 'moov atom' a
+    cut-off MP4. ffmpeg also reports it for any file it tried as MP4 because of its name (a zip,
+    a PDF, random bytes named .mp4)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        return False
+    return len(head) == 8 and head[4:8] in _MP4_FIRST_BOXES
+
+
+def _mp4_cut_off(path: Path) -> bool:
+    """Whether an MP4/MOV file's top-level boxes run past its end, as when it was cut off
+    inside its index (ffmpeg then reports only 'Invalid data found')."""
+    try:
+        end = path.stat().st_size
+        with open(path, "rb") as file:
+            offset = 0
+            for _ in range(100_000):
+                file.seek(offset)
+                head = file.read(16)
+                if len(head) < 8:
+                    return len(head) > 0  # a box header cut in two
+                size = int.from_bytes(head[:4], "big")
+                if size == 1:  # 64-bit size
+                    size = int.from_bytes(head[8:16], "big") if len(head) == 16 else end + 1
+                elif size == 0:  # "to the end of the file"
+                    return False
+                if size < 8:
+                    return False  # not a box structure after all
+                if offset + size > end:
+                    return True
+                offset += size
+                if offset == end:
+                    return False
+    except OSError:
+        pass
+    return False
 
 
 def _ffmpeg_reason(text: str) -> str:
@@ -513,8 +566,12 @@ def _decode_frames(
     if len(frames) > limits.max_frames:
         raise _too_many_frames(float(rate), limits, info.duration)
     if not frames:
-        reason = _ffmpeg_reason(stderr) or "no frame could be decoded"
-        raise MediaError(f"Could not read a video from '{info.path.name}': {reason}.")
+        detail = _ffmpeg_reason(stderr)
+        detail = f" (ffmpeg: {detail})" if detail and "output" not in detail.lower() else ""
+        raise MediaError(
+            f"Could not read a video from '{info.path.name}': not one frame in it could be decoded{detail}, "
+            "so it is probably damaged or cut off. Upload the complete file."
+        )
     return frames, _damage_notes(info, rate, len(frames), stderr, returncode)
 
 
