@@ -6,13 +6,16 @@ import numpy as np
 import torch
 
 from .modeling.sam2_model import ImageFeatures, Points, SAM2Model
+from .precision import Precision
 from .transforms import image_to_input, resize_logits
 
 
 class SAM2ImagePredictor:
-    def __init__(self, model: SAM2Model, mask_threshold: float = 0.0) -> None:
+    def __init__(self, model: SAM2Model, mask_threshold: float = 0.0, precision: str = "float32") -> None:
+        """precision: "float32" (exact) or "bfloat16"/"float16" (autocast; see SAM2VideoPredictor)."""
         self.model = model.eval()
         self.mask_threshold = mask_threshold
+        self.precision = Precision(precision, model.device)
         self._features: ImageFeatures | None = None
         self._orig_hw: tuple[int, int] | None = None
 
@@ -27,7 +30,8 @@ class SAM2ImagePredictor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"Expected an H x W x 3 uint8 RGB image; got shape {image.shape}, dtype {image.dtype}")
         x = image_to_input(image, self.model.config.image_size)[None].to(self.device)
-        features = self.model.encode_image(x)
+        with self.precision():
+            features = self.model.encode_image(x)
         # A single image has no memory: the "no memory" embedding stands in, as on video.
         c = features.image_embed.shape[1]
         features.image_embed = features.image_embed + self.model.no_mem_embed.view(1, c, 1, 1)
@@ -63,12 +67,13 @@ class SAM2ImagePredictor:
         if mask_input is not None:
             mask_input = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)
             mask_input = mask_input[None] if mask_input.dim() == 3 else mask_input
-        out = self.model.predict_masks(features.image_embed, features.high_res, points, mask_input, multimask_output)
-        masks = resize_logits(out.masks, *self._orig_hw)
-        low_res = out.masks.clamp(-32.0, 32.0)
+        with self.precision():
+            out = self.model.predict_masks(features.image_embed, features.high_res, points, mask_input, multimask_output)
+        masks = resize_logits(out.masks.float(), *self._orig_hw)
+        low_res = out.masks.float().clamp(-32.0, 32.0)
         if not return_logits:
             masks = masks > self.mask_threshold
-        results = (masks.float(), out.iou_scores, low_res)
+        results = (masks.float(), out.iou_scores.float(), low_res)
         if batch == 1:
             results = tuple(r[0] for r in results)
         return tuple(r.cpu().numpy() for r in results)  # type: ignore[return-value]

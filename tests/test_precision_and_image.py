@@ -29,6 +29,19 @@ def test_fast_mode_agrees_with_exact_mode():
         assert not np.array_equal(exact, fast)  # it really ran in reduced precision
 
 
+def test_image_predictor_fast_mode_is_close():
+    case, frames, _ = load_case("image_t21_1024")
+    masks = {}
+    for precision in ("float32", "bfloat16"):
+        predictor = build_image_predictor("sam2.1_hiera_t", reference_state_dict("sam2.1_hiera_t"), image_size=512,
+                                          precision=precision)
+        predictor.set_image(frames[0])
+        masks[precision], scores, _ = predictor.predict(box=[200, 20, 330, 180], multimask_output=False)
+        assert scores.dtype == np.float32
+    a, b = masks["float32"] > 0, masks["bfloat16"] > 0
+    assert np.logical_and(a, b).sum() / np.logical_or(a, b).sum() >= 0.98
+
+
 def test_precision_names():
     with pytest.raises(ValueError, match="Unknown precision 'half'"):
         Precision("half", "cpu")
