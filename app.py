@@ -43,6 +43,7 @@ class AppOptions:
     max_side: int
     max_upload_mb: int
     session_ttl_min: float
+    resume_grace_s: float  # how long a closed or reloaded page's work is kept for a reload
     max_sessions: int
     queue_size: int
 
@@ -76,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     parser.add_argument("--max-upload-mb", type=int, default=500, help="largest upload accepted, in MB")
     parser.add_argument("--session-ttl-min", type=float, default=30.0,
                         help="free a browser tab's work after this many idle minutes")
+    parser.add_argument("--resume-grace-s", type=float, default=None,
+                        help="keep a closed or reloaded page's work this many seconds, so that a reload in "
+                             "the same browser resumes it (default: the session TTL). A page cannot tell a "
+                             "reload from a closed tab, so a closed tab's work is freed only after this; "
+                             "until then it counts towards --max-sessions")
     parser.add_argument("--max-sessions", type=int, default=8, help="most browser tabs working at once")
     parser.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
     args = parser.parse_args(argv)
@@ -83,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         model = resolve_variant(args.model)
     except ValueError as exc:
         parser.error(str(exc))
-    for name in ("max_frames", "max_seconds", "max_side", "max_upload_mb", "session_ttl_min", "max_sessions", "queue_size"):
+    if args.resume_grace_s is None:
+        args.resume_grace_s = args.session_ttl_min * 60
+    for name in ("max_frames", "max_seconds", "max_side", "max_upload_mb", "session_ttl_min", "resume_grace_s",
+                 "max_sessions", "queue_size"):  # fmt: skip
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     try:
@@ -93,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     return AppOptions(
         model, args.checkpoint, args.image_size, args.device, precision, args.frame_storage, args.host, args.port,
         args.share, args.max_frames, args.max_seconds, args.max_side, args.max_upload_mb, args.session_ttl_min,
-        args.max_sessions, args.queue_size,
+        args.resume_grace_s, args.max_sessions, args.queue_size,
     )  # fmt: skip
 
 
@@ -171,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     from ui.media import MediaLimits
     from ui.sessions import SessionStore
 
-    store = SessionStore(temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions)
+    store = SessionStore(
+        temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions,
+        grace_s=options.resume_grace_s,
+    )  # fmt: skip
     store.start_sweeper()
     atexit.register(store.shutdown)
     limits = MediaLimits(max_frames=options.max_frames, max_seconds=options.max_seconds, max_side=options.max_side)

@@ -9,7 +9,8 @@ reference weights of ``tests/reference.py``, sam2.1_hiera_tiny at image size 512
 simulated user has its own ``Client`` (so its own cookie and session) in its own thread and
 does what a person does: upload a small video, click a point, look at another frame, track a
 few frames, make the COCO and PNG-mask files, download both, and close the page (the client's
-heartbeat ends, so the app's ``unload`` frees the session).
+heartbeat ends, so the app's ``unload`` detaches the session, and the app started here frees it
+1 s later).
 
 Each user uploads a copy of the clip with other bytes (``--same-video``: the very same file,
 which Gradio's content-addressed upload folder turns into one shared path). The app started
@@ -92,6 +93,10 @@ def launch(checkpoint: Path, workdir: Path, max_sessions: int = 8, extra: tuple[
     args = ["--max-sessions", str(max_sessions), *extra]
     if not hasattr(app_harness, "PRECISION") and "--precision" not in extra and "--precision" in app_options():
         args += ["--precision", "float32"]  # the harness passes it itself where it knows the option
+    if "--resume-grace-s" not in extra and "--resume-grace-s" in app_options():
+        # Closed pages' work is kept for a reload (default: the session TTL); 1 s here, so that
+        # the session folders are seen going soon after the pages close.
+        args += ["--resume-grace-s", "1"]
     previous = os.environ.get("GRADIO_HEARTBEAT_INTERVAL")
     os.environ["GRADIO_HEARTBEAT_INTERVAL"] = HEARTBEAT_S  # start_app passes our environment on
     try:

@@ -25,7 +25,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(reference_checkpoint: Path, workdir: Path):
-    running = start_app(reference_checkpoint, workdir, "--max-sessions", str(MAX_SESSIONS))
+    # Closed clients' work goes 1 s after they close (default: kept the session TTL for a reload).
+    running = start_app(reference_checkpoint, workdir, "--max-sessions", str(MAX_SESSIONS), "--resume-grace-s", "1")
     yield running
     running.stop()
 

@@ -132,6 +132,42 @@ def test_store_folders_owners_limits_and_sweep(tmp_path):
     assert store.close("a") and not a.folder.exists() and len(store) == 0
 
 
+def test_store_detach_resume_by_owner_and_sweep_after_grace(tmp_path):
+    """A reload: the old page's session is detached (kept, folder and all) and the same
+    browser's next page takes it over under its new hash; another cookie never gets it; a
+    session nobody comes back for is swept once the grace period is over."""
+    store = SessionStore(tmp_path / "root", ttl_s=600, max_sessions=2, grace_s=30)
+    a = store.get("old", "cookie-a", create=True)
+    (a.folder / "view").mkdir()
+    assert store.resume("new", "cookie-a") is None  # still attached: nothing to resume
+    assert store.attached_of("cookie-a") == 1 and store.attached_of("cookie-b") == 0
+    assert store.detach("old") and not store.detach("nobody")
+    assert a.folder.is_dir() and len(store) == 1 and store.attached_of("cookie-a") == 0
+    assert store.resume("new", "cookie-b") is None and store.resume("new", "") is None  # not another browser's
+    assert store.resume("new", "cookie-a") is a
+    assert a.session_id == "new" and a.detached_at is None and store.peek("old") is None
+    assert store.get("new", "cookie-a") is a and store.owner_of(a.folder / "view" / "x.png") == "cookie-a"
+    with pytest.raises(UserError, match="another browser"):
+        store.get("new", "cookie-b")
+    # A page that already has a session keeps it; a detached session of the same cookie waits.
+    b = store.get("tab2", "cookie-a", create=True)
+    store.detach("new")
+    assert store.resume("tab2", "cookie-a") is None
+    # Detached sessions still take places, and the sweep frees them after the grace period only.
+    with pytest.raises(ServerBusy):
+        store.get("c", "cookie-c", create=True)
+    assert store.sweep(now=a.detached_at + 10) == []
+    assert store.sweep(now=a.detached_at + 31) == ["new"] and not a.folder.exists()
+    assert store.owner_of(a.folder / "view" / "x.png") is None and store.resume("x", "cookie-a") is None
+    assert len(store) == 1 and store.peek("tab2") is b
+    # Default grace = the TTL; a request on a detached session's own hash attaches it again.
+    store = SessionStore(tmp_path / "root2", ttl_s=60)
+    assert store.grace_s == 60
+    d = store.get("d", "cookie-d", create=True)
+    store.detach("d")
+    assert store.get("d", "cookie-d") is d and d.detached_at is None
+
+
 # ----------------------------------------------------------------------------- prompts and history
 
 

@@ -27,7 +27,9 @@ load_test = _load_script()
 
 @pytest.fixture(scope="module")
 def server(reference_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    running = load_test.launch(reference_checkpoint, tmp_path_factory.mktemp("load"), max_sessions=4)
+    # A closed page's work is kept for a reload (default: the session TTL); 1 s here, so that the
+    # session folders are seen gone soon after the pages close.
+    running = load_test.launch(reference_checkpoint, tmp_path_factory.mktemp("load"), max_sessions=4, extra=("--resume-grace-s", "1"))
     yield running
     running.stop()
 

@@ -27,6 +27,7 @@ OWNER_COOKIE = "sam2_owner"
 MODES = {"Add (+)": "add", "Remove (-)": "remove", "Box": "box"}
 DIRECTIONS = {"forward": "forward", "backward": "backward", "both": "both"}
 POLL_S = 0.5
+RESUME_WAIT_S = 3.0  # a reload's load event may beat the old page's unload by a moment
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Handlers:
         out[c.legend] = views.legend_html(work)
         if frame is not None:
             frame = min(max(0, int(frame)), work.video.count - 1)
+            work.shown_frame = frame
             out[c.viewer] = str(views.frame_file(work, frame))
             out[c.frame] = gr.Slider(minimum=0, maximum=max(1, work.video.count - 1), value=frame, step=1)
             out[c.timeline] = str(views.timeline_file(work, frame))
@@ -157,6 +159,7 @@ class Handlers:
         except UserError as exc:
             return self.warn(str(exc))
         c = self.c
+        work.shown_frame = int(frame)
         return {c.viewer: str(views.frame_file(work, int(frame))), c.timeline: str(views.timeline_file(work, int(frame)))}
 
     # ------------------------------------------------------------------ prompts
@@ -301,11 +304,44 @@ class Handlers:
         result[self.c.buttons["session_file"]] = None
         return result
 
+    def on_page_load(self, request: gr.Request) -> dict:
+        """A page opened. After a reload (new session hash, same browser cookie) the browser's
+        detached session is taken over and every view shows it as it was; otherwise nothing
+        changes (a fresh page). Never hands over another browser's session."""
+        session_id = getattr(request, "session_hash", None) or ""
+        owner = owner_of(request)
+        if not session_id or not owner:
+            return {}
+        work = self.store.resume(session_id, owner)
+        deadline = time.monotonic() + RESUME_WAIT_S
+        # The old page's unload may arrive just after this load: wait a moment for it, but only
+        # while this browser has a session whose page has not gone yet.
+        while work is None and self.store.attached_of(owner) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            work = self.store.resume(session_id, owner)
+        if work is None or work.video is None:
+            return {}
+        objects = len(work.doc.object_ids)
+        message = f"Welcome back: your video and {objects} object(s) are as you left them."
+        if work.progress.running:
+            message += " Tracking is still running; its frames show as they are done."
+        out = self.refresh(work, work.shown_frame, message)
+        out[self.c.progress] = work.progress.summary()
+        return out
+
     def on_unload(self, request: gr.Request) -> None:
-        """Tab closed or reloaded: free its memory and delete its folder."""
+        """Tab closed or reloaded (the two look the same here): keep the work for the grace
+        period so that a reload resumes it (:meth:`on_page_load`); a closed tab's session is
+        freed by the store's sweep once the grace period is over. A session without a video
+        holds nothing worth keeping and is freed at once."""
         session_id = getattr(request, "session_hash", None)
-        if session_id:
+        if not session_id:
+            return
+        work = self.store.peek(session_id)
+        if work is not None and work.video is None and not work.undo:
             self.store.close(session_id)
+        else:
+            self.store.detach(session_id)
 
     # ------------------------------------------------------------------ API-only endpoints
     def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:

@@ -189,4 +189,7 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     gr.api(h.api_add_point, api_name="add_point")
     gr.api(h.api_add_box, api_name="add_box")
     gr.api(h.api_track, api_name="track", concurrency_limit=8)
+    # A reload resumes the browser's work (see ui/sessions.py); the handler may wait a moment for
+    # the old page's unload, so it does not queue behind other page loads.
+    demo.load(h.on_page_load, None, view, api_visibility="private", show_progress="hidden", concurrency_limit=None)
     demo.unload(h.on_unload)

@@ -4,8 +4,15 @@ Why server-side: a video's frames, the predictor's memory and the masks are far 
 ``gr.State`` (which lives in the browser in Gradio 6). Each browser tab gets a
 :class:`WorkState` with its own folder under the store's root; the folder holds everything
 the app serves to that tab (frame images, exports, the audio track), so it can be guarded
-(:meth:`SessionStore.owner_of`) and removed in one go when the tab closes
-(``demo.unload``) or sits idle longer than the time-to-live.
+(:meth:`SessionStore.owner_of`) and removed in one go by the sweep.
+
+Reloads resume: a reloaded page gets a new session hash from Gradio, and the old page's
+``demo.unload`` cannot tell a reload from a closed tab. So unload only *detaches* the session
+(:meth:`SessionStore.detach`): its work, folder and predictor state stay for a grace period
+(default: the time-to-live), and the next page load of the same browser (same owner cookie)
+takes it over under its new hash (:meth:`SessionStore.resume`). A closed tab's session is
+freed by the sweep once the grace period is over; until then it still takes a place
+(``max_sessions``). A session idle longer than the time-to-live is swept too.
 """
 
 from __future__ import annotations
@@ -209,6 +216,8 @@ class WorkState:
     owner: str  # the browser cookie that may read this session's files
     folder: Path
     last_seen: float = field(default_factory=time.monotonic)
+    detached_at: float | None = None  # when its page went away (unload); None while a page has it
+    shown_frame: int = 0  # the frame the page showed last (a resumed page shows it again)
     video: LoadedVideo | None = None
     registry: dict[int, ObjectInfo] = field(default_factory=dict)  # every object ever made
     doc: Snapshot = field(default_factory=Snapshot)
@@ -280,10 +289,13 @@ class WorkState:
 class SessionStore:
     """All live sessions. Thread-safe; one folder per session under ``root``."""
 
-    def __init__(self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16) -> None:
+    def __init__(
+        self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16, grace_s: float | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.ttl_s = ttl_s
+        self.grace_s = ttl_s if grace_s is None else grace_s  # how long a detached session waits
         self.max_sessions = max_sessions
         self._sessions: dict[str, WorkState] = {}
         self._lock = threading.Lock()
@@ -310,10 +322,54 @@ class SessionStore:
                 folder.mkdir(parents=True)
                 work = WorkState(session_id=session_id, owner=owner, folder=folder)
                 self._sessions[session_id] = work
-            elif work.owner != owner:
+            elif not secrets.compare_digest(work.owner, owner):
                 raise UserError("This page's session belongs to another browser. Reload the page.")
             work.last_seen = time.monotonic()
+            work.detached_at = None  # its page is back (a heartbeat that reconnected)
             return work
+
+    def detach(self, session_id: str) -> bool:
+        """The session's page went away (closed or reloaded): keep its work for the grace
+        period, for :meth:`resume`; the sweep frees it after that. True if there was one."""
+        with self._lock:
+            work = self._sessions.get(session_id)
+            if work is None:
+                return False
+            work.detached_at = time.monotonic()
+            return True
+
+    def resume(self, session_id: str, owner: str) -> WorkState | None:
+        """Hand the owner's most recent detached session to the page ``session_id`` (a reload:
+        same browser, new hash). Only a session made with the same owner cookie is handed over;
+        the folder stays, so its file URLs keep working for that browser. None when there is
+        none, or when ``session_id`` already has a session of its own."""
+        if not session_id or not owner:
+            return None
+        with self._lock:
+            if session_id in self._sessions:
+                return None
+            mine = [
+                w for w in self._sessions.values()
+                if w.detached_at is not None and secrets.compare_digest(w.owner, owner)
+            ]  # fmt: skip
+            if not mine:
+                return None
+            work = max(mine, key=lambda w: w.last_seen)
+            del self._sessions[work.session_id]
+            work.session_id = session_id
+            work.detached_at = None
+            work.last_seen = time.monotonic()
+            self._sessions[session_id] = work
+            return work
+
+    def attached_of(self, owner: str) -> int:
+        """How many of the owner's sessions still have a page (not detached)."""
+        if not owner:
+            return 0
+        with self._lock:
+            return sum(
+                1 for w in self._sessions.values() if w.detached_at is None and secrets.compare_digest(w.owner, owner)
+            )  # fmt: skip
 
     def peek(self, session_id: str) -> WorkState | None:
         with self._lock:
@@ -338,13 +394,17 @@ class SessionStore:
         return True
 
     def sweep(self, now: float | None = None) -> list[str]:
-        """Close sessions idle longer than the TTL (not while they track). Returns their ids."""
+        """Close sessions detached longer than the grace period or idle longer than the TTL
+        (not while they track). Returns their ids."""
         now = time.monotonic() if now is None else now
+
+        def expired(work: WorkState) -> bool:
+            if work.detached_at is not None:
+                return now - work.detached_at > self.grace_s
+            return now - work.last_seen > self.ttl_s
+
         with self._lock:
-            idle = [
-                sid for sid, work in self._sessions.items()
-                if now - work.last_seen > self.ttl_s and not work.progress.running
-            ]  # fmt: skip
+            idle = [sid for sid, work in self._sessions.items() if expired(work) and not work.progress.running]
         return [sid for sid in idle if self.close(sid)]
 
     def owner_of(self, path: Path) -> str | None:
@@ -361,8 +421,11 @@ class SessionStore:
                     return work.owner
         return None
 
-    def start_sweeper(self, every_s: float = 60.0) -> None:
-        """A daemon thread that runs :meth:`sweep` every ``every_s`` seconds."""
+    def start_sweeper(self, every_s: float | None = None) -> None:
+        """A daemon thread that runs :meth:`sweep` every ``every_s`` seconds (default: a
+        quarter of the shorter of TTL and grace period, between 0.5 and 60 s)."""
+        if every_s is None:
+            every_s = min(60.0, max(0.5, min(self.ttl_s, self.grace_s) / 4))
 
         def loop() -> None:
             while not self._stop.wait(every_s):
