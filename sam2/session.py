@@ -133,9 +133,6 @@ class FeatureCache:
     def __contains__(self, frame_idx: int) -> bool:
         return frame_idx in self._items
 
-    def clear(self) -> None:
-        self._items.clear()
-
 
 @dataclass
 class VideoSession:
