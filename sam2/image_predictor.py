@@ -100,6 +100,8 @@ class SAM2ImagePredictor:
             return None
         if len(parts) == 2 and parts[0][0].shape[0] != parts[1][0].shape[0]:
             parts[0] = (parts[0][0].expand(parts[1][0].shape[0], -1, -1), parts[0][1].expand(parts[1][0].shape[0], -1))
+        if not all(torch.isfinite(p[0]).all() for p in parts):
+            raise ValueError("Point and box coordinates must be finite numbers.")
         all_coords = torch.cat([p[0] for p in parts], dim=1) / scale * size
         all_labels = torch.cat([p[1] for p in parts], dim=1)
         return Points(all_coords.to(self.device), all_labels.to(self.device))

@@ -63,6 +63,8 @@ def test_image_predictor_edges(image_predictor):
     image_predictor.set_image(image)
     with pytest.raises(ValueError, match="together"):
         image_predictor.predict(point_coords=[[1, 1]])
+    with pytest.raises(ValueError, match="finite"):  # as in the video predictor
+        image_predictor.predict(box=[0, 0, float("inf"), 10])
     masks, scores, low_res = image_predictor.predict(point_coords=[[120, 135]], point_labels=[1])
     assert masks.shape == (3, 300, 400) and set(np.unique(masks)) <= {0.0, 1.0}
     assert scores.shape == (3,) and low_res.shape == (3, 128, 128)
