@@ -7,7 +7,7 @@
 
 The model is loaded once and shared by everyone using the page; each browser tab has its own
 work (see ui/sessions.py). Without --checkpoint the official checkpoint is downloaded into
-checkpoints/ on first use.
+checkpoints/ (or --checkpoint-dir) on first use, and checked against its SHA-256 on every start.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class AppOptions:
 
     model: str
     checkpoint: Path | None
+    checkpoint_dir: Path  # where the official file is looked for and downloaded without --checkpoint
     image_size: int
     device: str
     precision: str  # resolved: "float32", "bfloat16" or "float16" ("auto" is decided here)
@@ -49,6 +50,7 @@ class AppOptions:
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
+    from checkpoints import DEFAULT_DIRECTORY
     from sam2.config import resolve_variant
     from ui.engine import FRAME_STORAGES
 
@@ -56,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     parser.add_argument("--model", default="sam2.1_hiera_tiny",
                         help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} or _t/_s/_b+/_l")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: download the official one)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="folder of the official checkpoints, checked (SHA-256) and downloaded there when "
+                             "missing (default: checkpoints/ next to app.py)")
     parser.add_argument("--image-size", type=int, default=1024, choices=IMAGE_SIZES,
                         help="model input size; 512 is about 4x faster on a CPU, 1024 is the most accurate")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -100,8 +105,8 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     except (RuntimeError, ValueError) as exc:  # torch's words for a device it does not know
         parser.error(f"--device {args.device}: {exc}")
     return AppOptions(
-        model, args.checkpoint, args.image_size, args.device, precision, args.frame_storage, args.host, args.port,
-        args.share, args.max_frames, args.max_seconds, args.max_side, args.max_upload_mb, args.session_ttl_min,
+        model, args.checkpoint, args.checkpoint_dir or DEFAULT_DIRECTORY, args.image_size, args.device, precision,
+        args.frame_storage, args.host, args.port, args.share, args.max_frames, args.max_seconds, args.max_side, args.max_upload_mb, args.session_ttl_min,
         args.resume_grace_s, args.max_sessions, args.queue_size,
     )  # fmt: skip
 
@@ -117,16 +122,28 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def resolve_checkpoint(options: AppOptions) -> Path:
-    """--checkpoint, or the official file (downloaded with a progress bar when missing)."""
+    """--checkpoint, or the official file in --checkpoint-dir: checked against the registry's
+    SHA-256, downloaded with a progress bar when missing. A file given with --checkpoint is
+    the user's own and is never hashed against the registry (it may be fine-tuned weights);
+    loading it checks what it holds."""
     if options.checkpoint is not None:
-        if not options.checkpoint.is_file():
+        if not options.checkpoint.exists():
             from sam2.checkpoint import CheckpointError
 
             raise CheckpointError(f"The checkpoint file {options.checkpoint} does not exist.")
-        return options.checkpoint
+        return options.checkpoint  # a folder is refused by the loader, which lists its .pt files
     from checkpoints.download import ensure_checkpoint
 
-    return ensure_checkpoint(options.model)
+    return ensure_checkpoint(options.model, options.checkpoint_dir)
+
+
+def checkpoint_problem(error: Exception, checkpoint: Path | None, model: str) -> str:
+    """The error's message, naming the file where it does not (the key report of a checkpoint
+    made for another variant names the variants only)."""
+    message = str(error)
+    if checkpoint is None or str(checkpoint) in message:
+        return message
+    return f"The checkpoint file {checkpoint} cannot be used for {model}. {message}"
 
 
 def prepare_temp_root() -> Path:
@@ -161,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from sam2.checkpoint import CheckpointError
     from ui.engine import Engine, ModelSpec
 
+    checkpoint: Path | None = None
     try:
         checkpoint = resolve_checkpoint(options)
         print(f"Loading {options.model} from {checkpoint}...", flush=True)
@@ -169,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         engine = Engine.load(spec)
     except CheckpointError as exc:  # CheckpointUnavailable too: offline, or a bad file
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {checkpoint_problem(exc, checkpoint, options.model)}", file=sys.stderr)
         return 1
     print(f"Model: {engine.describe()}; video frames kept as {options.frame_storage}.", flush=True)
 

@@ -1,9 +1,11 @@
 """Find an official SAM 2 checkpoint on disk, or download and verify it.
 
-Order of sources: a complete file already in the checkpoints folder; Hugging Face through
+Order of sources: a file already in the checkpoints folder; Hugging Face through
 `huggingface_hub.hf_hub_download` (its own progress bars, resume and metadata); Meta's direct
-URL through urllib (resumable `.part` file, one progress line on stderr). Every download is
-checked against the registry's size and SHA-256 before it is used.
+URL through urllib (resumable `.part` file, one progress line on stderr). Every file is
+checked against the registry's size and SHA-256 before it is used, the one already in the
+folder included: a download that failed its check is deleted, a file that was already there
+is refused but left in place (see `_check_existing`).
 
 A machine without internet fails within seconds (huggingface_hub alone retries for ~25 s),
 with a `CheckpointUnavailable` message that says which file to fetch, from which addresses,
@@ -32,6 +34,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+from checkpoints import DEFAULT_DIRECTORY
 from checkpoints.registry import CheckpointInfo, checkpoint_info
 from sam2.checkpoint import CheckpointError
 
@@ -45,7 +48,6 @@ __all__ = [
     "verify_file",
 ]
 
-DEFAULT_DIRECTORY = Path(__file__).resolve().parent  # the repository's checkpoints/ folder
 CONNECT_TIMEOUT_S = 5.0  # how long to wait for a server to answer at all
 READ_TIMEOUT_S = 30.0  # how long a started download may stall before it counts as failed
 _CHUNK_BYTES = 1 << 20
@@ -74,6 +76,7 @@ def fetch(info: CheckpointInfo, directory: str | os.PathLike[str] = DEFAULT_DIRE
     """`ensure_checkpoint` for any registry entry (tests use entries of their own)."""
     path = Path(directory).resolve() / info.filename
     if _is_complete(path, info):
+        _check_existing(path, info)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     failures = [f"the file at {path} is incomplete ({path.stat().st_size:,} bytes)"] if path.is_file() else []
@@ -123,8 +126,29 @@ def _reject(path: Path, info: CheckpointInfo, problem: str) -> NoReturn:
 
 
 def _is_complete(path: Path, info: CheckpointInfo) -> bool:
-    """A file of the right size is taken as is: hashing 900 MB on every start costs seconds."""
+    """A file of the official size (one of another size is an unfinished download)."""
     return path.is_file() and (info.size_bytes is None or path.stat().st_size == info.size_bytes)
+
+
+def _check_existing(path: Path, info: CheckpointInfo) -> None:
+    """Refuse a file of the official size whose SHA-256 differs, without deleting it.
+
+    The size alone does not tell a good copy: a damaged file keeps its size, and weights saved
+    with the same keys and shapes (fine-tuned ones, say) have exactly the official size. Such
+    a file may be someone's only copy, so unlike a failed download it stays where it is.
+    Hashing is cheap next to loading the model, which reads the whole file anyway (about 0.1 s
+    per 150 MB on this project's CPU, measured), so the result is not cached.
+    """
+    if info.sha256 is None:
+        return
+    digest = sha256_of(path)
+    if digest != info.sha256.lower():
+        raise CheckpointError(
+            f"The checkpoint file {path} is not the official {info.filename}: its SHA-256 checksum is "
+            f"{digest}, expected {info.sha256}. It is damaged or it is another file, and it was left as "
+            f"it is. Delete it to have the official file downloaded again; if these are weights of your "
+            f"own, move them elsewhere and give their path (python app.py --checkpoint PATH)."
+        )
 
 
 def _sources(info: CheckpointInfo) -> Iterator[tuple[str, Downloader]]:
@@ -160,14 +184,14 @@ def _download_from_hub(info: CheckpointInfo, path: Path, progress: bool) -> Path
 
 def _download_from_url(info: CheckpointInfo, path: Path, progress: bool) -> Path:
     """Stream `info.url` into `<file>.part`, resuming a previous partial download."""
+    part = path.with_name(path.name + ".part")
+    offset = _resumable_bytes(part, info.size_bytes)
+    if info.size_bytes is not None and offset == info.size_bytes:
+        return part  # finished earlier but never verified: checked now, no network needed
     if _offline_mode():
         raise ConnectionError("skipped: offline mode is on (HF_HUB_OFFLINE)")
     assert info.url is not None
     _require_connection(info.url)
-    part = path.with_name(path.name + ".part")
-    offset = _resumable_bytes(part, info.size_bytes)
-    if info.size_bytes is not None and offset == info.size_bytes:
-        return part  # finished earlier but never verified
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with urllib.request.urlopen(urllib.request.Request(info.url, headers=headers), timeout=READ_TIMEOUT_S) as response:
         if offset and response.status != 206:  # the server ignored the range: start over

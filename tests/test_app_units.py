@@ -1,5 +1,5 @@
 """The app's parts without a server: session store, mask packing, the undo/redo and tracking
-logic, views, and the command line.
+logic, views, and the command line (app starts with bad checkpoints are in test_app_start.py).
 
 The logic runs on the real engine: ``ui.engine.Engine`` around the SAM 2 predictor with the
 reference weights at image size 64 (tens of ms a frame), on small synthetic frames. Its
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 import sam2
 from sam2.video_predictor import SAM2VideoPredictor
-from tests.app_harness import ROOT, Replay
+from tests.app_harness import Replay
 from tests.reference import reference_state_dict
 from ui import annotate, views
 from ui.engine import Engine, PromptSpec
@@ -396,33 +394,6 @@ def test_views_draw_masks_prompts_and_the_timeline(tmp_path, engine):
 
 
 # ----------------------------------------------------------------------------- command line
-
-
-def run_app(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-
-
-def test_cli_bad_checkpoint_exits_with_a_message(tmp_path):
-    missing = run_app("--checkpoint", str(tmp_path / "none.pt"))
-    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(4096))
-    bad = run_app("--checkpoint", str(garbage))
-    assert bad.returncode == 1 and bad.stderr.startswith("Error:") and "Traceback" not in bad.stderr
-
-
-def test_cli_offline_without_checkpoint_says_what_to_download(tmp_path):
-    from checkpoints.download import checkpoint_path
-
-    variant = "sam2.1_hiera_base_plus"
-    if checkpoint_path(variant).exists():
-        pytest.skip("the checkpoint is already downloaded here")
-    result = run_app("--model", "sam2.1_hiera_b+", env={"HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "sam2.1_hiera_base_plus.pt" in result.stderr
 
 
 def test_cli_options():

@@ -316,14 +316,38 @@ def test_checkpoint_path_accepts_short_and_long_names(tmp_path: Path) -> None:
     assert checkpoint_path("sam2.1_hiera_tiny", tmp_path) == expected
 
 
-def test_existing_file_is_used_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_file_is_checked_and_used_without_network(
+    tmp_path: Path, reference_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file already in the folder is used when its SHA-256 is the registry's, without any
+    network (here a registry entry for the reference file: no sources to download from)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = checkpoint_path(T21, tmp_path)
-    with path.open("wb") as file:  # sparse file of the official size: accepted by size alone
-        file.truncate(CHECKPOINTS[T21].size_bytes)
+    data = reference_file.read_bytes()
+    info = CheckpointInfo("test", "ref.pt", None, None, len(data), hashlib.sha256(data).hexdigest())
+    path = tmp_path.resolve() / info.filename
+    path.write_bytes(data)
     started = time.monotonic()
-    assert ensure_checkpoint(T21, tmp_path, progress=False) == path
-    assert time.monotonic() - started < 1
+    assert fetch(info, tmp_path, progress=False) == path
+    assert time.monotonic() - started < 2  # hashing 156 MB takes about 0.1 s here
+    assert path.read_bytes() == data
+
+
+def test_existing_file_of_the_right_size_but_another_checksum_is_refused_and_kept(
+    tmp_path: Path, reference_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same loadable file where the registry expects other bytes of that size (as
+    fine-tuned weights saved under the official name would be): refused, named, and left in
+    place, since it may be someone's only copy; no download is attempted."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = reference_file.read_bytes()
+    info = CheckpointInfo("test", "ref.pt", None, None, len(data), "ab" * 32)
+    path = tmp_path.resolve() / info.filename
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as error:
+        fetch(info, tmp_path, progress=False)
+    assert_plain_message(error, str(path), hashlib.sha256(data).hexdigest(), "ab" * 32, "left as it is")
+    assert not isinstance(error.value, CheckpointUnavailable)
+    assert path.read_bytes() == data and sorted(tmp_path.iterdir()) == [path]
 
 
 def _assert_unavailable_message(error: pytest.ExceptionInfo, info: CheckpointInfo, path: Path) -> None:
@@ -480,10 +504,11 @@ def test_cli_prints_the_path_or_the_instructions(tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert str(checkpoint_path(T21, tmp_path)) in missing.stderr and "Traceback" not in missing.stderr
     assert "RuntimeWarning" not in missing.stderr  # the module is not imported twice
-    with checkpoint_path(T21, tmp_path).open("wb") as file:
+    with checkpoint_path(T21, tmp_path).open("wb") as file:  # the official size, but zeros
         file.truncate(CHECKPOINTS[T21].size_bytes)
-    present = _run_cli("sam2.1_hiera_t", "--dir", str(tmp_path))
-    assert present.returncode == 0, present.stderr
-    assert present.stdout.strip() == str(checkpoint_path(T21, tmp_path))
+    damaged = _run_cli("sam2.1_hiera_t", "--dir", str(tmp_path))
+    assert damaged.returncode == 1 and damaged.stdout == ""
+    assert str(checkpoint_path(T21, tmp_path)) in damaged.stderr and "SHA-256" in damaged.stderr
+    assert checkpoint_path(T21, tmp_path).stat().st_size == CHECKPOINTS[T21].size_bytes  # left in place
     unknown = _run_cli("sam3_hiera_t")
     assert unknown.returncode == 1 and "Unknown SAM 2 variant" in unknown.stderr
