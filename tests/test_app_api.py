@@ -3,6 +3,7 @@ subprocess): a whole flow checked against the predictor, Cancel, and isolation b
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from tests.app_harness import Replay, assert_masks_match, start_app
 from ui import export as exporting
 from ui.media import MediaLimits, decode
 
-MAX_SESSIONS = 4
+MAX_SESSIONS = 5  # this module's sessions at once (a closed client is freed at its next heartbeat, up to 15 s on)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,45 @@ def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkp
     ref.prompt(0, 2, box=(10.0, 10.0, 70.0, 50.0))
     ref.track(0, len(frames) - 1, False)
     assert_masks_match(exporting.read_coco(coco_path), ref.masks, len(frames))
+
+
+def test_a_failed_export_loses_nothing(app, video, workdir):
+    """The COCO file's place in the session's export folder is taken by a folder, so the export
+    really fails: the page gets a plain message, the session's prompts and masks stay as they
+    were (its session file says so), and once the place is free the export works again and
+    gives the same masks as before."""
+    c = client(app)
+    try:
+        outputs = c.predict(handle_file(str(video)), api_name="/upload_video")
+        assert str(outputs[2]).startswith("Loaded"), outputs[2]
+        exports = Path(outputs[0]["path"]).parents[1] / "exports"  # <session>/view/<frame image>
+        assert c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")["areas"]["1"] > 0
+        assert not c.predict(direction="forward", frame=0, frames=2, api_name="/track")["error"]
+
+        def download(what: str) -> Path:
+            (file,) = export(c, what)
+            target = workdir / f"failed-export-{len(list(workdir.glob('failed-export-*')))}-{Path(file['path']).name}"
+            target.write_bytes(get(app, c, file_url(app, file)).content)
+            return target
+
+        coco_before, session_before = download("coco"), json.loads(download("session").read_text())
+        (exports / "annotations.json").unlink()
+        (exports / "annotations.json").mkdir()
+        status = c.predict(["coco"], api_name="/export")[2]
+        assert status.startswith("**Problem:** Could not write the COCO file (Is a directory)"), status
+        assert "unchanged" in status and str(exports) not in status and "Traceback" not in status
+        session_after = json.loads(download("session").read_text())
+        assert (session_after["prompts"], session_after["masks"]) == (session_before["prompts"], session_before["masks"])
+        assert len(session_after["masks"]) == 3 and session_after["objects"] == session_before["objects"]
+
+        (exports / "annotations.json").rmdir()
+        coco_after = download("coco")
+        before, after = exporting.read_coco(coco_before), exporting.read_coco(coco_after)
+        assert before.keys() == after.keys() and any(before.values())
+        assert all(before[f].keys() == after[f].keys() for f in before)
+        assert all((before[f][o] == after[f][o]).all() for f in before for o in before[f])
+    finally:
+        c.close()
 
 
 def test_the_sampling_rate_is_the_users_choice(app, video):

@@ -1,5 +1,6 @@
 """The app's parts without a server: session store, mask packing, the undo/redo and tracking
-logic, views, and the command line (app starts with bad checkpoints are in test_app_start.py).
+logic, exports and session files, views, and the command line (app starts with bad checkpoints
+are in test_app_start.py).
 
 The logic runs on the real engine: ``ui.engine.Engine`` around the SAM 2 predictor with the
 reference weights at image size 64 (tens of ms a frame), on small synthetic frames. Its
@@ -20,6 +21,7 @@ from sam2.video_predictor import SAM2VideoPredictor
 from tests.app_harness import Replay
 from tests.reference import reference_state_dict
 from ui import annotate, views
+from ui import export as exporting
 from ui.engine import Engine, PromptSpec
 from ui.media import DecodedVideo, VideoInfo
 from ui.sessions import PackedMask, ServerBusy, SessionStore, UserError, WorkState
@@ -61,12 +63,12 @@ def direct(predictor: SAM2VideoPredictor) -> Replay:
     return Replay(predictor, predictor.init_state(list(FRAMES)))
 
 
-def make_work(tmp_path: Path, engine: Engine) -> WorkState:
+def make_work(tmp_path: Path, engine: Engine, name: str = "s1", frames: list[np.ndarray] = FRAMES) -> WorkState:
     """A session with the synthetic video loaded through the app's own path (``open_video``)."""
-    work = WorkState("s1", "owner", tmp_path / "s1")
+    work = WorkState(name, "owner", tmp_path / name)
     work.folder.mkdir()
     info = VideoInfo(tmp_path / "v.mp4", W, H, 5.0, N / 5.0, N, 0, False, "h264")
-    decoded = DecodedVideo(list(FRAMES), 5.0, info, None, [i / 5 for i in range(N)])
+    decoded = DecodedVideo(list(frames), 5.0, info, None, [i / 5 for i in range(N)])
     annotate.open_video(work, engine, decoded, "v.mp4")
     return work
 
@@ -348,6 +350,118 @@ def test_a_tracking_error_is_reported_and_the_session_stays_usable(tmp_path, eng
     annotate.click(work, engine, 1, 4, 4, "add")
     annotate.start_tracking(work, engine, 1, "forward", 1).join()
     assert not work.progress.error and work.progress.done == 2
+
+
+# ----------------------------------------------------------------------------- exports and session files
+
+
+def tracked_work(tmp_path: Path, engine: Engine, name: str = "s1") -> WorkState:
+    """Two objects clicked, tracked both ways, corrected on a frame and tracked on from there:
+    masks from prompts and from two tracking runs, found and lost frames, one object hidden."""
+    work = make_work(tmp_path, engine, name)
+    annotate.click(work, engine, 2, 4, 4, "add")
+    annotate.add_object(work)
+    annotate.click(work, engine, 0, 20, 2, "box")
+    annotate.click(work, engine, 0, 30, 12, "box")
+    annotate.start_tracking(work, engine, 2, "both", None).join()
+    lost = annotate.lost_frames(work, 1)
+    assert lost and not work.progress.error  # the frames are made so that object 1 is lost somewhere
+    annotate.select_object(work, 1)
+    annotate.click(work, engine, lost[0], 4 + 3 * lost[0] + 5, 10, "add")
+    annotate.start_tracking(work, engine, lost[0], "forward", 2).join()
+    assert not work.progress.error
+    work.update_object(2, name="the box", visible=False)
+    return work
+
+
+@pytest.mark.parametrize("blocker", ["a folder where the file goes", "a file where the export folder goes"])
+def test_a_failed_export_loses_nothing_and_the_next_one_works(tmp_path, engine, blocker):
+    """A real write failure (the file system refuses the path) while exporting: the user gets a
+    plain message naming the file, every prompt, mask and undo step is as it was, and once the
+    path is free again the same export succeeds with the session's masks."""
+    work = tracked_work(tmp_path, engine)
+    doc, undo, registry = work.doc, list(work.undo), dict(work.registry)
+    masks = {key: packed.unpack() for key, packed in doc.masks.items()}
+    exports = work.folder / "exports"
+    if blocker == "a folder where the file goes":
+        (exports / "annotations.json").mkdir(parents=True)
+    else:
+        exports.write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        annotate.export(work, ["png", "coco"])
+    message = str(error.value)
+    reason = "Is a directory" if blocker.startswith("a folder") else "File exists"
+    first = "the COCO file" if blocker.startswith("a folder") else "the PNG masks"
+    assert message.startswith(f"Could not write {first} ({reason}).") and "unchanged" in message
+    assert str(tmp_path) not in message and "Traceback" not in message
+    assert work.doc is doc and work.undo == undo and work.registry == registry
+    assert work.doc.masks.keys() == masks.keys()
+    assert all(np.array_equal(work.doc.masks[key].unpack(), mask) for key, mask in masks.items())
+    if exports.is_dir():
+        assert list(exports.rglob("*partial*")) == []  # no half-written file left behind
+
+    if blocker == "a folder where the file goes":
+        (exports / "annotations.json").rmdir()
+    else:
+        exports.unlink()
+    png, coco = annotate.export(work, ["png", "coco"])
+    expected = {f: {o: m for (g, o), m in masks.items() if g == f and m.any()} for f in range(N)}
+    got = exporting.read_coco(coco)
+    assert got.keys() == expected.keys()
+    assert all(got[f].keys() == expected[f].keys() for f in range(N))
+    assert all(np.array_equal(got[f][o], expected[f][o]) for f in range(N) for o in expected[f])
+    assert sorted(exporting.read_png_zip(png)) == list(range(N))
+
+
+def test_a_saved_session_gives_back_the_same_masks(tmp_path, engine, predictor):
+    """Save the session, load it in a fresh session on the same video: the very same masks.
+
+    Exact equality, not an IoU bar: the file carries the masks themselves (their packed bits),
+    not a recipe to compute them again, so anything but bit-for-bit equal would be a bug. Tracked
+    and lost frames, prompts, names and visibility come back too, and tracking goes on from the
+    loaded prompts as it would have in the original session."""
+    original = tracked_work(tmp_path, engine)
+    (path,) = annotate.export(original, ["session"])
+    restored = make_work(tmp_path, engine, "s2")
+    message = annotate.load_session(restored, engine, path)
+    assert "Loaded 2 object(s) and 3 prompt(s) with their masks on 6 frame(s)" in message
+    assert restored.doc.masks.keys() == original.doc.masks.keys() and len(original.doc.masks) == 2 * N
+    for frame in range(N):
+        got, want = restored.doc.frame_masks(frame), original.doc.frame_masks(frame)
+        assert got.keys() == want.keys() == {1, 2}
+        assert all(np.array_equal(got[obj], want[obj]) for obj in want), frame
+    assert restored.doc.tracked == original.doc.tracked
+    assert restored.doc.prompts() == original.doc.prompts()
+    assert [(o.id, o.name, o.visible) for o in restored.objects] == [(1, "object 1", True), (2, "the box", False)]
+    assert annotate.lost_frames(restored, 1) == annotate.lost_frames(original, 1)
+    assert views.timeline_image(restored, 0).tobytes() == views.timeline_image(original, 0).tobytes()
+
+    # The predictor holds the same prompts (its tracking memory is not saved: tracking again
+    # starts afresh from them, as after an undo across a tracking run).
+    for frame, obj in original.doc.prompts():
+        assert stored_prompt(restored, obj, frame) == stored_prompt(original, obj, frame)
+    annotate.start_tracking(restored, engine, 0, "forward", None).join()
+    assert not restored.progress.error
+    ref = direct(predictor)
+    for (frame, obj), prompt in original.doc.prompts().items():
+        ref.prompt(frame, obj, prompt.points, prompt.labels, prompt.box)
+    ref.track(0, N - 1, False)
+    assert_same_masks(restored, ref.masks)
+    annotate.undo(restored, engine)
+    assert "Undid: load session" in annotate.undo(restored, engine)
+    assert not restored.doc.masks and restored.doc.object_ids == (1,)
+
+
+def test_a_session_of_another_video_is_refused_and_changes_nothing(tmp_path, engine):
+    original = tracked_work(tmp_path, engine)
+    (path,) = annotate.export(original, ["session"])
+    other = make_work(tmp_path, engine, "s2", frames=[np.ascontiguousarray(f[:, ::-1]) for f in FRAMES])
+    annotate.click(other, engine, 1, 8, 8, "add")
+    doc, undo = other.doc, list(other.undo)
+    with pytest.raises(UserError, match="saved for another video"):
+        annotate.load_session(other, engine, path)
+    assert other.doc is doc and other.undo == undo
+    assert stored_prompt(other, 1, 1) == ([(8, 8)], [1]) and engine.object_ids(other.video.handle) == [1]
 
 
 # ----------------------------------------------------------------------------- frames

@@ -12,9 +12,11 @@ from PIL import Image
 
 from tests import media_factory as mf
 from ui.export import (
+    SESSION_VERSION,
     Prompt,
     Session,
     SessionError,
+    SessionMask,
     SessionObject,
     export_coco,
     export_mask_video,
@@ -205,6 +207,15 @@ def test_overlay_video_keeps_audio_and_pads_odd_sizes(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- session
 
 
+def saved_mask(frame: int, obj_id: int, mask: np.ndarray, tracked: bool) -> SessionMask:
+    """A mask as the app stores it: the packed bits of its bounding box (empty: a 0x0 box)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return SessionMask(frame, obj_id, tracked, 0, 0, 0, 0, b"")
+    crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return SessionMask(frame, obj_id, tracked, int(rows[0]), int(cols[0]), *crop.shape, np.packbits(crop).tobytes())
+
+
 def make_session(frames: list[np.ndarray]) -> Session:
     return Session(
         video=video_ref("clip.mp4", frames, 10.0),
@@ -212,6 +223,11 @@ def make_session(frames: list[np.ndarray]) -> Session:
         prompts=[
             Prompt(0, 1, [(10.5, 20.0), (30.0, 5.0)], [1, 0]),
             Prompt(2, 2, [], [], (1.0, 2.0, 30.0, 40.0)),
+        ],
+        masks=[
+            saved_mask(0, 1, rect(5, 20, 5, 25), False),
+            saved_mask(1, 1, disc(30, 45, 8) | rect(0, 3, 0, W), True),  # two pieces, one on the top edge
+            saved_mask(3, 2, np.zeros((H, W), bool), True),  # tracked, object lost
         ],
     )
 
@@ -225,9 +241,22 @@ def test_session_round_trip(tmp_path: Path) -> None:
     session = make_session(frames)
     path = export_session_json(session, tmp_path)
     document = json.loads(path.read_text())
-    assert document["version"] == 1 and document["video"]["frames"] == 6
+    assert document["version"] == SESSION_VERSION == 2 and document["video"]["frames"] == 6
     assert document["prompts"][1]["box"] == [1.0, 2.0, 30.0, 40.0] and document["prompts"][0]["box"] is None
+    assert document["masks"][0]["box"] == [5, 5, 15, 20] and document["masks"][2]["box"] == [0, 0, 0, 0]
     assert load_session_json(path, video_ref("clip.mp4", frames, 10.0)) == session
+
+
+def test_version_1_session_files_still_load(tmp_path: Path) -> None:
+    """Files saved before masks were kept: their objects and prompts, and no masks."""
+    frames = frames_of(0)
+    document = json.loads(export_session_json(make_session(frames), tmp_path).read_text())
+    document["version"] = 1
+    del document["masks"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    loaded = load_session_json(path, video_ref("clip.mp4", frames, 10.0))
+    assert loaded.masks == [] and loaded.prompts == make_session(frames).prompts
 
 
 def test_session_for_another_video_is_refused(tmp_path: Path) -> None:
@@ -250,11 +279,20 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
     ("content", "message"),
     [
         ("not json", "not valid JSON"),
-        ('{"version": 2}', "version 2"),
+        ('{"version": 3}', "version 3, and this app reads versions 1 and 2"),
         ('{"version": 1}', "has no 'video'"),
         ("PATCH:labels", "labels must hold one 0 or 1 per point"),
         ("PATCH:obj", "not in 'objects'"),
         ("PATCH:frame", "on frame 99"),
+        ("MASK:no masks", "has no 'masks'"),
+        ("MASK:outside", r"masks\[0\].box reaches outside the 64x48 frame"),
+        ("MASK:negative", "four whole numbers >= 0"),
+        ("MASK:not base64", "not base64 of zlib data"),
+        ("MASK:too short", "does not hold the 38 bytes its box needs"),
+        ("MASK:bomb", "does not hold the 38 bytes its box needs"),
+        ("MASK:object", r"masks\[0\] is for object 9"),
+        ("MASK:frame", "on frame 6, but the video has 6 frames"),
+        ("MASK:twice", "a second mask of object 1 on frame 0"),
     ],
 )
 def test_bad_session_files(tmp_path: Path, content: str, message: str) -> None:
@@ -264,7 +302,37 @@ def test_bad_session_files(tmp_path: Path, content: str, message: str) -> None:
         prompt = document["prompts"][0]
         prompt.update({"labels": {"labels": [1, 2]}, "obj": {"obj_id": 9}, "frame": {"frame": 99}}[what])
         content = json.dumps(document)
+    if content.startswith("MASK:"):
+        content = json.dumps(damaged_masks(content.removeprefix("MASK:"), tmp_path))
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(SessionError, match=message):
         load_session_json(path)
+
+
+def damaged_masks(what: str, tmp_path: Path) -> dict:
+    """A session document whose first mask (object 1, frame 0, a 15x20 box: 38 bytes) is damaged."""
+    import base64
+    import zlib
+
+    document = json.loads(export_session_json(make_session(frames_of(0)), tmp_path).read_text())
+    mask = document["masks"][0]
+    if what == "no masks":
+        del document["masks"]
+    elif what == "outside":
+        mask["box"] = [40, 5, 15, 20]
+    elif what == "negative":
+        mask["box"] = [-1, 5, 15, 20]
+    elif what == "not base64":
+        mask["bits"] = "@@@"
+    elif what == "too short":
+        mask["bits"] = base64.b64encode(zlib.compress(b"\xff" * 10)).decode()
+    elif what == "bomb":  # 100 MB of zeros in 100 kB: refused after 39 bytes are inflated
+        mask["bits"] = base64.b64encode(zlib.compress(bytes(100_000_000), 9)).decode()
+    elif what == "object":
+        mask["obj_id"] = 9
+    elif what == "frame":
+        mask["frame"] = 6
+    elif what == "twice":
+        document["masks"].append(dict(mask))
+    return document

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,10 @@ from ui.sessions import LoadedVideo, ObjectInfo, PackedMask, PromptCall, Snapsho
 Mode = Literal["add", "remove", "box"]
 Direction = Literal["forward", "backward", "both"]
 EXPORT_FORMATS = ("overlay", "mask_video", "png", "coco", "yolo", "session")
+EXPORT_NAMES = {
+    "overlay": "the overlay video", "mask_video": "the mask video", "png": "the PNG masks", "coco": "the COCO file",
+    "yolo": "the YOLO labels", "session": "the session file",
+}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- video
@@ -350,43 +355,64 @@ def next_lost_frame(work: WorkState, frame: int) -> int:
 
 
 def export(work: WorkState, formats: list[str]) -> list[Path]:
-    """Write the chosen files for every frame into the session's export folder."""
+    """Write the chosen files for every frame into the session's export folder.
+
+    Exports only read the session, and each file appears whole or not at all (written under
+    another name, then renamed), so a failure to write (a full disk, a blocked path) loses
+    nothing: it is reported as a UserError naming the file that could not be made."""
     video = require_video(work)
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown or not formats:
         raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
     names = {o.id: o.name for o in work.objects}
-    masks = work.doc.all_masks(video.count)
-    out = work.exports_folder()
+    masks = work.doc.all_masks(video.count) if set(formats) - {"session"} else {}
     size, count, fps = video.size, video.count, video.decoded.fps
-    writers = {
-        "overlay": lambda: exporting.export_overlay_video(
+    writers: dict[str, Callable[[Path], Path]] = {
+        "overlay": lambda out: exporting.export_overlay_video(
             video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
             hidden=[o.id for o in work.objects if not o.visible],
         ),
-        "mask_video": lambda: exporting.export_mask_video(masks, count, size, names, out, fps),
-        "png": lambda: exporting.export_png_zip(masks, count, size, names, out),
-        "coco": lambda: exporting.export_coco(masks, count, size, names, out),
-        "yolo": lambda: exporting.export_yolo(masks, count, size, names, out),
-        "session": lambda: exporting.export_session_json(session_record(work), out),
+        "mask_video": lambda out: exporting.export_mask_video(masks, count, size, names, out, fps),
+        "png": lambda out: exporting.export_png_zip(masks, count, size, names, out),
+        "coco": lambda out: exporting.export_coco(masks, count, size, names, out),
+        "yolo": lambda out: exporting.export_yolo(masks, count, size, names, out),
+        "session": lambda out: exporting.export_session_json(session_record(work), out),
     }  # fmt: skip
-    return [writers[f]() for f in EXPORT_FORMATS if f in formats]
+    made: list[Path] = []
+    for name in (f for f in EXPORT_FORMATS if f in formats):
+        try:
+            made.append(writers[name](work.exports_folder()))
+        except OSError as exc:  # the reason only: the server's paths are none of the user's business
+            reason = exc.strerror or "the server could not write the file"
+            raise UserError(
+                f"Could not write {EXPORT_NAMES[name]} ({reason}). Your objects, clicks and masks are "
+                "unchanged; try the export again."
+            ) from None
+    return made
 
 
 def session_record(work: WorkState) -> exporting.Session:
-    """The objects and prompts as the session file stores them."""
+    """The objects, prompts and masks as the session file stores them."""
     video = require_video(work)
+    doc = work.doc
     ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
     objects = [exporting.SessionObject(o.id, o.name, o.color, o.visible) for o in work.objects]
     prompts = [
         exporting.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
-        for (frame, obj), p in work.doc.prompts().items()
+        for (frame, obj), p in doc.prompts().items()
     ]
-    return exporting.Session(ref, objects, prompts)
+    masks = [
+        exporting.SessionMask(frame, obj, (frame, obj) in doc.tracked, m.top, m.left, *m.box_shape, m.bits)
+        for (frame, obj), m in sorted(doc.masks.items())
+        if obj in doc.object_ids
+    ]  # fmt: skip
+    return exporting.Session(ref, objects, prompts, masks)
 
 
 def load_session(work: WorkState, engine: Engine, path: str | Path) -> str:
-    """Replace objects and prompts with a saved session's, replaying its prompts on this video."""
+    """Replace objects, prompts and masks with a saved session's. The prompts are replayed on
+    this video, so that new clicks and tracking continue from them; the masks are the saved
+    ones, as the user had them (a version 1 file has none: its prompts' masks are made again)."""
     video = require_video(work)
     ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
     try:
@@ -405,10 +431,23 @@ def load_session(work: WorkState, engine: Engine, path: str | Path) -> str:
         mask = engine.prompt(video.handle, p.frame, p.obj_id, prompt)
         doc = replace(doc, calls=doc.calls + (PromptCall(p.frame, p.obj_id, prompt),),
                       masks={**doc.masks, (p.frame, p.obj_id): PackedMask.pack(mask)})  # fmt: skip
+    if saved.masks:
+        doc = replace(doc, masks=_saved_masks(saved.masks, video.size), tracked=frozenset(
+            (m.frame, m.obj_id) for m in saved.masks if m.tracked))  # fmt: skip
     work.commit("load session", doc, before=before)  # undo returns to it (and rebuilds the predictor)
     work.active = doc.object_ids[0]
     work.pending_corner = None
-    return (
-        f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s) from the session file. "
-        "Press Track to follow them through the video again."
-    )
+    loaded = f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s)"
+    if saved.masks:
+        frames = len({m.frame for m in saved.masks})
+        return (
+            f"{loaded} with their masks on {frames} frame(s) from the session file. "
+            "After new clicks, press Track to update the masks."
+        )
+    return f"{loaded} from the session file. Press Track to follow them through the video again."
+
+
+def _saved_masks(saved: list[exporting.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:
+    return {
+        (m.frame, m.obj_id): PackedMask.from_bits(size, m.top, m.left, (m.height, m.width), m.bits) for m in saved
+    }  # fmt: skip

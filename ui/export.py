@@ -19,6 +19,8 @@ each with its non-empty masks only.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime as _dt
 import hashlib
@@ -28,6 +30,7 @@ import math
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +46,7 @@ from ui.render import PALETTE, label_map, mask_image, overlay
 __all__ = [
     "MaskTrack", "export_png_zip", "read_png_zip", "export_coco", "read_coco", "export_yolo",
     "read_yolo_zip", "export_mask_video", "export_overlay_video", "SESSION_VERSION", "SessionError",
-    "VideoRef", "SessionObject", "Prompt", "Session", "video_fingerprint", "video_ref",
+    "VideoRef", "SessionObject", "Prompt", "SessionMask", "Session", "video_fingerprint", "video_ref",
     "export_session_json", "load_session_json", "check_session_video",
 ]  # fmt: skip
 
@@ -434,7 +437,8 @@ def _pad_to(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # ----------------------------------------------------------------------------- session
 
 
-SESSION_VERSION = 1
+SESSION_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 files hold objects and prompts only, no masks
 
 
 class SessionError(ValueError):
@@ -475,11 +479,32 @@ class Prompt:
     box: tuple[float, float, float, float] | None = None
 
 
+@dataclass(frozen=True)
+class SessionMask:
+    """One object's mask on one frame, as the app holds it: the bits of its bounding box
+    (row-major, ``np.packbits`` of the height x width crop at ``top``, ``left``). ``tracked``:
+    a result of tracking (else the answer to a prompt)."""
+
+    frame: int
+    obj_id: int
+    tracked: bool
+    top: int
+    left: int
+    height: int
+    width: int
+    bits: bytes
+
+
 @dataclass
 class Session:
+    """What a session file holds. Masks came with version 2: the user's masks exactly as they
+    were, so loading the file gives them back without tracking again (which would take
+    minutes, and could give other masks with another model, size or precision)."""
+
     video: VideoRef
     objects: list[SessionObject]
     prompts: list[Prompt]
+    masks: list[SessionMask] = field(default_factory=list)
 
 
 def video_fingerprint(frames: Sequence[np.ndarray], samples: int = 5) -> str:
@@ -515,8 +540,10 @@ def export_session_json(session: Session, out_dir: Path, *, stem: str = "session
 
 
 def _session_document(session: Session) -> dict:
-    """{"version": 1, "video": {...}, "objects": [{id, name, color, visible}],
-    "prompts": [{frame, obj_id, points: [[x, y]...], labels: [...], box: [x0, y0, x1, y1] | null}]}"""
+    """{"version": 2, "video": {...}, "objects": [{id, name, color, visible}],
+    "prompts": [{frame, obj_id, points: [[x, y]...], labels: [...], box: [x0, y0, x1, y1] | null}],
+    "masks": [{frame, obj_id, tracked, box: [top, left, height, width], bits: base64 of the
+    zlib-compressed packed bits of the box}]}"""
     return {
         "version": SESSION_VERSION,
         "video": asdict(session.video),
@@ -525,6 +552,17 @@ def _session_document(session: Session) -> dict:
             for o in session.objects
         ],
         "prompts": [_prompt_document(p) for p in session.prompts],
+        "masks": [_mask_document(m) for m in session.masks],
+    }
+
+
+def _mask_document(mask: SessionMask) -> dict:
+    return {
+        "frame": mask.frame,
+        "obj_id": mask.obj_id,
+        "tracked": mask.tracked,
+        "box": [mask.top, mask.left, mask.height, mask.width],
+        "bits": base64.b64encode(zlib.compress(mask.bits)).decode("ascii"),
     }
 
 
@@ -620,8 +658,9 @@ def _numbers(value: object, count: int, what: str) -> list[float]:
 
 def _parse_session(data: object) -> Session:
     version = _int(data, "version", "the file")
-    if version != SESSION_VERSION:
-        raise _Invalid(f"it has version {version}, and this app reads version {SESSION_VERSION}")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise _Invalid(f"it has version {version}, and this app reads versions {readable}")
     video = _parse_video(_get(data, "video", "the file"))
     objects = [_parse_object(o, f"objects[{i}]") for i, o in enumerate(_list(data, "objects", "the file"))]
     known = {o.id for o in objects}
@@ -633,7 +672,18 @@ def _parse_session(data: object) -> Session:
             raise _Invalid(f"prompts[{i}] is for object {prompt.obj_id}, which is not in 'objects'")
         if not 0 <= prompt.frame < video.frames:
             raise _Invalid(f"prompts[{i}] is on frame {prompt.frame}, but the video has {video.frames} frames")
-    return Session(video, objects, prompts)
+    raw_masks = _list(data, "masks", "the file") if version >= 2 else []
+    masks = [_parse_mask(m, f"masks[{i}]", video) for i, m in enumerate(raw_masks)]
+    seen: set[tuple[int, int]] = set()
+    for i, mask in enumerate(masks):
+        if mask.obj_id not in known:
+            raise _Invalid(f"masks[{i}] is for object {mask.obj_id}, which is not in 'objects'")
+        if not 0 <= mask.frame < video.frames:
+            raise _Invalid(f"masks[{i}] is on frame {mask.frame}, but the video has {video.frames} frames")
+        if (mask.frame, mask.obj_id) in seen:
+            raise _Invalid(f"masks[{i}] is a second mask of object {mask.obj_id} on frame {mask.frame}")
+        seen.add((mask.frame, mask.obj_id))
+    return Session(video, objects, prompts, masks)
 
 
 def _parse_video(data: object) -> VideoRef:
@@ -661,6 +711,35 @@ def _parse_object(data: object, where: str) -> SessionObject:
         color=(int(color[0]), int(color[1]), int(color[2])),
         visible=bool(visible),
     )
+
+
+def _parse_mask(data: object, where: str, video: VideoRef) -> SessionMask:
+    """A mask entry, checked so that a damaged or hostile file cannot make a mask outside the
+    frame, nor inflate to more bytes than its box holds."""
+    box = _typed(_get(data, "box", where), list, f"{where}.box")
+    if len(box) != 4 or not all(type(v) is int and v >= 0 for v in box):
+        raise _Invalid(f"{where}.box must be four whole numbers >= 0 (top, left, height, width)")
+    top, left, height, width = box
+    if top + height > video.height or left + width > video.width:
+        raise _Invalid(f"{where}.box reaches outside the {video.width}x{video.height} frame")
+    bits = _inflate(_str(data, "bits", where), (height * width + 7) // 8, f"{where}.bits")
+    tracked = _typed(_get(data, "tracked", where), bool, f"{where}.tracked")
+    return SessionMask(
+        _int(data, "frame", where), _int(data, "obj_id", where), bool(tracked), top, left, height, width, bits
+    )  # fmt: skip
+
+
+def _inflate(text: str, size: int, what: str) -> bytes:
+    """base64 + zlib -> exactly ``size`` bytes; never inflates more than that (a zip bomb stops there)."""
+    try:
+        packed = base64.b64decode(text, validate=True)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, size + 1)  # max_length 0 would mean "no limit"
+    except (binascii.Error, zlib.error):
+        raise _Invalid(f"{what} is not base64 of zlib data") from None
+    if len(raw) != size or not inflater.eof or inflater.unconsumed_tail:
+        raise _Invalid(f"{what} does not hold the {size} bytes its box needs")
+    return raw
 
 
 def _parse_prompt(data: object, where: str) -> Prompt:

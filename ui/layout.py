@@ -48,7 +48,7 @@ EXPORT_HELP = """
 Files cover every frame of the video. *Overlay video*: the video with the masks drawn (with its
 sound). *Mask video*: the colours on black. *PNG masks*: one indexed PNG per frame (pixel =
 object id). *COCO*: JSON with RLE masks. *YOLO*: segmentation label files. *Session*: your
-objects and clicks, to continue later with **Load session** on the same video.
+objects, clicks and masks, to continue later with **Load session** on the same video.
 """
 
 EXPORT_CHOICES = [

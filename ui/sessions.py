@@ -68,6 +68,13 @@ class PackedMask:
         crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         return cls(mask.shape, int(rows[0]), int(cols[0]), crop.shape, np.packbits(crop).tobytes(), int(crop.sum()))
 
+    @classmethod
+    def from_bits(cls, shape: tuple[int, int], top: int, left: int, box_shape: tuple[int, int], bits: bytes) -> "PackedMask":
+        """The mask whose box holds ``bits`` (as ``pack`` stores them, e.g. read from a session file)."""
+        count = box_shape[0] * box_shape[1]
+        area = int(np.unpackbits(np.frombuffer(bits, np.uint8), count=count).sum()) if count else 0
+        return cls(shape, top, left, box_shape, bits, area)
+
     def unpack(self) -> np.ndarray:
         out = np.zeros(self.shape, dtype=bool)
         if self.area:
