@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = SessionStore(
         temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions,
-        grace_s=options.resume_grace_s,
+        grace_s=options.resume_grace_s, upload_cache=temp_root,
     )  # fmt: skip
     store.start_sweeper()
     atexit.register(store.shutdown)

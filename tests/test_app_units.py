@@ -168,6 +168,84 @@ def test_store_detach_resume_by_owner_and_sweep_after_grace(tmp_path):
     assert store.get("d", "cookie-d") is d and d.detached_at is None
 
 
+def gradio_upload(cache: Path, data: bytes, name: str = "clip.mp4") -> Path:
+    """A file where Gradio's upload route puts it: <cache>/<sha256 of the bytes>/<name>, moved
+    into place from a temporary file (so a second upload of the same bytes is a new file)."""
+    import hashlib
+
+    path = cache / hashlib.sha256(data).hexdigest() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = cache / "staged.tmp"
+    staged.write_bytes(data)
+    staged.rename(path)
+    return path
+
+
+def test_an_upload_goes_when_the_last_session_holding_it_closes(tmp_path):
+    cache = tmp_path / "cache"
+    store = SessionStore(cache / "sessions", upload_cache=cache)
+    shared = gradio_upload(cache, b"the same video")
+    a, b = store.get("a", "cookie-a", create=True), store.get("b", "cookie-b", create=True)
+    store.hold_upload(a, shared)
+    store.hold_upload(b, shared)  # another browser, the very same bytes: the same path
+    assert store.close("a") and shared.is_file()  # b still holds it
+    assert store.close("b") and not shared.exists() and not shared.parent.exists()
+
+    # Uploaded again after a session read it (a new file at the same path, maybe for a request
+    # still on its way): that session's close leaves it.
+    c = store.get("c", "cookie-c", create=True)
+    again = gradio_upload(cache, b"another video")
+    store.hold_upload(c, again)
+    assert gradio_upload(cache, b"another video") == again
+    store.close("c")
+    assert again.is_file()
+
+    # A detached session (a reload may come back for it) still holds its upload; the sweep's
+    # close releases it. Files outside Gradio's upload folders are never deleted.
+    d = store.get("d", "cookie-d", create=True)
+    elsewhere = tmp_path / "elsewhere.mp4"
+    elsewhere.write_bytes(b"x")
+    store.hold_upload(d, again)
+    store.hold_upload(d, elsewhere)
+    store.detach("d")
+    assert store.sweep(now=d.detached_at + 1) == [] and again.is_file()
+    assert store.sweep(now=d.detached_at + store.grace_s + 1) == ["d"]
+    assert not again.exists() and elsewhere.is_file()
+    with pytest.raises(UserError, match="no longer on the server"):
+        store.hold_upload(store.get("e", "cookie-e", create=True), again)
+
+    # Without a cache folder, uploads are counted but never deleted.
+    plain = SessionStore(tmp_path / "plain")
+    kept = gradio_upload(cache, b"kept")
+    plain.hold_upload(plain.get("f", "cookie-f", create=True), kept)
+    plain.close("f")
+    assert kept.is_file()
+
+
+def test_stray_empty_temp_files_of_gradio_are_tidied(tmp_path):
+    """Gradio 6.31's gr.File leaves an empty tmpXXXXXXXX file in its cache for every file an
+    event receives. Closed, empty, old enough and so named: deleted. An open one (an upload in
+    progress), one with bytes, a young one or one of another name: kept."""
+    import tempfile
+
+    cache = tmp_path / "cache"
+    store = SessionStore(cache / "sessions", upload_cache=cache)
+    leaked = tempfile.NamedTemporaryFile(delete=False, dir=cache)
+    leaked.close()  # what gr.File does: made, closed, never used
+    in_progress = tempfile.NamedTemporaryFile(dir=cache)  # open, as an upload being received
+    with_bytes = tempfile.NamedTemporaryFile(delete=False, dir=cache)
+    with_bytes.write(b"data")
+    with_bytes.close()
+    other = cache / "notes.txt"
+    other.write_bytes(b"")
+    assert store.tidy_upload_cache() == []  # all younger than STRAY_AGE_S
+    later = time.time() + 3
+    assert store.tidy_upload_cache(now=later) == [Path(leaked.name)]
+    assert Path(in_progress.name).exists() and Path(with_bytes.name).exists() and other.exists()
+    in_progress.close()  # (deletes itself)
+    assert store.tidy_upload_cache(now=later) == []
+
+
 # ----------------------------------------------------------------------------- prompts and history
 
 

@@ -1,10 +1,12 @@
 """scripts/load_test.py in small, against the real app: 2 users at once, then 3 sessions one
 after another, each uploading, clicking, tracking, exporting and closing the page. No request
-may fail, and once the pages are closed the temp folder holds no session folder."""
+may fail, and once the pages are closed the temp folder holds no session folder, no upload and
+no stray temporary file: after each session it is back where it was after the first."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +48,7 @@ def test_two_users_at_once(server, flow):
     assert report.served == 2 * STEPS_PER_USER, load_test.render(report)
     assert report.temp_after is not None and report.temp_after.sessions == 0, load_test.render(report)
     assert report.rss_peak_sampled and report.rss_after_closed
+    assert_no_uploads_left(server.temp_dir)
 
 
 def test_three_sessions_in_a_row(server, flow):
@@ -54,3 +57,15 @@ def test_three_sessions_in_a_row(server, flow):
     assert report.served == 3 * STEPS_PER_USER, load_test.render(report)
     assert [row["session_folders"] for row in report.sequence] == [0, 0, 0], load_test.render(report)
     assert report.temp_after is not None and report.temp_after.sessions == 0
+    first = report.sequence[0]
+    assert all(
+        (row["temp_bytes"], row["temp_files"], row["temp_dirs"]) == (first["temp_bytes"], first["temp_files"], first["temp_dirs"])
+        for row in report.sequence
+    ), load_test.render(report)
+    assert_no_uploads_left(server.temp_dir)
+
+
+def assert_no_uploads_left(temp_dir: Path) -> None:
+    """Uploads live in <temp>/<64-hex hash>/<name>; Gradio's stray empty files are tmpXXXXXXXX."""
+    left = [p.name for p in temp_dir.iterdir() if re.fullmatch(r"[0-9a-f]{64}|tmp[a-z0-9_]{8}", p.name)]
+    assert left == [], left

@@ -12,7 +12,7 @@ What Gradio 6.31 serves, and what these probes cover:
   stripped to their last part; bodies over ``max_file_size`` (``--max-upload-mb``) get 413.
 - ``/static``, ``/assets``, ``/svelte``: Gradio's own front-end files, confined to their folders.
 - An event's file input (FileData ``path``) must lie in the cache folder (Gradio's check);
-  the app also refuses any path inside a session's folder (ui/callbacks._is_upload).
+  the app also refuses any path inside a session's folder (ui/callbacks._upload_problem).
 """
 
 from __future__ import annotations
@@ -389,6 +389,49 @@ def test_two_browsers_uploading_the_same_file(app, video):
     for cookies in (first, second):  # in turn: the second one finds the file gone
         status = status_of(raw_event(app, "upload_video", [file_data(paths[0], video.name), 0], cookies))
         assert status.startswith("Loaded"), status
+
+
+def wait_gone(path: Path, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not path.exists()
+
+
+def test_a_shared_upload_stays_until_the_last_session_using_it_closes(app, workdir):
+    """Two browsers upload the very same bytes: Gradio stores them at one path. When the first
+    closes its page, the file stays (the other session holds it) and the other keeps working,
+    tracking and exporting, and can upload the same file again; when the last one closes, the
+    upload and its folder are deleted (not left to Gradio's sweep, minutes later)."""
+    clip = media_factory.testsrc(workdir / "shared.mp4", size=(128, 96), fps=6, seconds=1.0)  # bytes no other test uploads
+    first, second = (Client(app.url, verbose=False, download_files=False) for _ in range(2))
+    try:
+        folders = []
+        for client in (first, second):
+            outputs = client.predict(handle_file(str(clip)), api_name="/upload_video")
+            assert str(outputs[2]).startswith("Loaded"), outputs[2]
+            folders.append(Path(outputs[0]["path"]).parents[1])  # <sessions>/<session>/view/<frame image>
+        (shared,) = app.temp_dir.glob(f"*/{clip.name}")  # <cache>/<salted hash of the bytes>/<name>: one for both
+        assert folders[0] != folders[1]
+        first.close()
+        assert wait_gone(folders[0]), "the first session was not freed after its page closed"
+        assert shared.is_file()  # the second session still holds it
+
+        answer = second.predict(frame=0, x=64.0, y=48.0, positive=True, obj_id=1, api_name="/add_point")
+        assert answer["areas"]["1"] > 0, answer
+        tracked = second.predict(direction="forward", frame=0, frames=2, api_name="/track")
+        assert tracked["done"] == 3 and not tracked["error"], tracked
+        files = second.predict(["overlay", "coco"], api_name="/export")[-1]
+        assert [Path(f["path"]).name for f in files] == ["overlay.mp4", "annotations.json"]
+        response = httpx.get(f"{app.url}gradio_api/file={files[0]['path']}", cookies=second.cookies, timeout=30)
+        assert response.status_code == 200 and len(response.content) > 1000
+        outputs = second.predict(handle_file(str(clip)), api_name="/upload_video")
+        assert str(outputs[2]).startswith("Loaded"), outputs[2]
+    finally:
+        first.close()
+        second.close()
+    assert wait_gone(folders[1]), "the second session was not freed after its page closed"
+    assert wait_gone(shared, 5.0) and not shared.parent.exists()
 
 
 def test_upload_names_cannot_leave_the_upload_folder(app, workdir):

@@ -90,11 +90,16 @@ class Handlers:
             return self.warn(str(exc))
         return self.refresh(work, frame, message)
 
-    def _is_upload(self, file: str) -> bool:
-        """Event inputs can name any file in Gradio's cache, where session folders live too:
-        only files outside every session's folder are accepted as uploads."""
+    def _upload_problem(self, file: str, what: str) -> str | None:
+        """Why an event's file input cannot be used, or None. Event inputs can name any file in
+        Gradio's cache, where session folders live too: only files outside every session's
+        folder are accepted as uploads."""
         path = Path(file).resolve()
-        return path.is_file() and self.store.root not in path.parents
+        if self.store.root in path.parents or path == self.store.root or path.is_dir():
+            return f"That file was not uploaded from this page. Choose {what}."
+        if not path.is_file():
+            return "The uploaded file is no longer on the server. Please upload it again."
+        return None
 
     def _release_if_empty(self, request: gr.Request) -> None:
         """A session whose first upload failed holds no work: give its place back."""
@@ -131,20 +136,24 @@ class Handlers:
     # ------------------------------------------------------------------ video
     def on_upload(self, file: str | None, sample_fps: float | None, request: gr.Request) -> dict:
         """Decode the upload; the upload box is emptied again (the video's name and size show
-        under it) so that another file can be dropped at once. Uploads are left to Gradio's
-        cache cleanup: it stores them by content, so two users' identical files share one."""
+        under it) so that another file can be dropped at once. The session holds the upload
+        until it closes, then the store deletes it unless another session holds it too (Gradio
+        stores uploads by content, so two users' identical files share one path)."""
         if not file:
             return self.warn("No file was received. Choose a video or an image file.")
-        if not self._is_upload(file):
-            return self.warn("That file was not uploaded from this page. Choose a video or an image file.")
+        problem = self._upload_problem(file, "a video or an image file")
+        if problem:
+            return self.warn(problem)
 
         fps = float(sample_fps) if sample_fps else None  # 0 or empty: the video's own rate
 
         def action(work: WorkState) -> tuple[str, int]:
+            self.store.hold_upload(work, Path(file))
             return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name, fps=fps), 0
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)
+        self.store.tidy_upload_cache()
         result[self.c.upload] = None
         if self.c.viewer in result:
             result[self.c.progress] = ""
@@ -298,9 +307,16 @@ class Handlers:
     def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> dict:
         if not file:
             return self.warn("No session file was received.")
-        if not self._is_upload(file):
-            return self.warn("That file was not uploaded from this page. Choose a session file you saved.")
-        result = self.run(request, lambda w: (annotate.load_session(w, self.engine, file), int(frame)))
+        problem = self._upload_problem(file, "a session file you saved")
+        if problem:
+            return self.warn(problem)
+
+        def action(work: WorkState) -> tuple[str, int]:
+            self.store.hold_upload(work, Path(file))
+            return annotate.load_session(work, self.engine, file), int(frame)
+
+        result = self.run(request, action)
+        self.store.tidy_upload_cache()
         result[self.c.buttons["session_file"]] = None
         return result
 

@@ -70,9 +70,10 @@ CSS = """
 
 def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
     """The Blocks app; queue and launch settings are applied by ``app.py``."""
-    # Uploads stay in Gradio's cache (stored by content, so two users' identical files share
-    # one) until this sweep removes them: every 2 minutes, those older than 5. A decoded upload
-    # is never read again; session folders are not Gradio's files and are not touched.
+    # Uploads are deleted when the last session that read them closes (ui/sessions.py counts
+    # them: Gradio stores them by content, so two users' identical files share one). This sweep
+    # is the backstop for the rest, every 2 minutes, those older than 5; a decoded upload is
+    # never read again. Session folders are not Gradio's files and are not touched.
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         controls = _components(limits, engine.describe())
         handlers = Handlers(store, engine, limits, controls)

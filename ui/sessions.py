@@ -13,12 +13,23 @@ Reloads resume: a reloaded page gets a new session hash from Gradio, and the old
 takes it over under its new hash (:meth:`SessionStore.resume`). A closed tab's session is
 freed by the sweep once the grace period is over; until then it still takes a place
 (``max_sessions``). A session idle longer than the time-to-live is swept too.
+
+Uploads are reference-counted here (:meth:`SessionStore.hold_upload`). Gradio keeps an upload
+in its cache folder under the hash of its bytes, so two people uploading the same file get one
+shared path; deleting it when the first of them is done once broke the second. So each session
+records the uploads it read, and closing a session deletes an upload only when no other live
+session holds the same path, and only if the file is still the one it read (a later upload of
+the same bytes replaces the file, and belongs to whoever uploaded it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +44,7 @@ from ui.media import DecodedVideo
 from ui.render import object_color
 
 MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
+STRAY_AGE_S = 2.0  # an empty temporary file left in Gradio's cache this long is a stray (tidy_upload_cache)
 MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
 
 
@@ -82,6 +94,62 @@ class PackedMask:
             crop = np.unpackbits(np.frombuffer(self.bits, np.uint8), count=h * w).astype(bool).reshape(h, w)
             out[self.top : self.top + h, self.left : self.left + w] = crop
         return out
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """A file of Gradio's upload cache that a session read, as it was then: ``inode`` tells
+    whether the same path was uploaded again since (Gradio then moves a new file onto it)."""
+
+    path: Path
+    inode: tuple[int, int]  # (st_dev, st_ino)
+
+    @classmethod
+    def of(cls, path: Path) -> "UploadRef":
+        try:
+            info = path.stat()
+        except OSError:
+            raise UserError("The uploaded file is no longer on the server. Please upload it again.") from None
+        return cls(path, (info.st_dev, info.st_ino))
+
+    def is_current(self) -> bool:
+        """Still the very file that was read (not removed, not replaced by a newer upload)."""
+        try:
+            info = self.path.stat()
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.inode
+
+
+# The names tempfile.NamedTemporaryFile gives (prefix "tmp", 8 random characters).
+_TEMPFILE_NAME = re.compile(r"tmp[a-z0-9_]{8}")
+
+
+def open_files() -> set[Path] | None:
+    """The files this process has open (Linux /proc); None where that cannot be known."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    found = set()
+    for name in names:
+        try:
+            found.add(Path(os.readlink(f"/proc/self/fd/{name}")))
+        except OSError:
+            continue  # closed while we looked
+    return found
+
+
+def _is_stray(path: Path, now: float) -> bool:
+    """An empty regular file whose last change is STRAY_AGE_S old (see tidy_upload_cache)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == 0 and now - info.st_ctime >= STRAY_AGE_S
 
 
 # ----------------------------------------------------------------------------- document
@@ -236,6 +304,7 @@ class WorkState:
     progress: TrackProgress = field(default_factory=TrackProgress)
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
     _view_counter: int = 0
 
     # -- objects
@@ -294,13 +363,19 @@ class WorkState:
 
 
 class SessionStore:
-    """All live sessions. Thread-safe; one folder per session under ``root``."""
+    """All live sessions. Thread-safe; one folder per session under ``root``.
+
+    ``upload_cache``: Gradio's cache folder, where uploads arrive. Only files in it (and not
+    in ``root``) are ever deleted as uploads; without it, uploads are counted but never deleted.
+    """
 
     def __init__(
-        self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16, grace_s: float | None = None
-    ) -> None:
+        self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16, grace_s: float | None = None,
+        upload_cache: Path | None = None,
+    ) -> None:  # fmt: skip
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.upload_cache = None if upload_cache is None else Path(upload_cache).resolve()
         self.ttl_s = ttl_s
         self.grace_s = ttl_s if grace_s is None else grace_s  # how long a detached session waits
         self.max_sessions = max_sessions
@@ -391,14 +466,75 @@ class SessionStore:
             return iter(list(self._sessions.values()))
 
     def close(self, session_id: str) -> bool:
-        """Forget a session and delete its folder (tab closed). True if there was one."""
+        """Forget a session, delete its folder and the uploads only it held (tab closed).
+        True if there was one."""
         with self._lock:
             work = self._sessions.pop(session_id, None)
+            if work is not None:
+                self._release_uploads(work)
         if work is None:
             return False
         work.cancel.set()  # a running tracking run stops at the next frame
         shutil.rmtree(work.folder, ignore_errors=True)
+        self.tidy_upload_cache()
         return True
+
+    # -- uploads
+    def hold_upload(self, work: WorkState, path: Path) -> None:
+        """Record that ``work`` reads the upload at ``path`` (before reading it, so that no
+        other session's close deletes it meanwhile); it is held until the session closes.
+        UserError if the file is gone."""
+        ref = UploadRef.of(Path(path).resolve())
+        with self._lock:
+            work.uploads[ref.path] = ref
+
+    def _release_uploads(self, work: WorkState) -> None:
+        """Delete the uploads of a session just removed (store lock held), except those another
+        live session holds, or that were uploaded again since (another person's upload, whose
+        request may still be on its way)."""
+        held = {path for other in self._sessions.values() for path in other.uploads}
+        for ref in work.uploads.values():
+            if ref.path not in held and self._is_upload_file(ref.path) and ref.is_current():
+                ref.path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # Gradio's per-upload folder, if now empty
+                    ref.path.parent.rmdir()
+        work.uploads.clear()
+
+    def _is_upload_file(self, path: Path) -> bool:
+        """A file directly in one of Gradio's upload folders (``<cache>/<hash>/<name>``)."""
+        return self.upload_cache is not None and path.parent.parent == self.upload_cache and self.root not in path.parents
+
+    def tidy_upload_cache(self, now: float | None = None) -> list[Path]:
+        """Delete the empty temporary files Gradio 6.31 leaves in its cache folder.
+
+        ``gr.File(type="filepath")`` makes an empty NamedTemporaryFile there for every file an
+        event receives and never uses or deletes it (nor does Gradio's cache sweep, which knows
+        only its uploads): one stray file per upload. An upload in progress also starts as an
+        empty file of that name pattern there, but it is open until Gradio moves it to its
+        hash folder, so only files this process does not have open are deleted; where open
+        files cannot be listed, nothing is. The age rule (``STRAY_AGE_S``) is for a cache folder
+        that other processes share (a GRADIO_TEMP_DIR set by the host): their uploads in
+        progress are not in our list of open files, but have bytes within moments. ``now``:
+        the wall-clock time to judge ages by (default: now). Returns what was deleted."""
+        if self.upload_cache is None:
+            return []
+        now = time.time() if now is None else now
+        try:
+            names = os.listdir(self.upload_cache)
+        except OSError:  # the folder is gone (the app is stopping)
+            return []
+        candidates = [self.upload_cache / n for n in names if _TEMPFILE_NAME.fullmatch(n) and _is_stray(self.upload_cache / n, now)]
+        if not candidates:
+            return []
+        in_use = open_files()  # listed after the candidates: a file made since is no candidate
+        if in_use is None:
+            return []
+        removed = []
+        for path in candidates:
+            if path not in in_use and _is_stray(path, now):  # again: an upload that just finished has bytes
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     def sweep(self, now: float | None = None) -> list[str]:
         """Close sessions detached longer than the grace period or idle longer than the TTL
