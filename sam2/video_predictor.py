@@ -207,17 +207,18 @@ class SAM2VideoPredictor:
         self.propagate_in_video_preflight(session)
         order = self._processing_order(session, start_frame_idx, max_frame_num_to_track, reverse)
         for frame_idx in order:
-            logits = []
-            for track in session.tracks.values():
-                out = track.cond.get(frame_idx)
-                if out is None:
-                    with self.precision():
-                        out = self._track_frame(session, track, frame_idx, reverse)
+            to_track = [track for track in session.tracks.values() if frame_idx not in track.cond]
+            if to_track:
+                with self.precision():
+                    outputs = self._track_frame(session, to_track, frame_idx, reverse)
+                for track, out in zip(to_track, outputs):
                     track.non_cond[frame_idx] = out
                     if self.memory_window is not None:
                         track.evict_memories(self.memory_window, around=frame_idx)
+            logits = []
+            for track in session.tracks.values():
                 track.tracked[frame_idx] = reverse
-                logits.append(self._output_logits(out))
+                logits.append(self._output_logits(track.latest_output(frame_idx)))
             masks = resize_logits(torch.cat(logits), session.video_height, session.video_width)
             yield frame_idx, session.obj_ids, masks
 
@@ -282,6 +283,13 @@ class SAM2VideoPredictor:
         self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool, features: ImageFeatures
     ) -> torch.Tensor:
         """The frame's features after attending to the object's memories."""
+        memories, pointers = self._memory_plan(session, track, frame_idx, reverse)
+        return self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+
+    def _memory_plan(
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool
+    ) -> tuple[list[MemoryItem], list[PointerItem]]:
+        """The memory maps and object pointers one object attends to on a frame."""
         cfg = self.config
         spatial, pointers = select_memories(
             track, frame_idx, reverse, session.num_frames,
@@ -290,8 +298,7 @@ class SAM2VideoPredictor:
             signed_offsets=cfg.use_signed_tpos_enc_to_obj_ptrs,
         )
         memories = [MemoryItem(self._memory_of(session, m.frame_idx, m.output), m.t_pos) for m in spatial]
-        pointer_items = [PointerItem(p.output.obj_ptr, p.offset) for p in pointers]
-        return self.model.condition_on_memory(features, memories, pointer_items, session.num_frames)
+        return memories, [PointerItem(p.output.obj_ptr, p.offset) for p in pointers]
 
     def _memory_of(self, session: VideoSession, frame_idx: int, out: FrameOutput) -> torch.Tensor:
         """A frame's memory map, encoded now if it is new or was evicted (the same inputs
@@ -303,19 +310,34 @@ class SAM2VideoPredictor:
             out.memory = memory.to(torch.bfloat16)
         return out.memory
 
-    def _track_frame(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool) -> FrameOutput:
+    def _track_frame(
+        self, session: VideoSession, tracks: list[ObjectTrack], frame_idx: int, reverse: bool
+    ) -> list[FrameOutput]:
+        """Track objects on one frame -> one output per track, memory encoded.
+
+        Objects whose memories line up (the usual case: tracked through the same frames)
+        go through memory attention, the decoder and the memory encoder as one batch.
+        """
         features = self._features(session, frame_idx)
-        pix_feat = self._condition(session, track, frame_idx, reverse, features)
-        pred = self.model.decode(pix_feat, features.high_res, None, None, self.model.use_multimask(0))
-        out = FrameOutput(
-            mask_logits=pred.low_res_masks,
-            obj_ptr=pred.obj_ptr,
-            object_score_logits=pred.object_score_logits,
-            is_cond=False,
-            from_prompt=False,
-        )
-        self._memory_of(session, frame_idx, out)
-        return out
+        plans = [self._memory_plan(session, track, frame_idx, reverse) for track in tracks]
+        outputs: list[FrameOutput] = [None] * len(tracks)  # type: ignore[list-item]
+        for group in _lined_up(plans):
+            memories, pointers = _stack_plans([plans[i] for i in group])
+            pix_feat = self.model.condition_on_memory(features, memories, pointers, session.num_frames)
+            pred = self.model.decode(pix_feat, features.high_res, None, None, self.model.use_multimask(0))
+            memory = self.model.encode_memory(
+                features.expand(len(group)), pred.high_res_masks, pred.object_score_logits, binarize=False
+            ).to(torch.bfloat16)
+            for k, i in enumerate(group):
+                outputs[i] = FrameOutput(
+                    mask_logits=pred.low_res_masks[k : k + 1],
+                    obj_ptr=pred.obj_ptr[k : k + 1],
+                    object_score_logits=pred.object_score_logits[k : k + 1],
+                    is_cond=False,
+                    from_prompt=False,
+                    memory=memory[k : k + 1].clone(),  # its own storage, so eviction frees it
+                )
+        return outputs
 
     def _output_logits(self, out: FrameOutput) -> torch.Tensor:
         """Low-res logits as shown to the user: small holes filled (idempotent)."""
@@ -336,6 +358,33 @@ class SAM2VideoPredictor:
     def _check_frame(session: VideoSession, frame_idx: int) -> None:
         if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < session.num_frames:
             raise IndexError(f"Frame index {frame_idx} is outside the video (0 to {session.num_frames - 1}).")
+
+
+MemoryPlan = tuple[list[MemoryItem], list[PointerItem]]
+
+
+def _lined_up(plans: list[MemoryPlan]) -> list[list[int]]:
+    """Group objects whose memories have the same layout (memory t_pos and pointer offsets),
+    which is what batching them needs -> lists of indices into `plans`."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (memories, pointers) in enumerate(plans):
+        layout = (tuple(m.t_pos for m in memories), tuple(p.offset for p in pointers))
+        groups.setdefault(layout, []).append(i)
+    return list(groups.values())
+
+
+def _stack_plans(plans: list[MemoryPlan]) -> MemoryPlan:
+    """Lined-up plans of B objects -> one plan with batch B."""
+    first_memories, first_pointers = plans[0]
+    memories = [
+        MemoryItem(torch.cat([plan[0][j].features for plan in plans]), item.t_pos)
+        for j, item in enumerate(first_memories)
+    ]
+    pointers = [
+        PointerItem(torch.cat([plan[1][j].pointer for plan in plans]), item.offset)
+        for j, item in enumerate(first_pointers)
+    ]
+    return memories, pointers
 
 
 def _clear_frame(track: ObjectTrack, frame_idx: int) -> None:

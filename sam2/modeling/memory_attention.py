@@ -22,11 +22,14 @@ class MemoryAttentionLayer(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.activation = nn.ReLU()
 
-    def forward(
+    def attend_self(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm1(x)
+        return x + self.self_attn(y, y, y)
+
+    def attend_memory(
         self, x: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor, num_pointer_tokens: int
     ) -> torch.Tensor:
-        y = self.norm1(x)
-        x = x + self.self_attn(y, y, y)
+        """Cross-attention to the memories, then the feed-forward block."""
         # Keys carry the memories' position encodings; the queries do not (SAM 2's settings).
         y = self.norm2(x)
         x = x + self.cross_attn_image(y, memory + memory_pos, memory, num_k_exclude_rope=num_pointer_tokens)
@@ -51,9 +54,14 @@ class MemoryAttention(nn.Module):
         memory_pos: torch.Tensor,
         num_pointer_tokens: int = 0,
     ) -> torch.Tensor:
-        """curr, curr_pos (B, HW, C); memory, memory_pos (B, M, mem_dim) with the
-        `num_pointer_tokens` object-pointer tokens last -> (B, HW, C)."""
+        """curr, curr_pos (1 or B, HW, C); memory, memory_pos (B, M, mem_dim) with the
+        `num_pointer_tokens` object-pointer tokens last -> (B, HW, C).
+
+        B objects on one frame share its features (curr with batch 1): the first
+        self-attention, which sees no memory yet, then runs once for all of them.
+        """
         x = curr + 0.1 * curr_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, num_pointer_tokens)
+            x = layer.attend_self(x)
+            x = layer.attend_memory(x.expand(memory.shape[0], -1, -1), memory, memory_pos, num_pointer_tokens)
         return self.norm(x)

@@ -211,12 +211,15 @@ class SAM2Model(nn.Module):
     ) -> torch.Tensor:
         """Fuse the frame's features with its memories -> (B, C, h, w).
 
+        B objects are attended at once when their memories line up (the same `t_pos` and
+        pointer offsets, stacked along the batch); `features` may then have batch 1.
         `memories=None` marks a frame prompted with no memory (an initial conditioning frame).
         """
         embed = features.image_embed
-        b, c, h, w = embed.shape
+        _, c, h, w = embed.shape
         if memories is None:
             return embed + self.no_mem_embed.view(1, c, 1, 1)
+        b = memories[0].features.shape[0] if memories else embed.shape[0]
 
         memory, memory_pos = [], []
         for item in memories:
