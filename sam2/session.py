@@ -7,6 +7,7 @@ or correcting one object never changes another's results.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -115,20 +116,33 @@ class FrameStore:
 
 
 class FeatureCache:
-    """Image features of the few most recently used frames (LRU)."""
+    """Image features of the few most recently used frames (LRU), plus room for frames
+    encoded ahead of use (`put`), e.g. by a background thread while the user is idle.
+
+    Safe to use from two threads: a frame asked for while another thread encodes it may be
+    encoded twice (the first result is kept), never lost or mixed up.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
         self._items: OrderedDict[int, ImageFeatures] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, frame_idx: int, compute: Callable[[int], ImageFeatures]) -> ImageFeatures:
-        if frame_idx in self._items:
+        with self._lock:
+            if frame_idx in self._items:
+                self._items.move_to_end(frame_idx)
+                return self._items[frame_idx]
+        return self.put(frame_idx, compute(frame_idx))
+
+    def put(self, frame_idx: int, features: ImageFeatures) -> ImageFeatures:
+        """Store a frame's features (keeping an entry already there) -> the stored ones."""
+        with self._lock:
+            features = self._items.setdefault(frame_idx, features)
             self._items.move_to_end(frame_idx)
-        else:
-            self._items[frame_idx] = compute(frame_idx)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-        return self._items[frame_idx]
+            return features
 
     def __contains__(self, frame_idx: int) -> bool:
         return frame_idx in self._items

@@ -79,6 +79,23 @@ class SAM2VideoPredictor:
             frames = FrameStore(load_video_frames(video), encoding=self.frame_encoding)
         return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size))
 
+    @torch.inference_mode()
+    def encode_ahead(self, inference_state: VideoSession, frame_idx: int) -> bool:
+        """Compute a frame's image features before they are needed (clicks and tracking
+        then start at once) -> False if they were already cached.
+
+        Meant for idle time, from another thread: the model keeps no state, so this may run
+        while the session is used (it only adds to the feature cache). Keep the frames
+        encoded ahead within `feature_cache_size`, or the first ones are evicted again.
+        """
+        session = inference_state
+        self._check_frame(session, frame_idx)
+        if frame_idx in session.features:
+            return False
+        with self.precision():
+            session.features.put(frame_idx, self._encode_frame(session, frame_idx))
+        return True
+
     def reset_state(self, inference_state: VideoSession) -> None:
         """Drop every object, prompt and result (the video stays loaded)."""
         inference_state.tracks.clear()
@@ -236,11 +253,11 @@ class SAM2VideoPredictor:
 
     # ------------------------------------------------------------------ steps
     def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
-        def encode(i: int) -> ImageFeatures:
-            image = video_frame_to_input(session.frames[i], self.image_size)[None].to(self.device)
-            return self.model.encode_image(image)
+        return session.features.get(frame_idx, lambda i: self._encode_frame(session, i))
 
-        return session.features.get(frame_idx, encode)
+    def _encode_frame(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
+        image = video_frame_to_input(session.frames[frame_idx], self.image_size)[None].to(self.device)
+        return self.model.encode_image(image)
 
     def _predict_prompted_frame(
         self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None, mask: torch.Tensor | None

@@ -128,6 +128,7 @@ class Handlers:
         if frame is not None:
             frame = min(max(0, int(frame)), work.video.count - 1)
             work.shown_frame = frame
+            self.engine.encode_ahead(work.video.handle, frame)
             out[c.viewer] = str(views.frame_file(work, frame))
             out[c.frame] = gr.Slider(minimum=0, maximum=max(1, work.video.count - 1), value=frame, step=1)
             out[c.timeline] = str(views.timeline_file(work, frame))
@@ -169,6 +170,7 @@ class Handlers:
             return self.warn(str(exc))
         c = self.c
         work.shown_frame = int(frame)
+        self.engine.encode_ahead(work.video.handle, int(frame))
         return {c.viewer: str(views.frame_file(work, int(frame))), c.timeline: str(views.timeline_file(work, int(frame)))}
 
     # ------------------------------------------------------------------ prompts

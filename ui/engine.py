@@ -8,11 +8,17 @@ nowhere else (``_to_masks``).
 
 A video's frames are kept once (:meth:`Engine.keep_frames`, raw or compressed), and the same
 store serves the model and the page's drawing and exports.
+
+Idle time is used (:meth:`Engine.encode_ahead`): while nobody's model call runs, one
+background thread on one core computes the image features of the frame a user looks at
+and the next few, so a click there answers at once and tracking starts on encoded frames.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +50,7 @@ class ModelSpec:
     device: str = "cpu"
     precision: str = "float32"
     frame_storage: str = "raw"
+    encode_ahead: int = 8  # frames encoded in idle time per session (0: off); ~20 MB each at 1024 px
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Engine:
         self._predictor = predictor
         self.spec = spec
         self.lock = threading.Lock()
+        self._tracking = 0  # tracking runs in progress (they release the lock between frames)
+        self._tracking_lock = threading.Lock()
+        self._ahead = _EncodeAhead(self)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> "Engine":
@@ -79,6 +89,8 @@ class Engine:
             spec.variant, str(spec.checkpoint), image_size=spec.image_size, device=spec.device,
             corrections_as_cond=True, precision=spec.precision,
             frame_encoding=None if spec.frame_storage == "raw" else spec.frame_storage,
+            # Room for the frames encoded ahead plus the few in use.
+            feature_cache_size=spec.encode_ahead + 4,
         )  # fmt: skip
         return cls(predictor, spec)
 
@@ -103,6 +115,26 @@ class Engine:
         :meth:`keep_frames` are used as they are, not copied."""
         with self.lock:
             return self._predictor.init_state(frames)
+
+    def encode_ahead(self, handle: Any, frame: int) -> None:
+        """In idle time, encode ``frame`` and the following ones (``spec.encode_ahead`` in
+        all) for this video; replaces the video's earlier request. Returns at once."""
+        count = self.spec.encode_ahead if self.spec is not None else 0
+        if count > 0:
+            last = min(frame + count, handle.num_frames)
+            self._ahead.request(handle, list(range(max(frame, 0), last)))
+
+    def stop_encoding_ahead(self, handle: Any) -> None:
+        """Forget the video's pending frames (its session is closing or restarting)."""
+        self._ahead.request(handle, [])
+
+    def encoded(self, handle: Any, frame: int) -> bool:
+        """Are the frame's features ready (a click there needs no encoding)?"""
+        return frame in handle.features
+
+    def idle(self) -> bool:
+        """No model call or tracking run in progress."""
+        return not self.lock.locked() and self._tracking == 0
 
     def reset(self, handle: Any) -> None:
         with self.lock:
@@ -141,23 +173,83 @@ class Engine:
         interleave with a long run instead of waiting for all of it. Raises ValueError (with
         the predictor's plain message) when there is nothing to track.
         """
-        with self.lock:
-            frames = self._predictor.propagate_in_video(
-                handle, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
-            )
-            first = next(frames, None)
-        if first is None:
-            return
-        yield first[0], _to_masks(first[1], first[2])
-        while True:
+        with self._tracking_lock:
+            self._tracking += 1  # encoding ahead waits, also between frames
+        try:
             with self.lock:
-                step = next(frames, None)
-            if step is None:
+                frames = self._predictor.propagate_in_video(
+                    handle, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
+                )
+                first = next(frames, None)
+            if first is None:
                 return
-            yield step[0], _to_masks(step[1], step[2])
+            yield first[0], _to_masks(first[1], first[2])
+            while True:
+                with self.lock:
+                    step = next(frames, None)
+                if step is None:
+                    return
+                yield step[0], _to_masks(step[1], step[2])
+        finally:
+            with self._tracking_lock:
+                self._tracking -= 1
 
 
 def _to_masks(obj_ids: Sequence[int], logits: Any) -> Masks:
     """(N, 1, H, W) torch logits -> {obj id: HxW bool}; the only torch-to-numpy conversion."""
     binary = (logits > 0).cpu().numpy()
     return {int(obj_id): binary[i, 0] for i, obj_id in enumerate(obj_ids)}
+
+
+class _EncodeAhead:
+    """One background thread that encodes requested frames, one at a time, on one core, and
+    only while the engine is idle; the user's own calls never wait for it (they may run
+    alongside an encoding already started, on the other core)."""
+
+    POLL_S = 0.05
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._wanted: dict[int, tuple[Any, list[int]]] = {}  # id(handle) -> (handle, frames left)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def request(self, handle: Any, frames: list[int]) -> None:
+        with self._changed:
+            if frames:
+                self._wanted[id(handle)] = (handle, frames)
+            else:
+                self._wanted.pop(id(handle), None)
+            if self._thread is None and frames:
+                self._thread = threading.Thread(target=self._run, name="encode-ahead", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def pending(self, handle: Any) -> list[int]:
+        with self._changed:
+            return list(self._wanted.get(id(handle), (None, []))[1])
+
+    def _next(self) -> tuple[Any, int]:
+        """Wait for a requested frame; the oldest request is served first."""
+        with self._changed:
+            while not self._wanted:
+                self._changed.wait()
+            key, (handle, frames) = next(iter(self._wanted.items()))
+            frame = frames.pop(0)
+            if not frames:
+                del self._wanted[key]
+            return handle, frame
+
+    def _run(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # this thread only: the other core stays free for the user
+        while True:
+            handle, frame = self._next()
+            while not self._engine.idle():
+                time.sleep(self.POLL_S)
+            try:
+                self._engine._predictor.encode_ahead(handle, frame)
+            except Exception:  # never let background work take the app down
+                logging.getLogger(__name__).exception("Encoding frame %d ahead failed", frame)
+                self.request(handle, [])
