@@ -36,6 +36,17 @@ def load_model(
     return model.to(device).eval()
 
 
+def resize_model(model: SAM2Model, image_size: int) -> SAM2Model:
+    """The same model for another input size (512, 768 or 1024), sharing every weight tensor
+    with `model` (no copy): no parameter's shape depends on the size, only the position
+    encodings computed from it."""
+    if image_size == model.config.image_size:
+        return model
+    resized = SAM2Model(model.config.with_image_size(image_size))
+    resized.load_state_dict(model.state_dict(), strict=True, assign=True)
+    return resized.eval()
+
+
 def build_video_predictor(
     variant: str | None,
     checkpoint: CheckpointSource,

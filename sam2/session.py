@@ -152,6 +152,7 @@ class FeatureCache:
 class VideoSession:
     frames: FrameStore
     features: FeatureCache
+    image_size: int  # the model input size its features (and clicks in model pixels) are for
     tracks: dict[int, ObjectTrack] = field(default_factory=dict)  # insertion order = output order
 
     @property

@@ -8,6 +8,7 @@ video's resolution, shape (num_objects, 1, H, W), objects in the order they were
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Iterator, Sequence
 
@@ -77,7 +78,21 @@ class SAM2VideoPredictor:
             frames = video
         else:
             frames = FrameStore(load_video_frames(video), encoding=self.frame_encoding)
-        return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size))
+        return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size), image_size=self.image_size)
+
+    def at_image_size(self, image_size: int) -> "SAM2VideoPredictor":
+        """This predictor, same options, for another input size (512, 768 or 1024): smaller is
+        faster, 1024 is what SAM 2 was trained at. The weights are shared, not copied;
+        sessions belong to the size they were started at."""
+        if image_size == self.image_size:
+            return self
+        from .build import resize_model
+
+        other = copy.copy(self)
+        other.model = resize_model(self.model, image_size)
+        other.config = other.model.config
+        other.image_size = image_size
+        return other
 
     @torch.inference_mode()
     def encode_ahead(self, inference_state: VideoSession, frame_idx: int) -> bool:
@@ -256,6 +271,11 @@ class SAM2VideoPredictor:
         return session.features.get(frame_idx, lambda i: self._encode_frame(session, i))
 
     def _encode_frame(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
+        if session.image_size != self.image_size:
+            raise ValueError(
+                f"This session was started at image size {session.image_size}; this predictor runs at "
+                f"{self.image_size}. Use the predictor the session was started with (see at_image_size)."
+            )
         image = video_frame_to_input(session.frames[frame_idx], self.image_size)[None].to(self.device)
         return self.model.encode_image(image)
 

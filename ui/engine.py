@@ -71,6 +71,7 @@ class Engine:
 
     def __init__(self, predictor: Any, spec: ModelSpec | None = None) -> None:
         self._predictor = predictor
+        self._predictors = {predictor.image_size: predictor}  # image size -> predictor, weights shared
         self.spec = spec
         self.lock = threading.Lock()
         self._tracking = 0  # tracking runs in progress (they release the lock between frames)
@@ -110,18 +111,34 @@ class Engine:
 
         return FrameStore(frames, encoding=self._predictor.frame_encoding)
 
-    def start(self, frames: Sequence[np.ndarray]) -> Any:
-        """A new predictor session (cheap: features are computed on demand). Frames from
-        :meth:`keep_frames` are used as they are, not copied."""
+    @property
+    def image_size(self) -> int:
+        """The default model input size (the one the engine was loaded at)."""
+        return self._predictor.image_size
+
+    def start(self, frames: Sequence[np.ndarray], image_size: int | None = None) -> Any:
+        """A new predictor session (cheap: features are computed on demand) at ``image_size``
+        (512, 768 or 1024; default :attr:`image_size`). Frames from :meth:`keep_frames` are
+        used as they are, not copied."""
         with self.lock:
-            return self._predictor.init_state(frames)
+            predictor = self._predictors.get(image_size or self.image_size)
+            if predictor is None:  # a few ms: the weights are shared, not copied
+                predictor = self._predictors[image_size] = self._predictor.at_image_size(image_size)
+            return predictor.init_state(frames)
+
+    def predictor_for(self, handle: Any) -> Any:
+        """The predictor a session was started with (its image size)."""
+        return self._predictors[handle.image_size]
+
+    def image_size_of(self, handle: Any) -> int:
+        return handle.image_size
 
     def encode_ahead(self, handle: Any, frame: int) -> None:
         """In idle time, encode ``frame`` and the following ones (``spec.encode_ahead`` in
         all) for this video; replaces the video's earlier request. Returns at once."""
         count = self.spec.encode_ahead if self.spec is not None else 0
         if count > 0:
-            last = min(frame + count, handle.num_frames)
+            last = min(frame + count, handle.num_frames)  # handle: the predictor's VideoSession
             self._ahead.request(handle, list(range(max(frame, 0), last)))
 
     def stop_encoding_ahead(self, handle: Any) -> None:
@@ -138,7 +155,7 @@ class Engine:
 
     def reset(self, handle: Any) -> None:
         with self.lock:
-            self._predictor.reset_state(handle)
+            self.predictor_for(handle).reset_state(handle)
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, handle: Any, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
@@ -147,7 +164,7 @@ class Engine:
         labels = list(prompt.labels) or None
         box = list(prompt.box) if prompt.box is not None else None
         with self.lock:
-            _, obj_ids, logits = self._predictor.add_new_points_or_box(
+            _, obj_ids, logits = self.predictor_for(handle).add_new_points_or_box(
                 handle, frame, obj_id, points=points, labels=labels, clear_old_points=True, box=box
             )
             return _to_masks(obj_ids, logits)[obj_id]
@@ -155,11 +172,11 @@ class Engine:
     def clear(self, handle: Any, frame: int, obj_id: int) -> None:
         """Drop the object's prompts on ``frame`` (its result there stays as tracked memory)."""
         with self.lock:
-            self._predictor.clear_all_prompts_in_frame(handle, frame, obj_id, need_output=False)
+            self.predictor_for(handle).clear_all_prompts_in_frame(handle, frame, obj_id, need_output=False)
 
     def remove_object(self, handle: Any, obj_id: int) -> None:
         with self.lock:
-            self._predictor.remove_object(handle, obj_id, need_output=False)
+            self.predictor_for(handle).remove_object(handle, obj_id, need_output=False)
 
     def object_ids(self, handle: Any) -> list[int]:
         """Objects the predictor knows (those that were prompted at least once)."""
@@ -177,7 +194,7 @@ class Engine:
             self._tracking += 1  # encoding ahead waits, also between frames
         try:
             with self.lock:
-                frames = self._predictor.propagate_in_video(
+                frames = self.predictor_for(handle).propagate_in_video(
                     handle, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
                 )
                 first = next(frames, None)
@@ -249,7 +266,7 @@ class _EncodeAhead:
             while not self._engine.idle():
                 time.sleep(self.POLL_S)
             try:
-                self._engine._predictor.encode_ahead(handle, frame)
+                self._engine.predictor_for(handle).encode_ahead(handle, frame)
             except Exception:  # never let background work take the app down
                 logging.getLogger(__name__).exception("Encoding frame %d ahead failed", frame)
                 self.request(handle, [])
