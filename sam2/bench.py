@@ -53,8 +53,11 @@ def peak_rss_mb() -> float:
 @dataclass
 class Figures:
     encode_s: float
-    click_s: float
-    propagate_s: dict[int, float]
+    click_s: float  # on a frame whose features are cached (a second click there)
+    first_click_s: float  # on a frame never seen: encoding included
+    first_click_ahead_s: float  # on a frame encoded ahead (the app does that in idle time)
+    propagate_s: dict[int, float]  # objects -> s/frame, encoding included
+    propagate_ahead_s: dict[int, float]  # objects -> s/frame on frames encoded ahead
     peak_rss_mb: float
 
 
@@ -71,30 +74,38 @@ def current_rss_mb() -> float:
 
 
 def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[int]) -> Figures:
+    """The predictor needs a feature cache of at least len(frames) for the "ahead" figures."""
     model = predictor.model
     size = model.config.image_size
     from .transforms import video_frame_to_input
 
+    points = object_points(frames[0].shape[1], frames[0].shape[0])
     with torch.inference_mode(), predictor.precision():
         image = video_frame_to_input(frames[0], size)[None]
         model.encode_image(image)  # warm-up
         encode_s = _timed(lambda: model.encode_image(image), 3)
 
-        state = predictor.init_state(frames)
-        points = object_points(frames[0].shape[1], frames[0].shape[0])
-        predictor.add_new_points_or_box(state, 0, 1, points=[points[0]], labels=[1])  # encodes frame 0
-        click_s = _timed(lambda: predictor.add_new_points_or_box(state, 0, 1, points=[points[0]], labels=[1]), 5)
+    state = predictor.init_state(frames)
+    click = lambda f: predictor.add_new_points_or_box(state, f, 1, points=[points[0]], labels=[1])  # noqa: E731
+    first_click_s = _timed(lambda: click(0), 1)  # encodes frame 0
+    click_s = _timed(lambda: click(0), 5)
+    predictor.encode_ahead(state, 1)
+    first_click_ahead_s = _timed(lambda: click(1), 1)
 
-        propagate_s = {}
-        for count in objects:
+    propagate_s, propagate_ahead_s = {}, {}
+    for count in objects:
+        for ahead, figures in ((False, propagate_s), (True, propagate_ahead_s)):
             state = predictor.init_state(frames)
             for k in range(count):
                 predictor.add_new_points_or_box(state, 0, k + 1, points=[points[k % 3]], labels=[1])
+            if ahead:
+                for f in range(1, len(frames)):
+                    predictor.encode_ahead(state, f)
             start = time.perf_counter()
             tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
             # Frame 0 holds the prompts (already encoded); the rest are tracked.
-            propagate_s[count] = (time.perf_counter() - start) / max(tracked, 1)
-    return Figures(encode_s, click_s, propagate_s, peak_rss_mb())
+            figures[count] = (time.perf_counter() - start) / max(tracked, 1)
+    return Figures(encode_s, click_s, first_click_s, first_click_ahead_s, propagate_s, propagate_ahead_s, peak_rss_mb())
 
 
 def rss_growth_per_frame(predictor: SAM2VideoPredictor, num_frames: int, warmup: int = 30) -> tuple[float, float]:
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(get_config(variant, image_size=args.image_size), device=args.device)
     fast = Precision.fastest_supported(args.device)
     precision = fast if args.mode == "fast" else "float32"
-    predictor = SAM2VideoPredictor(model, precision=precision)
+    predictor = SAM2VideoPredictor(model, precision=precision, feature_cache_size=args.frames + 1)
 
     frames = synthetic_video(args.frames + 1)
     figures = run(predictor, frames, args.objects)
@@ -170,8 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|")
     print(f"| encode one frame | {figures.encode_s:.3f} s |")
     print(f"| click to mask on an encoded frame | {figures.click_s:.3f} s |")
+    print(f"| first click on a new frame | {figures.first_click_s:.3f} s |")
+    print(f"| first click on a frame encoded ahead (idle time) | {figures.first_click_ahead_s:.3f} s |")
     for count, seconds in figures.propagate_s.items():
-        print(f"| propagate, {count} object{'s' if count > 1 else ''} | {seconds:.3f} s/frame |")
+        objects = f"{count} object{'s' if count > 1 else ''}"
+        print(f"| propagate, {objects} | {seconds:.3f} s/frame |")
+        print(f"| propagate, {objects}, frames encoded ahead | {figures.propagate_ahead_s[count]:.3f} s/frame |")
     print(f"| peak RSS | {figures.peak_rss_mb:.0f} MB |")
     if args.long_frames:
         growth, final = rss_growth_per_frame(predictor, args.long_frames)

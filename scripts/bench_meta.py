@@ -1,0 +1,92 @@
+"""Time Meta's own sam2 package the way `python -m sam2.bench` times ours, on this machine.
+
+Issue 4 compares our speed with Meta's code on the same machine; this measures the
+baseline. Meta's package is also called `sam2`, so it is not installed: pass the folder of
+its unpacked source (e.g. `pip download sam2==1.1.0 --no-deps` and untar it) and a folder
+with its pure-Python dependencies (`pip install --target DEPS hydra-core omegaconf iopath
+tqdm antlr4-python3-runtime==4.9.3 portalocker --no-deps`). Its video predictor needs no
+torchvision. Run it from outside this repository so that our `sam2` is not imported:
+
+    cd /tmp && python /path/to/repo/scripts/bench_meta.py --meta-src sam2-1.1.0 --deps deps --mode exact
+
+Same video (854x480 synthetic discs, from sam2.bench), same prompts, fresh weights
+(timings do not depend on their values), `sam2.1_hiera_t` at 1024.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--meta-src", type=Path, required=True, help="unpacked sam2 1.1.0 source folder")
+    parser.add_argument("--deps", type=Path, required=True, help="folder with hydra-core, omegaconf, iopath, tqdm")
+    parser.add_argument("--mode", choices=["exact", "fast"], default="exact", help="fast: bfloat16 autocast")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--objects", type=int, nargs="+", default=[1, 3])
+    args = parser.parse_args()
+
+    # Our synthetic video, loaded from our bench module by path (our package stays off sys.path).
+    spec = importlib.util.spec_from_file_location("our_bench_video", Path(__file__).parents[1] / "sam2" / "bench.py")
+    source = spec.loader.get_source("our_bench_video")  # type: ignore[union-attr]
+    video_code = source[source.index("def synthetic_video") : source.index("def peak_rss_mb")]
+    scope: dict = {"np": np}
+    exec(video_code, scope)  # synthetic_video and object_points only: no imports of our package
+
+    sys.path[:0] = [str(args.deps.resolve()), str(args.meta_src.resolve())]
+    import torch
+    from PIL import Image
+    from sam2.build_sam import build_sam2_video_predictor  # Meta's
+
+    folder = tempfile.mkdtemp()
+    for i, frame in enumerate(scope["synthetic_video"](args.frames + 1)):
+        Image.fromarray(frame).save(f"{folder}/{i:05d}.jpg", quality=95)
+    points = [np.array([p], np.float32) for p in scope["object_points"]()]
+    label = np.array([1], np.int32)
+
+    torch.manual_seed(0)
+    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu")
+    fast = args.mode == "fast"
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+        image = torch.randn(1, 3, 1024, 1024)
+        predictor.forward_image(image)
+        start = time.perf_counter()
+        for _ in range(3):
+            predictor.forward_image(image)
+        encode = (time.perf_counter() - start) / 3
+        state = predictor.init_state(folder)
+        predictor.add_new_points_or_box(state, 0, 1, points=points[0], labels=label)
+        start = time.perf_counter()
+        for _ in range(5):
+            predictor.add_new_points_or_box(state, 0, 1, points=points[0], labels=label)
+        click = (time.perf_counter() - start) / 5
+        propagate = {}
+        for count in args.objects:
+            state = predictor.init_state(folder)
+            for k in range(count):
+                predictor.add_new_points_or_box(state, 0, k + 1, points=points[k % 3], labels=label)
+            start = time.perf_counter()
+            tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
+            propagate[count] = (time.perf_counter() - start) / tracked
+
+    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
+    print("| measure | value |\n|---|---|")
+    print(f"| encode one frame | {encode:.3f} s |")
+    print(f"| click to mask on an encoded frame | {click:.3f} s |")
+    for count, seconds in propagate.items():
+        print(f"| propagate, {count} object{'s' if count > 1 else ''} | {seconds:.3f} s/frame |")
+    print(f"| peak RSS | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()
