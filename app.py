@@ -111,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         parser.error(f"--device {args.device}: {exc}")
     return AppOptions(
         model, args.checkpoint, args.checkpoint_dir or DEFAULT_DIRECTORY, args.image_size, args.device, precision,
-        args.frame_storage, args.host, args.port, args.share, args.max_frames, args.max_seconds, args.max_side, args.max_upload_mb, args.session_ttl_min,
-        args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead),
+        args.frame_storage, args.host, args.port, args.share, args.max_frames, args.max_seconds, args.max_side,
+        args.max_upload_mb, args.session_ttl_min, args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead),
     )  # fmt: skip
 
 
