@@ -32,7 +32,7 @@ def load_model(
     state_dict = dict(checkpoint) if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
     variant = resolve_variant(variant) if variant else detect_variant(state_dict)
     model = SAM2Model(get_config(variant, image_size=image_size, postprocessing=postprocessing))
-    load_weights(model, state_dict, variant)
+    load_weights(model, state_dict, variant, source=None if isinstance(checkpoint, Mapping) else checkpoint)
     return model.to(device).eval()
 
 

@@ -79,3 +79,34 @@ def test_engine_runs_each_video_at_its_own_size(weights):
     assert masks[128].shape == masks[64].shape == (40, 56)
     with pytest.raises(ValueError, match="multiple of 32"):
         engine.start(frames(), image_size=100)
+
+
+def test_changing_detail_on_a_loaded_video_reapplies_the_clicks(tmp_path):
+    """The page's "Model detail" on a video with clicks and tracked frames: a session at the
+    new size holds the same clicks, prompted frames show the new size's masks (equal to the
+    predictor at that size called directly), tracked frames keep theirs until the next run."""
+    from tests.test_app_units import IMAGE_SIZE, direct, make_work
+    from ui import annotate
+
+    weights = reference_state_dict(VARIANT)
+    base = sam2.build_video_predictor(VARIANT, weights, image_size=IMAGE_SIZE, corrections_as_cond=True)
+    engine = Engine(base)
+    work = make_work(tmp_path, engine)
+    annotate.click(work, engine, 0, 8, 10, "add")
+    annotate.start_tracking(work, engine, 0, "forward", 2).join()
+    tracked_before = {f: work.doc.frame_masks(f) for f in (1, 2)}
+
+    message = annotate.change_detail(work, engine, 128)
+    assert "now runs at 128 px (was 64 px)" in message and "press Track" in message
+    assert engine.image_size_of(work.video.handle) == 128 and len(work.undo) == 2  # not an undo step
+    at_128 = direct(base.at_image_size(128))
+    expected = at_128.prompt(0, 1, points=[(8, 10)], labels=[1])
+    assert np.array_equal(work.doc.frame_masks(0)[1], expected)
+    for f, masks in tracked_before.items():
+        assert np.array_equal(work.doc.frame_masks(f)[1], masks[1])
+
+    annotate.start_tracking(work, engine, 0, "forward", 2).join()
+    at_128.track(0, 2, reverse=False)
+    for f in (1, 2):
+        assert np.array_equal(work.doc.frame_masks(f)[1], at_128.masks[f][1]), f
+    assert "already runs at 128" in annotate.change_detail(work, engine, 128)

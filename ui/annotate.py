@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ui import export as exporting
 from ui.engine import Engine, PromptSpec
 from ui.media import DecodedVideo, MediaError, MediaLimits, decode
@@ -40,27 +42,30 @@ EXPORT_NAMES = {
 
 def load_video(
     work: WorkState, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None,
-    fps: float | None = None,
+    fps: float | None = None, image_size: int | None = None,
 ) -> str:
     """Decode an upload (sampled at `fps`, default the source rate capped by the limits) and
-    start afresh on it with one empty object ready for clicks."""
+    start afresh on it with one empty object ready for clicks; the model runs at
+    `image_size` (default the engine's)."""
     path = Path(path)
     media = work.folder / "media"
     try:
         decoded = decode(path, limits, fps=fps, workdir=media)
     except MediaError as exc:
         raise UserError(str(exc)) from None
-    return open_video(work, engine, decoded, name or path.name)
+    return open_video(work, engine, decoded, name or path.name, image_size)
 
 
-def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str) -> str:
+def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
     """Start afresh on decoded frames: they are handed to one store that the predictor and
     the page share (``decoded`` keeps the facts, not a second copy of the pixels)."""
     if work.video and work.video.decoded.audio_path:
         work.video.decoded.audio_path.unlink(missing_ok=True)
+    if work.video:
+        engine.stop_encoding_ahead(work.video.handle)
     work.video = None  # the previous video's frames can go before the new ones are stored
     frames = engine.keep_frames(decoded.frames)
-    work.video = LoadedVideo(name, replace(decoded, frames=[]), frames, engine.start(frames))
+    work.video = LoadedVideo(name, replace(decoded, frames=[]), frames, engine.start(frames, image_size))
     work.registry = {1: ObjectInfo(1, "object 1")}
     work.doc = Snapshot(object_ids=(1,))
     work.undo.clear()
@@ -70,6 +75,26 @@ def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str
     work.progress = TrackProgress()
     notes = " ".join(decoded.warnings)
     return f"Loaded '{work.video.name}'. Click on the object you want to follow. {notes}".strip()
+
+
+def change_detail(work: WorkState, engine: Engine, image_size: int) -> str:
+    """Run the loaded video's model at another input size: a new predictor session at that
+    size, the clicks replayed into it and the prompted frames' masks taken from the replay.
+    Tracked masks stay as they were until the next tracking run (the message says so)."""
+    video = require_video(work)
+    before = engine.image_size_of(video.handle)
+    if image_size == before:
+        return f"The model already runs at {image_size} px."
+    engine.stop_encoding_ahead(video.handle)
+    video.handle = engine.start(video.frames, image_size)
+    masks = rebuild(work, engine)
+    doc = work.doc
+    fresh = {key: PackedMask.pack(mask) for key, mask in masks.items()}
+    work.doc = replace(doc, masks={**doc.masks, **fresh})
+    message = f"The model now runs at {image_size} px (was {before} px); your clicks were applied again."
+    if doc.tracked:
+        message += " Tracked frames still show the earlier masks: press Track to update them."
+    return message
 
 
 def require_video(work: WorkState) -> LoadedVideo:
@@ -188,16 +213,23 @@ def _restore(work: WorkState, engine: Engine, target: Snapshot, message: str) ->
     return message
 
 
-def rebuild(work: WorkState, engine: Engine) -> None:
-    """Reset the predictor and replay the document's calls (objects still in the list only)."""
+def rebuild(work: WorkState, engine: Engine) -> dict[tuple[int, int], np.ndarray]:
+    """Reset the predictor and replay the document's calls (objects still in the list only)
+    -> the mask each prompted (frame, object) got from its last call."""
     video = require_video(work)
     engine.reset(video.handle)
     replayed = Snapshot(object_ids=work.doc.object_ids)
+    masks: dict[tuple[int, int], np.ndarray] = {}
     for call in work.doc.calls:
         if call.obj_id not in work.doc.object_ids:
             continue
         replayed = replace(replayed, calls=replayed.calls + (call,))
-        _apply_call(engine, video.handle, call, replayed)
+        masks.pop((call.frame, call.obj_id), None)
+        if call.prompt is not None:
+            masks[(call.frame, call.obj_id)] = engine.prompt(video.handle, call.frame, call.obj_id, call.prompt)
+        else:
+            _apply_call(engine, video.handle, call, replayed)
+    return masks
 
 
 def _apply_call(engine: Engine, handle: object, call: PromptCall, after: Snapshot) -> bool:

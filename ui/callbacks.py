@@ -135,7 +135,9 @@ class Handlers:
         return out
 
     # ------------------------------------------------------------------ video
-    def on_upload(self, file: str | None, sample_fps: float | None, request: gr.Request) -> dict:
+    def on_upload(
+        self, file: str | None, sample_fps: float | None, request: gr.Request, detail: float | None = None
+    ) -> dict:
         """Decode the upload; the upload box is emptied again (the video's name and size show
         under it) so that another file can be dropped at once. The session holds the upload
         until it closes, then the store deletes it unless another session holds it too (Gradio
@@ -147,10 +149,14 @@ class Handlers:
             return self.warn(problem)
 
         fps = float(sample_fps) if sample_fps else None  # 0 or empty: the video's own rate
+        size = self._image_size(detail)
+        if isinstance(size, str):
+            return self.warn(size)
 
         def action(work: WorkState) -> tuple[str, int]:
             self.store.hold_upload(work, Path(file))
-            return annotate.load_video(work, self.engine, file, self.limits, name=Path(file).name, fps=fps), 0
+            name = Path(file).name
+            return annotate.load_video(work, self.engine, file, self.limits, name=name, fps=fps, image_size=size), 0
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)
@@ -160,6 +166,25 @@ class Handlers:
             result[self.c.progress] = ""
             result[self.c.downloads] = None
         return result
+
+    def _image_size(self, detail: float | None) -> int | str:
+        """The model input size chosen on the page (None: the engine's), or why not."""
+        if detail in (None, ""):
+            return self.engine.image_size
+        if detail not in self.engine.image_sizes:
+            sizes = ", ".join(str(s) for s in self.engine.image_sizes)
+            return f"Model detail {detail} is not offered here; choose one of {sizes}."
+        return int(detail)
+
+    def on_detail(self, detail: float | None, frame: float, request: gr.Request) -> dict:
+        """Model detail changed: applies to the loaded video (clicks re-applied) or the next upload."""
+        size = self._image_size(detail)
+        if isinstance(size, str):
+            return self.warn(size)
+        work = self.store.peek(getattr(request, "session_hash", None) or "")
+        if work is None or work.video is None:
+            return {self.c.status: f"Videos you upload will be processed at {size} px."}
+        return self.run(request, lambda work: (annotate.change_detail(work, self.engine, size), int(frame)))
 
     def on_frame(self, frame: float, request: gr.Request) -> dict:
         """Slider moved: show that frame (read-only, so it also works while tracking runs)."""

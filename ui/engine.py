@@ -126,6 +126,13 @@ class Engine:
                 predictor = self._predictors[image_size] = self._predictor.at_image_size(image_size)
             return predictor.init_state(frames)
 
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        """Input sizes a video may be run at (the page offers these)."""
+        from sam2.config import SUPPORTED_IMAGE_SIZES
+
+        return tuple(sorted({*SUPPORTED_IMAGE_SIZES, self.image_size}))
+
     def predictor_for(self, handle: Any) -> Any:
         """The predictor a session was started with (its image size)."""
         return self._predictors[handle.image_size]

@@ -68,6 +68,11 @@ CSS = """
 """
 
 
+def _detail_label(size: int) -> str:
+    notes = {512: " (fastest)", 1024: " (SAM 2's own size)"}
+    return f"{size} px{notes.get(size, '')}"
+
+
 def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
     """The Blocks app; queue and launch settings are applied by ``app.py``."""
     # Uploads are deleted when the last session that read them closes (ui/sessions.py counts
@@ -75,13 +80,13 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     # is the backstop for the rest, every 2 minutes, those older than 5; a decoded upload is
     # never read again. Session folders are not Gradio's files and are not touched.
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
-        controls = _components(limits, engine.describe())
+        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size)
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
     return demo
 
 
-def _components(limits: MediaLimits, model: str) -> "Controls":
+def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int) -> "Controls":
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=3):
@@ -107,6 +112,12 @@ def _components(limits: MediaLimits, model: str) -> "Controls":
                     value=0, minimum=0, maximum=limits.max_fps, step=1, elem_id="sample-fps",
                     label=f"Frames per second to keep (0 = the video's own rate, at most {limits.max_fps:g}); set before uploading",
                 )
+                detail = gr.Radio(
+                    [(_detail_label(s), s) for s in sizes], value=size,
+                    label="Model detail: larger sees finer edges, smaller tracks several times faster "
+                          "(changing it later re-applies your clicks)",
+                    elem_id="detail",
+                )  # fmt: skip
                 upload = gr.File(
                     label="Video (mp4, mov, webm, mkv, avi, gif) or an image", type="filepath", elem_id="upload"
                 )
@@ -153,6 +164,7 @@ def _components(limits: MediaLimits, model: str) -> "Controls":
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
         "formats": formats, "export": export, "session_file": session_file, "sample_fps": sample_fps,
+        "detail": detail,
     }  # fmt: skip
     return Controls(
         upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,
@@ -164,7 +176,8 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b = c.buttons
     view = c.view_outputs()
     quick = {"show_progress": "minimal"}
-    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"]], [*view, c.upload, c.downloads], api_name="upload_video")
+    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"], b["detail"]], [*view, c.upload, c.downloads], api_name="upload_video")
+    b["detail"].input(h.on_detail, [b["detail"], c.frame], view, api_name="set_detail")
     c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last", api_name="show_frame", **quick)
     c.viewer.select(h.on_click, [c.mode, c.frame], view, api_visibility="private", **quick)
     c.undo.click(h.on_undo, [c.frame], view, api_name="undo", **quick)
