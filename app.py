@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     store = SessionStore(
         temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions,
         grace_s=options.resume_grace_s, upload_cache=temp_root,
+        on_close=lambda work: work.video is not None and engine.stop_encoding_ahead(work.video.handle),
     )  # fmt: skip
     store.start_sweeper()
     atexit.register(store.shutdown)

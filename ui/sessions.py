@@ -32,7 +32,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -371,8 +371,11 @@ class SessionStore:
 
     def __init__(
         self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16, grace_s: float | None = None,
-        upload_cache: Path | None = None,
+        upload_cache: Path | None = None, on_close: Callable[[WorkState], None] | None = None,
     ) -> None:  # fmt: skip
+        """on_close(work) runs when a session is closed (tab gone, expired): e.g. the engine
+        drops the video's pending background work."""
+        self.on_close = on_close
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.upload_cache = None if upload_cache is None else Path(upload_cache).resolve()
@@ -475,6 +478,8 @@ class SessionStore:
         if work is None:
             return False
         work.cancel.set()  # a running tracking run stops at the next frame
+        if self.on_close is not None:
+            self.on_close(work)
         shutil.rmtree(work.folder, ignore_errors=True)
         self.tidy_upload_cache()
         return True
