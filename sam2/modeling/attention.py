@@ -20,12 +20,17 @@ _BLOCK_SCORES = 1 << 24
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v for q (..., Nq, D), k (..., Nk, D), v (..., Nk, Dv).
 
-    Large attentions on CPU use `blockwise_attention`; everything else PyTorch's fused
-    kernel (on GPUs that is flash attention, which nothing here beats).
+    Large attentions in bfloat16/float16 on CPU use `blockwise_attention`; everything else
+    PyTorch's fused kernel (in float32 on CPU it is as fast or faster for square attention;
+    on GPUs it is flash attention, which nothing here beats).
     """
-    if q.device.type == "cpu" and q.shape[-2] * k.shape[-2] >= _BLOCKWISE_MIN_SCORES:
+    if q.device.type == "cpu" and _reduced_precision(q) and q.shape[-2] * k.shape[-2] >= _BLOCKWISE_MIN_SCORES:
         return blockwise_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
+
+
+def _reduced_precision(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(x.device.type)
 
 
 def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
