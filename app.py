@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     parser.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
     parser.add_argument("--encode-ahead", type=int, default=8,
                         help="while the model is idle, encode the frame a user looks at and the next ones, this "
-                             "many per session, on one core (clicks there answer at once; tracking starts on "
+                             "many per session, one frame at a time (clicks there answer at once; tracking starts on "
                              "encoded frames); each holds ~20 MB at 1024 px, 5 MB at 512. 0 turns it off")
     args = parser.parse_args(argv)
     try:

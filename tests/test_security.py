@@ -321,7 +321,7 @@ def test_event_inputs_outside_the_upload_folder_are_refused(app, video, workdir,
         "dot-dot out of the temp folder": f"{app.temp_dir.resolve()}/../{bait.name}",
         "a folder": str(app.temp_dir.resolve() / "sessions"),
     }[where]
-    message = raw_event(app, "upload_video", [file_data(path), 0], fresh_cookies(app))
+    message = raw_event(app, "upload_video", [file_data(path), 0, None], fresh_cookies(app))
     assert not status_of(message).startswith("Loaded"), status_of(message)
     assert bait.exists()
     assert (app.temp_dir / "sessions").is_dir()
@@ -330,7 +330,7 @@ def test_event_inputs_outside_the_upload_folder_are_refused(app, video, workdir,
 @pytest.mark.parametrize("target", ["overlay video", "frame image"])
 def test_another_sessions_files_cannot_be_used_as_input(app, victim, target):
     path = victim.files["overlay.mp4"] if target == "overlay video" else victim.viewer
-    message = raw_event(app, "upload_video", [file_data(path), 0], fresh_cookies(app))
+    message = raw_event(app, "upload_video", [file_data(path), 0, None], fresh_cookies(app))
     status = status_of(message)
     assert Path(path).exists(), f"the victim's {target} was deleted by another browser's upload ({status})"
     assert "not uploaded from this page" in status, f"another browser's {target} was not refused by the app: {status}"
@@ -387,7 +387,7 @@ def test_two_browsers_uploading_the_same_file(app, video):
         paths += response.json()
     assert paths[0] == paths[1]  # Gradio's content-addressed upload folder: one shared path
     for cookies in (first, second):  # in turn: the second one finds the file gone
-        status = status_of(raw_event(app, "upload_video", [file_data(paths[0], video.name), 0], cookies))
+        status = status_of(raw_event(app, "upload_video", [file_data(paths[0], video.name), 0, None], cookies))
         assert status.startswith("Loaded"), status
 
 

@@ -10,8 +10,8 @@ A video's frames are kept once (:meth:`Engine.keep_frames`, raw or compressed), 
 store serves the model and the page's drawing and exports.
 
 Idle time is used (:meth:`Engine.encode_ahead`): while nobody's model call runs, one
-background thread on one core computes the image features of the frame a user looks at
-and the next few, so a click there answers at once and tracking starts on encoded frames.
+background thread computes the image features of the frame a user looks at and the next
+few, so a click there answers at once and tracking starts on encoded frames.
 """
 
 from __future__ import annotations
@@ -226,9 +226,15 @@ def _to_masks(obj_ids: Sequence[int], logits: Any) -> Masks:
 
 
 class _EncodeAhead:
-    """One background thread that encodes requested frames, one at a time, on one core, and
+    """One background thread that encodes requested frames, one at a time, and starts one
     only while the engine is idle; the user's own calls never wait for it (they may run
-    alongside an encoding already started, on the other core)."""
+    alongside an encoding already started).
+
+    It uses as many CPU threads as the user's calls do, not one: features computed with
+    another thread count differ in the last bits (1e-5 measured), which tracking can grow
+    into a pixel or two of a small mask, so masks would depend on what happened to be
+    encoded ahead. With the same count they are bit-identical (tests/test_encode_ahead.py).
+    """
 
     POLL_S = 0.05
 
@@ -265,9 +271,6 @@ class _EncodeAhead:
             return handle, frame
 
     def _run(self) -> None:
-        import torch
-
-        torch.set_num_threads(1)  # this thread only: the other core stays free for the user
         while True:
             handle, frame = self._next()
             while not self._engine.idle():
