@@ -22,6 +22,8 @@ from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSe
 from .transforms import fill_holes, resize_logits, video_frame_to_input
 from .video_io import VideoSource, load_video_frames
 
+MemoryPlan = tuple[list[MemoryItem], list[PointerItem]]  # one object's memory maps and pointers on a frame
+
 
 class SAM2VideoPredictor:
     def __init__(
@@ -323,9 +325,7 @@ class SAM2VideoPredictor:
         memories, pointers = self._memory_plan(session, track, frame_idx, reverse)
         return self.model.condition_on_memory(features, memories, pointers, session.num_frames)
 
-    def _memory_plan(
-        self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool
-    ) -> tuple[list[MemoryItem], list[PointerItem]]:
+    def _memory_plan(self, session: VideoSession, track: ObjectTrack, frame_idx: int, reverse: bool) -> MemoryPlan:
         """The memory maps and object pointers one object attends to on a frame."""
         cfg = self.config
         spatial, pointers = select_memories(
@@ -395,9 +395,6 @@ class SAM2VideoPredictor:
     def _check_frame(session: VideoSession, frame_idx: int) -> None:
         if not isinstance(frame_idx, (int, np.integer)) or not 0 <= frame_idx < session.num_frames:
             raise IndexError(f"Frame index {frame_idx} is outside the video (0 to {session.num_frames - 1}).")
-
-
-MemoryPlan = tuple[list[MemoryItem], list[PointerItem]]
 
 
 def _lined_up(plans: list[MemoryPlan]) -> list[list[int]]:

@@ -255,10 +255,6 @@ class _EncodeAhead:
                 self._thread.start()
             self._changed.notify()
 
-    def pending(self, handle: Any) -> list[int]:
-        with self._changed:
-            return list(self._wanted.get(id(handle), (None, []))[1])
-
     def _next(self) -> tuple[Any, int]:
         """Wait for a requested frame; the oldest request is served first."""
         with self._changed:
