@@ -182,6 +182,22 @@ def test_users_are_isolated(app, video):
     assert "belongs to another browser" in answer["message"]
 
 
+def test_model_detail_applies_to_the_loaded_video(app, video):
+    """The page's "Model detail" through the API: the video's clicks are applied again at the
+    new size, and clicks afterwards run there too."""
+    c = client(app)
+    try:
+        assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        before = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        outputs = c.predict(768, 0, api_name="/set_detail")
+        status = next(o for o in outputs if isinstance(o, str) and "px" in o)
+        assert "now runs at 768 px (was 512 px)" in status, status
+        after = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        assert before["areas"]["1"] > 0 and after["areas"]["1"] > 0, (before, after)
+    finally:
+        c.close()
+
+
 def test_too_many_users_get_a_busy_message(app, video):
     """Past --max-sessions, a new user is told the server is busy. The clients are kept open, so
     the seats they get stay taken; earlier tests' sessions may still hold seats for a moment,
@@ -191,16 +207,3 @@ def test_too_many_users_get_a_busy_message(app, video):
     busy = [m for m in messages if "The server is busy" in m]
     assert busy and sum(m.startswith("Loaded") for m in messages) <= MAX_SESSIONS, messages
     assert "try again in a few minutes" in busy[0]
-
-
-def test_model_detail_applies_to_the_loaded_video(app, video):
-    """The page's "Model detail" through the API: the video's clicks are applied again at the
-    new size, and clicks afterwards run there too."""
-    c = client(app)
-    c.predict(handle_file(str(video)), api_name="/upload_video")
-    before = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
-    outputs = c.predict(768, 0, api_name="/set_detail")
-    status = next(o for o in outputs if isinstance(o, str) and "px" in o)
-    assert "now runs at 768 px (was 512 px)" in status, status
-    after = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
-    assert before["areas"]["1"] > 0 and after["areas"]["1"] > 0, (before, after)
