@@ -46,15 +46,24 @@ class RunningApp:
                 self.process.wait()
 
 
-def start_app(checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 180.0) -> RunningApp:
+def start_app(
+    checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 180.0, quick_close: bool = False
+) -> RunningApp:
     """``python app.py`` on a free loopback port with the given checkpoint at image size 512, in
-    float32 like :class:`Replay` (frames are kept as the app's default, lossless PNG)."""
+    float32 like :class:`Replay` (frames are kept as the app's default, lossless PNG).
+
+    quick_close: a closed client is noticed within a second (heartbeats every second, not
+    Gradio's 15 s) and its work freed a second later (not kept the session TTL for a reload),
+    so the seats of earlier tests are free again when the next needs one."""
     port = free_port()
     temp_dir = workdir / "gradio-temp"
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = workdir / "app.log"
     env = dict(os.environ, GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("GRADIO_SERVER_NAME", None)
+    if quick_close:
+        env["GRADIO_HEARTBEAT_INTERVAL"] = "1"
+        extra = (*extra, "--resume-grace-s", "1")
     cmd = [
         sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--model", MODEL,
         "--image-size", str(IMAGE_SIZE), "--precision", PRECISION, "--port", str(port), *extra,

@@ -26,12 +26,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(reference_checkpoint: Path, workdir: Path):
-    # Closed clients' work goes 1 s after they close (default: kept the session TTL for a reload),
-    # and heartbeats every second let the app see a close within a second (not at the next of
-    # the default 15 s ones): the seats of earlier tests are free again when the next needs one.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_HEARTBEAT_INTERVAL", "1")
-        running = start_app(reference_checkpoint, workdir, "--max-sessions", str(MAX_SESSIONS), "--resume-grace-s", "1")
+    running = start_app(reference_checkpoint, workdir, "--max-sessions", str(MAX_SESSIONS), quick_close=True)
     yield running
     running.stop()
 

@@ -49,14 +49,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(reference_checkpoint: Path, workdir: Path):
-    # Heartbeats every second: a closed client is noticed in about a second, not 15.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GRADIO_HEARTBEAT_INTERVAL", "1")
-        # A closed client's work is kept 1 s for a reload (default: the session TTL), then swept.
-        running = start_app(
-            reference_checkpoint, workdir, "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-sessions", "16",
-            "--resume-grace-s", "1",
-        )  # fmt: skip
+    running = start_app(
+        reference_checkpoint, workdir, "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-sessions", "16", quick_close=True
+    )
     yield running
     running.stop()
 
