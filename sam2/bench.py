@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .allocator import tune_malloc
 from .build import build_model, load_model
 from .config import get_config, resolve_variant
 from .precision import Precision
@@ -159,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
     parser.add_argument("--agreement", action="store_true", help="also print fast-vs-exact IoU on the reference cases")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
     args = parser.parse_args(argv)
+    malloc = "default malloc" if args.default_malloc or not tune_malloc() else "malloc tuned"
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     frames = synthetic_video(args.frames + 1)
     figures = run(predictor, frames, args.objects)
     print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
+          f"{torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
     print("| measure | value |")
     print("|---|---|")
     print(f"| encode one frame | {figures.encode_s:.3f} s |")

@@ -26,6 +26,14 @@ from pathlib import Path
 import numpy as np
 
 
+def _load_by_path(name: str, path: Path):
+    """A module of ours that imports nothing of our package, loaded without `sam2` on sys.path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meta-src", type=Path, required=True, help="unpacked sam2 1.1.0 source folder")
@@ -33,7 +41,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=["exact", "fast"], default="exact", help="fast: bfloat16 autocast")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="apply our app's glibc malloc settings (sam2/allocator.py) to Meta's code too")
     args = parser.parse_args()
+    malloc = "default malloc"
+    if args.tune_malloc:
+        allocator = _load_by_path("our_allocator", Path(__file__).parents[1] / "sam2" / "allocator.py")
+        malloc = "malloc tuned" if allocator.tune_malloc() else "default malloc (not glibc)"
 
     # Our synthetic video, loaded from our bench module by path (our package stays off sys.path).
     spec = importlib.util.spec_from_file_location("our_bench_video", Path(__file__).parents[1] / "sam2" / "bench.py")
@@ -78,7 +92,7 @@ def main() -> None:
             tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
             propagate[count] = (time.perf_counter() - start) / tracked
 
-    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, {torch.get_num_threads()} threads, "
+    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, {torch.get_num_threads()} threads, {malloc}, "
           f"torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
     print("| measure | value |\n|---|---|")
     print(f"| encode one frame | {encode:.3f} s |")

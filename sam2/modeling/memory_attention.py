@@ -20,7 +20,7 @@ class MemoryAttentionLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
-        self.activation = nn.ReLU()
+        self.activation = nn.ReLU(inplace=True)  # on linear1's fresh output: no second 32 MB tensor
 
     def attend_self(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
