@@ -29,7 +29,7 @@ def _inputs(batch=2, nq=20, nk=37, d=32, dv=8, scale=4.0, seed=0):
 @pytest.mark.parametrize("rows", [1, 7, 20])
 @pytest.mark.parametrize("nk", [37, 48])  # keys padded to a multiple of 16, or not
 def test_float32_blocks_of_any_size_give_the_textbook_result(monkeypatch, rows, nk):
-    # Scores spread over tens of units: a softmax without its row maximum would overflow.
+    # Scores spread over tens of units: peaked rows, as memory attention often has.
     q, k, v = _inputs(nk=nk)
     # 20 rows as one block, or blocks of a few rows, some with a smaller last block.
     monkeypatch.setattr(attention_module, "_BLOCK_SCORES", rows * k.shape[-2])
