@@ -53,7 +53,7 @@ class AppOptions:
 def parse_args(argv: list[str] | None = None) -> AppOptions:
     from checkpoints import DEFAULT_DIRECTORY
     from sam2.config import resolve_variant
-    from ui.engine import FRAME_STORAGES
+    from annotation.engine import FRAME_STORAGES
 
     parser = argparse.ArgumentParser(description="SAM 2 video annotator (a Gradio web page).")
     parser.add_argument("--model", default="sam2.1_hiera_tiny",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     temp_root = prepare_temp_root()  # before importing gradio, which reads it
 
     from sam2.checkpoint import CheckpointError
-    from ui.engine import Engine, ModelSpec
+    from annotation.engine import Engine, ModelSpec
 
     checkpoint: Path | None = None
     try:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ui.access import SessionFileGuard
     from ui.layout import build_page
-    from ui.media import MediaLimits
+    from annotation.media import MediaLimits
     from ui.sessions import SessionStore
 
     store = SessionStore(

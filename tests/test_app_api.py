@@ -13,8 +13,8 @@ from gradio_client import Client, handle_file
 
 from tests import media_factory
 from tests.app_harness import Replay, assert_masks_match, start_app
-from ui import export as exporting
-from ui.media import MediaLimits, decode
+from annotation import formats as exporting
+from annotation.media import MediaLimits, decode
 
 MAX_SESSIONS = 4
 

@@ -21,10 +21,10 @@ from PIL import Image
 
 from tests import media_factory
 from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
-from ui import export as exporting
-from ui.media import MediaLimits, decode, probe
-from ui.render import draw_prompts, label_map, object_color, overlay
-from ui.views import TimelineGeometry
+from annotation import formats as exporting
+from annotation.media import MediaLimits, decode, probe
+from annotation.render import draw_prompts, label_map, object_color, overlay
+from annotation.views import TimelineGeometry
 
 
 CHROMIUM = Path("/usr/bin/chromium")

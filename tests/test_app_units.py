@@ -20,11 +20,14 @@ import sam2
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.app_harness import Replay
 from tests.reference import reference_state_dict
-from ui import annotate, views
-from ui import export as exporting
-from ui.engine import Engine, PromptSpec
-from ui.media import DecodedVideo, VideoInfo
-from ui.sessions import PackedMask, ServerBusy, SessionStore, UserError, WorkState
+from annotation import operations as annotate
+from annotation import views as core_views
+from ui import views
+from annotation import formats as exporting
+from annotation.engine import Engine, PromptSpec
+from annotation.media import DecodedVideo, VideoInfo
+from annotation.document import PackedMask, UserError
+from ui.sessions import ServerBusy, SessionStore, WorkState
 
 H, W, N = 24, 32, 6
 IMAGE_SIZE = 64
@@ -65,7 +68,7 @@ def direct(predictor: SAM2VideoPredictor) -> Replay:
 
 def make_work(tmp_path: Path, engine: Engine, name: str = "s1", frames: list[np.ndarray] = FRAMES) -> WorkState:
     """A session with the synthetic video loaded through the app's own path (``open_video``)."""
-    work = WorkState(name, "owner", tmp_path / name)
+    work = WorkState(session_id=name, owner="owner", folder=tmp_path / name)
     work.folder.mkdir()
     info = VideoInfo(tmp_path / "v.mp4", W, H, 5.0, N / 5.0, N, 0, False, "h264")
     decoded = DecodedVideo(list(frames), 5.0, info, None, [i / 5 for i in range(N)])
@@ -321,7 +324,7 @@ def test_clear_reset_delete_and_their_undo(tmp_path, engine, predictor):
 
 
 def test_clicks_need_a_video_an_object_and_a_frame_inside(tmp_path, engine):
-    empty = WorkState("s", "o", tmp_path)
+    empty = WorkState(session_id="s", owner="o", folder=tmp_path)
     with pytest.raises(UserError, match="Upload a video first"):
         annotate.click(empty, engine, 0, 1, 1, "add")
     work = make_work(tmp_path, engine)
@@ -512,7 +515,7 @@ def test_a_saved_session_gives_back_the_same_masks(tmp_path, engine, predictor):
     assert restored.doc.prompts() == original.doc.prompts()
     assert [(o.id, o.name, o.visible) for o in restored.objects] == [(1, "object 1", True), (2, "the box", False)]
     assert annotate.lost_frames(restored, 1) == annotate.lost_frames(original, 1)
-    assert views.timeline_image(restored, 0).tobytes() == views.timeline_image(original, 0).tobytes()
+    assert core_views.timeline_image(restored, 0).tobytes() == core_views.timeline_image(original, 0).tobytes()
 
     # The predictor holds the same prompts (its tracking memory is not saved: tracking again
     # starts afresh from them, as after an undo across a tracking run).
@@ -556,7 +559,7 @@ def test_the_page_and_the_predictor_share_one_store_of_frames(tmp_path, predicto
     assert all(np.array_equal(work.video.frames[i], FRAMES[i]) for i in range(N))
     annotate.click(work, png, 3, 12, 10, "add")
     assert np.array_equal(work.doc.frame_masks(3)[1], direct(predictor).prompt(3, 1, [(12, 10)], [1]))
-    assert views.frame_view(work, 3).shape == (H, W, 3)
+    assert core_views.frame_view(work, 3).shape == (H, W, 3)
 
 
 def test_the_model_line_names_variant_size_and_precision(predictor):
@@ -571,13 +574,13 @@ def test_the_model_line_names_variant_size_and_precision(predictor):
 def test_views_draw_masks_prompts_and_the_timeline(tmp_path, engine):
     work = make_work(tmp_path, engine)
     annotate.click(work, engine, 1, 4, 4, "add")
-    image = views.frame_view(work, 1)
+    image = core_views.frame_view(work, 1)
     assert image.shape == (H, W, 3) and (image != work.video.frames[1]).any()
     work.update_object(1, visible=False)
     assert "(hidden)" in views.object_choices(work)[0][0]
-    geometry = views.TimelineGeometry.for_frames(N)
+    geometry = core_views.TimelineGeometry.for_frames(N)
     assert geometry.frame_at(geometry.cell * 3 + 1) == 3 and geometry.frame_at(10_000) == N - 1
-    timeline = views.timeline_image(work, 2)
+    timeline = core_views.timeline_image(work, 2)
     assert timeline.shape[1] == geometry.cell * N
     assert views.frame_file(work, 1).is_file() and views.timeline_file(work, 1).suffix == ".png"
     for _ in range(40):

@@ -14,7 +14,7 @@ import torch
 import sam2
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.reference import reference_state_dict
-from ui.engine import Engine, ModelSpec, PromptSpec
+from annotation.engine import Engine, ModelSpec, PromptSpec
 
 IMAGE_SIZE = 64
 N = 10

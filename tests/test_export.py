@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests import media_factory as mf
-from ui.export import (
+from annotation.formats import (
     SESSION_VERSION,
     Prompt,
     Session,
@@ -31,8 +31,8 @@ from ui.export import (
     video_fingerprint,
     video_ref,
 )
-from ui.media import decode, probe
-from ui.render import PALETTE, draw_prompts, mask_image, object_color, overlay
+from annotation.media import decode, probe
+from annotation.render import PALETTE, draw_prompts, mask_image, object_color, overlay
 
 H, W = 48, 64
 FRAMES = 4

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests import media_factory as mf
-from ui.media import DecodedVideo, MediaError, MediaLimits, decode
+from annotation.media import DecodedVideo, MediaError, MediaLimits, decode
 
 SMALL = MediaLimits(max_frames=60, max_seconds=10, max_side=320, max_fps=30)
 RED = np.array(mf.MARKER_RGB)

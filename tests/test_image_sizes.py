@@ -13,7 +13,7 @@ import torch
 import sam2
 from sam2.build import load_model, resize_model
 from tests.reference import reference_state_dict
-from ui.engine import Engine, PromptSpec
+from annotation.engine import Engine, PromptSpec
 
 VARIANT = "sam2.1_hiera_t"
 
@@ -86,7 +86,7 @@ def test_changing_detail_on_a_loaded_video_reapplies_the_clicks(tmp_path):
     new size holds the same clicks, prompted frames show the new size's masks (equal to the
     predictor at that size called directly), tracked frames keep theirs until the next run."""
     from tests.test_app_units import IMAGE_SIZE, direct, make_work
-    from ui import annotate
+    from annotation import operations as annotate
 
     weights = reference_state_dict(VARIANT)
     base = sam2.build_video_predictor(VARIANT, weights, image_size=IMAGE_SIZE, corrections_as_cond=True)

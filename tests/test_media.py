@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ui.media as media_module
+import annotation.media as media_module
 from tests import media_factory as mf
-from ui.media import DecodedVideo, MediaError, MediaLimits, _parse_probe, decode, fit_size, probe
+from annotation.media import DecodedVideo, MediaError, MediaLimits, _parse_probe, decode, fit_size, probe
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +337,7 @@ def test_parses_older_ffmpeg_rotation_output() -> None:
 
 
 def test_long_video_message_suggests_a_round_limit() -> None:
-    from ui.media import _check_limits, _sampling_rate
+    from annotation.media import _check_limits, _sampling_rate
 
     info = _parse_probe(Path("phone.mp4"), _LEGACY_STDERR)
     limits = MediaLimits()

@@ -1,4 +1,4 @@
-"""Gradio event handlers: thin adapters from page events to ``ui.annotate`` operations.
+"""Gradio event handlers: thin adapters from page events to ``annotation.operations`` operations.
 
 Each handler finds the caller's WorkState (by Gradio's session hash and the browser's owner
 cookie), runs one operation under the session's lock, and returns a dict of component
@@ -18,14 +18,16 @@ from typing import Any
 
 import gradio as gr
 
-from ui import annotate, views
-from ui.engine import Engine
-from ui.media import MediaLimits
-from ui.sessions import SessionStore, UserError, WorkState
+from annotation import operations
+from annotation.document import UserError
+from annotation.views import TimelineGeometry
+from ui import views
+from annotation.engine import Engine
+from annotation.media import MediaLimits
+from ui.sessions import SessionStore, WorkState
 
 OWNER_COOKIE = "sam2_owner"
 MODES = {"Add (+)": "add", "Remove (-)": "remove", "Box": "box"}
-DIRECTIONS = {"forward": "forward", "backward": "backward", "both": "both"}
 POLL_S = 0.5
 RESUME_WAIT_S = 3.0  # a reload's load event may beat the old page's unload by a moment
 
@@ -156,7 +158,7 @@ class Handlers:
         def action(work: WorkState) -> tuple[str, int]:
             self.store.hold_upload(work, Path(file))
             name = Path(file).name
-            return annotate.load_video(work, self.engine, file, self.limits, name=name, fps=fps, image_size=size), 0
+            return operations.load_video(work, self.engine, file, self.limits, name=name, fps=fps, image_size=size), 0
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)
@@ -184,13 +186,13 @@ class Handlers:
         work = self.store.peek(getattr(request, "session_hash", None) or "")
         if work is None or work.video is None:
             return {self.c.status: f"Videos you upload will be processed at {size} px."}
-        return self.run(request, lambda work: (annotate.change_detail(work, self.engine, size), int(frame)))
+        return self.run(request, lambda work: (operations.change_detail(work, self.engine, size), int(frame)))
 
     def on_frame(self, frame: float, request: gr.Request) -> dict:
         """Slider moved: show that frame (read-only, so it also works while tracking runs)."""
         try:
             work = self.work(request)
-            annotate.check_frame(work, int(frame))
+            operations.check_frame(work, int(frame))
         except UserError as exc:
             return self.warn(str(exc))
         c = self.c
@@ -204,30 +206,30 @@ class Handlers:
         if index is None:
             return self.warn("Click inside the picture.")
         x, y = float(index[0]), float(index[1])
-        return self.run(request, lambda w: (annotate.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")), int(frame)))
+        return self.run(request, lambda w: (operations.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")), int(frame)))
 
     def on_undo(self, frame: float, request: gr.Request) -> dict:
-        return self.run(request, lambda w: (annotate.undo(w, self.engine), int(frame)))
+        return self.run(request, lambda w: (operations.undo(w, self.engine), int(frame)))
 
     def on_redo(self, frame: float, request: gr.Request) -> dict:
-        return self.run(request, lambda w: (annotate.redo(w, self.engine), int(frame)))
+        return self.run(request, lambda w: (operations.redo(w, self.engine), int(frame)))
 
     def on_clear(self, frame: float, request: gr.Request) -> dict:
-        return self.run(request, lambda w: (annotate.clear_frame(w, self.engine, int(frame)), int(frame)))
+        return self.run(request, lambda w: (operations.clear_frame(w, self.engine, int(frame)), int(frame)))
 
     def on_reset(self, frame: float, request: gr.Request) -> dict:
-        return self.run(request, lambda w: (annotate.reset_all(w, self.engine), int(frame)))
+        return self.run(request, lambda w: (operations.reset_all(w, self.engine), int(frame)))
 
     # ------------------------------------------------------------------ objects
     def on_add_object(self, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
-            info = annotate.add_object(work)
+            info = operations.add_object(work)
             return f"Added '{info.name}'. Click on it in the frame (or draw a box) to make its mask.", int(frame)
 
         return self.run(request, action)
 
     def on_select_object(self, obj_id: int | None, frame: float, request: gr.Request) -> dict:
-        return self.run(request, lambda w: (annotate.select_object(w, obj_id), int(frame)))
+        return self.run(request, lambda w: (operations.select_object(w, obj_id), int(frame)))
 
     def on_rename(self, name: str, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
@@ -255,7 +257,7 @@ class Handlers:
         def action(work: WorkState) -> tuple[str, int]:
             if work.active is None:
                 raise UserError("Choose the object to delete first.")
-            return annotate.delete_object(work, self.engine, work.active), int(frame)
+            return operations.delete_object(work, self.engine, work.active), int(frame)
 
         return self.run(request, action)
 
@@ -266,7 +268,7 @@ class Handlers:
         try:
             work = self.work(request)
             frames = int(count) if count else None
-            annotate.start_tracking(work, self.engine, int(frame), DIRECTIONS[direction], frames)
+            operations.start_tracking(work, self.engine, int(frame), direction, frames)
         except UserError as exc:
             yield self.warn(str(exc))
             return
@@ -303,17 +305,17 @@ class Handlers:
     def on_timeline_click(self, evt: gr.SelectData, request: gr.Request) -> dict:
         try:
             work = self.work(request)
-            video = annotate.require_video(work)
+            video = operations.require_video(work)
         except UserError as exc:
             return self.warn(str(exc))
         index = evt.index if isinstance(evt.index, (list, tuple)) else [0, 0]
-        frame = views.TimelineGeometry.for_frames(video.count).frame_at(float(index[0]))
+        frame = TimelineGeometry.for_frames(video.count).frame_at(float(index[0]))
         return self.refresh(work, frame, f"Frame {frame}.")
 
     def on_next_lost(self, frame: float, request: gr.Request) -> dict:
         try:
             work = self.work(request)
-            target = annotate.next_lost_frame(work, int(frame))
+            target = operations.next_lost_frame(work, int(frame))
         except UserError as exc:
             return self.warn(str(exc))
         return self.refresh(work, target, f"Frame {target}: an object is lost here (red in the timeline).")
@@ -323,7 +325,7 @@ class Handlers:
         files: list[Path] = []
 
         def action(work: WorkState) -> tuple[str, None]:
-            files.extend(annotate.export(work, list(formats or [])))
+            files.extend(operations.export(work, list(formats or [])))
             return f"Made {len(files)} file(s): click a name under 'Files' to download it.", None
 
         result = self.run(request, action)
@@ -340,7 +342,7 @@ class Handlers:
 
         def action(work: WorkState) -> tuple[str, int]:
             self.store.hold_upload(work, Path(file))
-            return annotate.load_session(work, self.engine, file), int(frame)
+            return operations.load_session(work, self.engine, file), int(frame)
 
         result = self.run(request, action)
         self.store.tidy_upload_cache()
@@ -389,14 +391,14 @@ class Handlers:
     # ------------------------------------------------------------------ API-only endpoints
     def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:
         """Add a click for object `obj_id` (made if missing) on `frame` at pixel (x, y)."""
-        return self._api_prompt(request, obj_id, lambda w: annotate.click(w, self.engine, frame, x, y, "add" if positive else "remove"), frame)
+        return self._api_prompt(request, obj_id, lambda w: operations.click(w, self.engine, frame, x, y, "add" if positive else "remove"), frame)
 
     def api_add_box(self, frame: int, x0: float, y0: float, x1: float, y1: float, obj_id: int, request: gr.Request) -> dict:
         """Give object `obj_id` (made if missing) a box (two opposite corners) on `frame`."""
 
         def action(work: WorkState) -> str:
-            annotate.click(work, self.engine, frame, x0, y0, "box")
-            return annotate.click(work, self.engine, frame, x1, y1, "box")
+            operations.click(work, self.engine, frame, x0, y0, "box")
+            return operations.click(work, self.engine, frame, x1, y1, "box")
 
         return self._api_prompt(request, obj_id, action, frame)
 
@@ -405,12 +407,12 @@ class Handlers:
         try:
             work = self.work(request)
             with locked(work):
-                annotate.require_video(work)
+                operations.require_video(work)
                 if obj_id not in work.doc.object_ids:
                     if work.next_object_id() != obj_id:
                         raise UserError(f"There is no object {obj_id}; the next new object gets id {work.next_object_id()}.")
-                    annotate.add_object(work)
-                annotate.select_object(work, obj_id)
+                    operations.add_object(work)
+                operations.select_object(work, obj_id)
                 message = action(work)
         except UserError as exc:
             return {"message": f"Problem: {exc}", "frame": frame, "areas": {}}
@@ -421,7 +423,7 @@ class Handlers:
         """Track 'forward', 'backward' or 'both' from `frame` (`frames` = 0: to the end); waits."""
         try:
             work = self.work(request)
-            thread = annotate.start_tracking(work, self.engine, int(frame), DIRECTIONS.get(direction, "forward"), frames or None)
+            thread = operations.start_tracking(work, self.engine, int(frame), direction, frames or None)
         except UserError as exc:
             return {"message": str(exc), "done": 0}
         thread.join()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui.annotate import EXPORT_FORMATS
+from annotation.operations import EXPORT_FORMATS
 from ui.callbacks import Controls, Handlers
-from ui.engine import Engine
-from ui.media import MediaLimits
+from annotation.engine import Engine
+from annotation.media import MediaLimits
 from ui.sessions import SessionStore
 
 TITLE = "SAM 2 video annotator"

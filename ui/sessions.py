@@ -22,6 +22,7 @@ session holds the same path, and only if the file is still the one it read (a la
 the same bytes replaces the file, and belongs to whoever uploaded it).
 """
 
+
 from __future__ import annotations
 
 import contextlib
@@ -32,68 +33,18 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from annotation.document import UserError
+from annotation.work import Work
 
-from ui.engine import Masks, PromptSpec
-from ui.media import DecodedVideo
-from ui.render import object_color
-
-MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
 STRAY_AGE_S = 2.0  # an empty temporary file left in Gradio's cache this long is a stray (tidy_upload_cache)
-MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
-
-
-class UserError(Exception):
-    """Something the person using the page can fix; the message is shown as is."""
 
 
 class ServerBusy(UserError):
     """Too many people at once; the message says to try again later."""
-
-
-# ----------------------------------------------------------------------------- masks
-
-
-@dataclass(frozen=True)
-class PackedMask:
-    """A bool mask stored as bits of its bounding box: a 1280x720 mask of a small object
-    takes a few hundred bytes instead of 900 kB, so hundreds of frames x objects fit."""
-
-    shape: tuple[int, int]
-    top: int
-    left: int
-    box_shape: tuple[int, int]
-    bits: bytes
-    area: int
-
-    @classmethod
-    def pack(cls, mask: np.ndarray) -> "PackedMask":
-        mask = np.asarray(mask, dtype=bool)
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        if rows.size == 0:
-            return cls(mask.shape, 0, 0, (0, 0), b"", 0)
-        crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        return cls(mask.shape, int(rows[0]), int(cols[0]), crop.shape, np.packbits(crop).tobytes(), int(crop.sum()))
-
-    @classmethod
-    def from_bits(cls, shape: tuple[int, int], top: int, left: int, box_shape: tuple[int, int], bits: bytes) -> "PackedMask":
-        """The mask whose box holds ``bits`` (as ``pack`` stores them, e.g. read from a session file)."""
-        count = box_shape[0] * box_shape[1]
-        area = int(np.unpackbits(np.frombuffer(bits, np.uint8), count=count).sum()) if count else 0
-        return cls(shape, top, left, box_shape, bits, area)
-
-    def unpack(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=bool)
-        if self.area:
-            h, w = self.box_shape
-            crop = np.unpackbits(np.frombuffer(self.bits, np.uint8), count=h * w).astype(bool).reshape(h, w)
-            out[self.top : self.top + h, self.left : self.left + w] = crop
-        return out
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -152,192 +103,21 @@ def _is_stray(path: Path, now: float) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == 0 and now - info.st_ctime >= STRAY_AGE_S
 
 
-# ----------------------------------------------------------------------------- document
+# ----------------------------------------------------------------------------- a browser's work
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What the user calls an object and whether it is drawn; its colour follows its id."""
-
-    id: int
-    name: str
-    visible: bool = True
-
-    @property
-    def color(self) -> tuple[int, int, int]:
-        return object_color(self.id)
-
-
-@dataclass(frozen=True)
-class PromptCall:
-    """One call made to the predictor: set an object's prompt on a frame (None = clear it).
-
-    The calls are kept in order because the predictor's answer depends on what came before
-    on that frame; replaying them rebuilds the same predictor state after an undo.
-    """
-
-    frame: int
-    obj_id: int
-    prompt: PromptSpec | None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything undo/redo restores. Immutable: an edit makes a new one (sharing masks)."""
-
-    object_ids: tuple[int, ...] = ()
-    calls: tuple[PromptCall, ...] = ()
-    masks: dict[tuple[int, int], PackedMask] = field(default_factory=dict)  # (frame, obj) -> mask
-    tracked: frozenset[tuple[int, int]] = frozenset()  # (frame, obj) results of tracking
-
-    def prompts(self) -> dict[tuple[int, int], PromptSpec]:
-        """The current prompt of each (frame, object), in the order they were last set."""
-        current: dict[tuple[int, int], PromptSpec] = {}
-        for call in self.calls:
-            key = (call.frame, call.obj_id)
-            current.pop(key, None)
-            if call.prompt is not None and not call.prompt.empty and call.obj_id in self.object_ids:
-                current[key] = call.prompt
-        return current
-
-    def frame_masks(self, frame: int) -> Masks:
-        return {obj: self.masks[(frame, obj)].unpack() for obj in self.object_ids if (frame, obj) in self.masks}
-
-    def all_masks(self, frames: int) -> dict[int, Masks]:
-        """{frame: {object: mask}} for the exports (frames without masks are left out)."""
-        result: dict[int, Masks] = {}
-        for (frame, obj), packed in self.masks.items():
-            if obj in self.object_ids and 0 <= frame < frames:
-                result.setdefault(frame, {})[obj] = packed.unpack()
-        return result
-
-    def area(self, frame: int, obj: int) -> int | None:
-        packed = self.masks.get((frame, obj))
-        return None if packed is None else packed.area
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One undoable step: what it was called and the document before and after it."""
-
-    label: str
-    before: Snapshot
-    after: Snapshot
-
-
-@dataclass
-class LoadedVideo:
-    """A decoded upload and the predictor's session on it.
-
-    ``frames`` is the only copy of the pixels, shared with the predictor's session (from
-    ``Engine.keep_frames``; it may hold them compressed, so indexing can decode). ``decoded``
-    keeps the upload's facts (rate, source, sound, warnings) with its own frame list emptied.
-    """
-
-    name: str
-    decoded: DecodedVideo
-    frames: Sequence[np.ndarray]  # N x HxWx3 uint8
-    handle: Any  # the predictor's VideoSession; only ui.engine looks inside
-    size: tuple[int, int] = field(init=False)  # (H, W) of the frames
-
-    def __post_init__(self) -> None:
-        height, width = self.frames[0].shape[:2]
-        self.size = (int(height), int(width))
-
-    @property
-    def count(self) -> int:
-        return len(self.frames)
-
-
-@dataclass
-class TrackProgress:
-    """What a running (or the last) tracking run has done, for the progress display."""
-
-    running: bool = False
-    label: str = ""
-    done: int = 0
-    total: int = 0
-    started: float = 0.0
-    finished: float = 0.0
-    cancelled: bool = False
-    error: str = ""
-    last_frame: int | None = None
-
-    def summary(self) -> str:
-        """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words."""
-        if not self.label:
-            return ""
-        elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
-        rate = self.done / elapsed
-        text = f"{self.label}: {self.done}/{self.total} frames, {rate:.1f} frames/s"
-        if self.running:
-            left = (self.total - self.done) / rate if rate > 0 else float("nan")
-            text += f", about {left:.0f} s left" if left == left else ", starting..."
-        elif self.error:
-            text += f". Stopped: {self.error}"
-        elif self.cancelled:
-            text += ". Cancelled: the frames done so far are kept."
-        else:
-            text += f" in {elapsed:.1f} s. Done."
-        return text
-
-
-@dataclass
-class WorkState:
-    """One browser tab's work. ``lock`` is held by anything that changes it, so a click that
-    arrives while tracking runs is refused rather than mixed into the run."""
+@dataclass(kw_only=True)
+class WorkState(Work):
+    """One browser tab's :class:`~annotation.work.Work`, with who may see it and when it was
+    last seen. Its folder also holds the pictures the page shows (``view/``)."""
 
     session_id: str
     owner: str  # the browser cookie that may read this session's files
-    folder: Path
     last_seen: float = field(default_factory=time.monotonic)
     detached_at: float | None = None  # when its page went away (unload); None while a page has it
-    shown_frame: int = 0  # the frame the page showed last (a resumed page shows it again)
-    video: LoadedVideo | None = None
-    registry: dict[int, ObjectInfo] = field(default_factory=dict)  # every object ever made
-    doc: Snapshot = field(default_factory=Snapshot)
-    undo: list[Edit] = field(default_factory=list)
-    redo: list[Edit] = field(default_factory=list)
-    active: int | None = None
-    pending_corner: tuple[int, float, float] | None = None  # (frame, x, y) of a box's first click
-    needs_rebuild_note: bool = False
-    progress: TrackProgress = field(default_factory=TrackProgress)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
     uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
     _view_counter: int = 0
 
-    # -- objects
-    @property
-    def objects(self) -> list[ObjectInfo]:
-        return [self.registry[i] for i in self.doc.object_ids]
-
-    def object(self, obj_id: int) -> ObjectInfo:
-        if obj_id not in self.doc.object_ids:
-            raise UserError(f"There is no object {obj_id}. Choose one from the object list.")
-        return self.registry[obj_id]
-
-    def update_object(self, obj_id: int, **changes: Any) -> ObjectInfo:
-        self.registry[obj_id] = replace(self.object(obj_id), **changes)
-        return self.registry[obj_id]
-
-    def next_object_id(self) -> int:
-        used = set(self.registry)
-        free = next((i for i in range(1, MAX_OBJECTS + 1) if i not in used), None)
-        if free is None:
-            raise UserError(f"This video already has {MAX_OBJECTS} objects, the most the mask files can hold.")
-        return free
-
-    # -- history
-    def commit(self, label: str, after: Snapshot, before: Snapshot | None = None) -> None:
-        """Make ``after`` the document, undoably (``before``: what undo returns to, if not
-        the current document)."""
-        self.undo.append(Edit(label, self.doc if before is None else before, after))
-        del self.undo[:-MAX_UNDO]
-        self.redo.clear()
-        self.doc = after
-
-    # -- files
     def new_file(self, stem: str, suffix: str) -> Path:
         """A fresh name in the session folder (browsers cache by URL, so names never repeat)."""
         self._view_counter += 1
@@ -352,11 +132,6 @@ class WorkState:
             files = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
             for old in files[:-keep]:
                 old.unlink(missing_ok=True)
-
-    def exports_folder(self) -> Path:
-        folder = self.folder / "exports"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
 
 
 # ----------------------------------------------------------------------------- the store

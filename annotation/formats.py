@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from ui.render import PALETTE, label_map, mask_image, overlay
+from annotation.render import PALETTE, label_map, mask_image, overlay
 
 __all__ = [
     "MaskTrack", "export_png_zip", "read_png_zip", "export_coco", "read_coco", "export_yolo",

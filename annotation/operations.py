@@ -1,8 +1,8 @@
 """What the buttons do: load a video, click prompts, undo/redo, objects, tracking, exports.
 
-Every operation works on one :class:`~ui.sessions.WorkState` and the shared
-:class:`~ui.engine.Engine`, and returns a plain message for the page. Problems the user can
-fix raise :class:`~ui.sessions.UserError`.
+Every operation works on one :class:`~annotation.work.Work` and the shared
+:class:`~annotation.engine.Engine`, and returns a plain message for the page. Problems the user can
+fix raise :class:`~annotation.document.UserError`.
 
 Undo/redo model: each change makes a new immutable :class:`Snapshot` (prompts as the ordered
 list of predictor calls, masks, tracked frames); undo restores the previous snapshot and
@@ -14,6 +14,7 @@ shown are the saved ones, and the predictor's tracking memory starts afresh with
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,13 +24,16 @@ from typing import Literal
 
 import numpy as np
 
-from ui import export as exporting
-from ui.engine import Engine, PromptSpec
-from ui.media import DecodedVideo, MediaError, MediaLimits, decode
-from ui.sessions import LoadedVideo, ObjectInfo, PackedMask, PromptCall, Snapshot, TrackProgress, UserError, WorkState
+from annotation import formats
+from annotation.engine import Engine, PromptSpec
+from annotation.media import DecodedVideo, MediaError, MediaLimits, decode
+from annotation.document import ObjectInfo, PackedMask, PromptCall, Snapshot, UserError
+from annotation.work import LoadedVideo, TrackProgress, Work
 
 Mode = Literal["add", "remove", "box"]
 Direction = Literal["forward", "backward", "both"]
+DIRECTIONS: tuple[Direction, ...] = ("forward", "backward", "both")
+log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("overlay", "mask_video", "png", "coco", "yolo", "session")
 EXPORT_NAMES = {
     "overlay": "the overlay video", "mask_video": "the mask video", "png": "the PNG masks", "coco": "the COCO file",
@@ -41,7 +45,7 @@ EXPORT_NAMES = {
 
 
 def load_video(
-    work: WorkState, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None,
+    work: Work, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None,
     fps: float | None = None, image_size: int | None = None,
 ) -> str:
     """Decode an upload (sampled at `fps`, default the source rate capped by the limits) and
@@ -56,7 +60,7 @@ def load_video(
     return open_video(work, engine, decoded, name or path.name, image_size)
 
 
-def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
+def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
     """Start afresh on decoded frames: they are handed to one store that the predictor and
     the page share (``decoded`` keeps the facts, not a second copy of the pixels)."""
     if work.video and work.video.decoded.audio_path:
@@ -77,7 +81,7 @@ def open_video(work: WorkState, engine: Engine, decoded: DecodedVideo, name: str
     return f"Loaded '{work.video.name}'. Click on the object you want to follow. {notes}".strip()
 
 
-def change_detail(work: WorkState, engine: Engine, image_size: int) -> str:
+def change_detail(work: Work, engine: Engine, image_size: int) -> str:
     """Run the loaded video's model at another input size: a new predictor session at that
     size, the clicks replayed into it and the prompted frames' masks taken from the replay.
     Tracked masks stay as they were until the next tracking run (the message says so)."""
@@ -97,13 +101,13 @@ def change_detail(work: WorkState, engine: Engine, image_size: int) -> str:
     return message
 
 
-def require_video(work: WorkState) -> LoadedVideo:
+def require_video(work: Work) -> LoadedVideo:
     if work.video is None:
         raise UserError("Upload a video first (step 1).")
     return work.video
 
 
-def check_frame(work: WorkState, frame: int) -> int:
+def check_frame(work: Work, frame: int) -> int:
     video = require_video(work)
     frame = int(frame)
     if not 0 <= frame < video.count:
@@ -114,7 +118,7 @@ def check_frame(work: WorkState, frame: int) -> int:
 # ----------------------------------------------------------------------------- prompts
 
 
-def click(work: WorkState, engine: Engine, frame: int, x: float, y: float, mode: Mode) -> str:
+def click(work: Work, engine: Engine, frame: int, x: float, y: float, mode: Mode) -> str:
     """A click on the frame: a positive/negative point, or one corner of a box."""
     video = require_video(work)
     frame = check_frame(work, frame)
@@ -144,7 +148,7 @@ def click(work: WorkState, engine: Engine, frame: int, x: float, y: float, mode:
     return f"Added a {label} for '{name}' on frame {frame}. Add more clicks to refine, or track."
 
 
-def set_prompt(work: WorkState, engine: Engine, frame: int, obj: int, prompt: PromptSpec, label: str) -> None:
+def set_prompt(work: Work, engine: Engine, frame: int, obj: int, prompt: PromptSpec, label: str) -> None:
     """Send an object's full prompt on a frame to the model and record it (undoable)."""
     video = require_video(work)
     mask = engine.prompt(video.handle, frame, obj, prompt)
@@ -157,7 +161,7 @@ def set_prompt(work: WorkState, engine: Engine, frame: int, obj: int, prompt: Pr
     )
 
 
-def clear_frame(work: WorkState, engine: Engine, frame: int) -> str:
+def clear_frame(work: Work, engine: Engine, frame: int) -> str:
     """Remove the active object's clicks/box on this frame, and its mask there."""
     video = require_video(work)
     frame = check_frame(work, frame)
@@ -176,7 +180,7 @@ def clear_frame(work: WorkState, engine: Engine, frame: int) -> str:
     return f"Cleared the clicks of '{work.registry[obj].name}' on frame {frame}."
 
 
-def reset_all(work: WorkState, engine: Engine) -> str:
+def reset_all(work: Work, engine: Engine) -> str:
     video = require_video(work)
     engine.reset(video.handle)
     work.pending_corner = None
@@ -184,7 +188,7 @@ def reset_all(work: WorkState, engine: Engine) -> str:
     return "Removed every click and mask (the objects stay). Undo brings them back."
 
 
-def undo(work: WorkState, engine: Engine) -> str:
+def undo(work: Work, engine: Engine) -> str:
     if not work.undo:
         raise UserError("Nothing to undo.")
     edit = work.undo.pop()
@@ -192,7 +196,7 @@ def undo(work: WorkState, engine: Engine) -> str:
     return _restore(work, engine, edit.before, f"Undid: {edit.label}.")
 
 
-def redo(work: WorkState, engine: Engine) -> str:
+def redo(work: Work, engine: Engine) -> str:
     if not work.redo:
         raise UserError("Nothing to redo.")
     edit = work.redo.pop()
@@ -200,7 +204,7 @@ def redo(work: WorkState, engine: Engine) -> str:
     return _restore(work, engine, edit.after, f"Redid: {edit.label}.")
 
 
-def _restore(work: WorkState, engine: Engine, target: Snapshot, message: str) -> str:
+def _restore(work: Work, engine: Engine, target: Snapshot, message: str) -> str:
     """Show ``target`` and rebuild the predictor from its calls when they differ."""
     current, work.doc = work.doc, target
     work.pending_corner = None
@@ -213,7 +217,7 @@ def _restore(work: WorkState, engine: Engine, target: Snapshot, message: str) ->
     return message
 
 
-def rebuild(work: WorkState, engine: Engine) -> dict[tuple[int, int], np.ndarray]:
+def rebuild(work: Work, engine: Engine) -> dict[tuple[int, int], np.ndarray]:
     """Reset the predictor and replay the document's calls (objects still in the list only)
     -> the mask each prompted (frame, object) got from its last call."""
     video = require_video(work)
@@ -246,7 +250,7 @@ def _apply_call(engine: Engine, handle: object, call: PromptCall, after: Snapsho
     return True
 
 
-def _active(work: WorkState) -> int:
+def _active(work: Work) -> int:
     if work.active is None or work.active not in work.doc.object_ids:
         raise UserError("No object is chosen. Press 'Add object' (step 2), then click on the frame.")
     return work.active
@@ -255,7 +259,7 @@ def _active(work: WorkState) -> int:
 # ----------------------------------------------------------------------------- objects
 
 
-def add_object(work: WorkState) -> ObjectInfo:
+def add_object(work: Work) -> ObjectInfo:
     require_video(work)
     obj_id = work.next_object_id()
     info = ObjectInfo(obj_id, f"object {obj_id}")
@@ -266,7 +270,7 @@ def add_object(work: WorkState) -> ObjectInfo:
     return info
 
 
-def delete_object(work: WorkState, engine: Engine, obj_id: int) -> str:
+def delete_object(work: Work, engine: Engine, obj_id: int) -> str:
     video = require_video(work)
     info = work.object(obj_id)
     if obj_id in engine.object_ids(video.handle):
@@ -281,7 +285,7 @@ def delete_object(work: WorkState, engine: Engine, obj_id: int) -> str:
     return f"Deleted '{info.name}'. Undo brings it back."
 
 
-def select_object(work: WorkState, obj_id: int | None) -> str:
+def select_object(work: Work, obj_id: int | None) -> str:
     if obj_id is None:
         raise UserError("Choose an object from the list.")
     info = work.object(int(obj_id))
@@ -293,10 +297,12 @@ def select_object(work: WorkState, obj_id: int | None) -> str:
 # ----------------------------------------------------------------------------- tracking
 
 
-def plan_tracking(work: WorkState, frame: int, direction: Direction, count: int | None) -> list[tuple[int, int, bool]]:
+def plan_tracking(work: Work, frame: int, direction: Direction, count: int | None) -> list[tuple[int, int, bool]]:
     """[(start, frames, reverse)] runs for a direction; ``count`` None = to the end."""
     video = require_video(work)
     frame = check_frame(work, frame)
+    if direction not in DIRECTIONS:
+        raise UserError(f"Unknown direction {str(direction)[:40]!r}: track {', '.join(DIRECTIONS)}.")
     if not work.doc.prompts():
         raise UserError("Nothing to track yet: click on an object first (its mask must show), then track.")
     if count is not None and count < 1:
@@ -311,7 +317,20 @@ def plan_tracking(work: WorkState, frame: int, direction: Direction, count: int 
     return runs
 
 
-def start_tracking(work: WorkState, engine: Engine, frame: int, direction: Direction, count: int | None) -> threading.Thread:
+def track(work: Work, engine: Engine, frame: int, direction: Direction, count: int | None) -> TrackProgress:
+    """Track from ``frame`` and wait for the end (the command line's way; the page uses
+    :func:`start_tracking`). Holds ``work.lock`` meanwhile. The frames done are kept whatever
+    stops the run: Ctrl-C (KeyboardInterrupt, raised again), ``work.cancel`` or an error (in
+    the returned progress)."""
+    runs = plan_tracking(work, frame, direction, count)
+    if not work.lock.acquire(blocking=False):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    _begin_tracking(work, runs, direction)
+    _run_tracking(work, engine, runs, direction)
+    return work.progress
+
+
+def start_tracking(work: Work, engine: Engine, frame: int, direction: Direction, count: int | None) -> threading.Thread:
     """Start tracking on a background thread (which holds ``work.lock`` until it ends).
 
     A thread, not the request: the run keeps its results if the browser goes away or Cancel
@@ -320,10 +339,8 @@ def start_tracking(work: WorkState, engine: Engine, frame: int, direction: Direc
     runs = plan_tracking(work, frame, direction, count)
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
-    work.cancel.clear()
-    total = sum(_run_length(start, n, reverse) for start, n, reverse in runs)
-    work.progress = TrackProgress(running=True, label=f"Tracking {direction}", total=total, started=time.monotonic())
-    thread = threading.Thread(target=_track_worker, args=(work, engine, runs, direction), daemon=True)
+    _begin_tracking(work, runs, direction)
+    thread = threading.Thread(target=_run_tracking, args=(work, engine, runs, direction), daemon=True)
     try:
         thread.start()
     except BaseException:
@@ -333,6 +350,12 @@ def start_tracking(work: WorkState, engine: Engine, frame: int, direction: Direc
     return thread
 
 
+def _begin_tracking(work: Work, runs: list[tuple[int, int, bool]], direction: str) -> None:
+    work.cancel.clear()
+    total = sum(_run_length(start, n, reverse) for start, n, reverse in runs)
+    work.progress = TrackProgress(running=True, label=f"Tracking {direction}", total=total, started=time.monotonic())
+
+
 def _run_length(start: int, count: int, reverse: bool) -> int:
     """Frames one predictor run yields: the start frame and ``count`` more (none backward from 0)."""
     if reverse and start == 0:
@@ -340,9 +363,10 @@ def _run_length(start: int, count: int, reverse: bool) -> int:
     return count + 1
 
 
-def _track_worker(work: WorkState, engine: Engine, runs: list[tuple[int, int, bool]], direction: str) -> None:
-    """Track frame by frame; each frame's masks go into a new snapshot at once (a reference
-    swap, so the page can draw ``work.doc`` meanwhile), and a cancel keeps them."""
+def _run_tracking(work: Work, engine: Engine, runs: list[tuple[int, int, bool]], direction: str) -> None:
+    """Track frame by frame (``work.lock`` is held, and released at the end); each frame's
+    masks go into a new snapshot at once (a reference swap, so the page can draw
+    ``work.doc`` meanwhile), and a cancel keeps them."""
     progress = work.progress
     before = work.doc
     try:
@@ -359,7 +383,8 @@ def _track_worker(work: WorkState, engine: Engine, runs: list[tuple[int, int, bo
                     return
     except (ValueError, UserError) as exc:
         progress.error = str(exc)
-    except Exception as exc:  # keep the session usable; the message names the failure
+    except Exception as exc:  # keep the work usable; the message names the failure, the log has the rest
+        log.exception("Tracking %s failed after %d frames", direction, progress.done)
         progress.error = f"{type(exc).__name__}: {exc}"
     finally:
         if work.doc is not before:
@@ -369,12 +394,12 @@ def _track_worker(work: WorkState, engine: Engine, runs: list[tuple[int, int, bo
         work.lock.release()
 
 
-def lost_frames(work: WorkState, obj_id: int) -> list[int]:
+def lost_frames(work: Work, obj_id: int) -> list[int]:
     """Frames where tracking ran for the object but found no mask (the object was lost)."""
     return sorted(f for f, o in work.doc.tracked if o == obj_id and not work.doc.area(f, o))
 
 
-def next_lost_frame(work: WorkState, frame: int) -> int:
+def next_lost_frame(work: Work, frame: int) -> int:
     """The next frame after ``frame`` (wrapping round) where any visible object is lost."""
     require_video(work)
     lost = sorted({f for obj in work.doc.object_ids if work.registry[obj].visible for f in lost_frames(work, obj)})
@@ -386,34 +411,35 @@ def next_lost_frame(work: WorkState, frame: int) -> int:
 # ----------------------------------------------------------------------------- exports
 
 
-def export(work: WorkState, formats: list[str]) -> list[Path]:
-    """Write the chosen files for every frame into the session's export folder.
+def export(work: Work, chosen: list[str], out_dir: Path | None = None) -> list[Path]:
+    """Write the ``chosen`` files (names from :data:`EXPORT_FORMATS`) for every frame into
+    ``out_dir`` (default: the work's export folder).
 
-    Exports only read the session, and each file appears whole or not at all (written under
+    Exports only read the work, and each file appears whole or not at all (written under
     another name, then renamed), so a failure to write (a full disk, a blocked path) loses
     nothing: it is reported as a UserError naming the file that could not be made."""
     video = require_video(work)
-    unknown = [f for f in formats if f not in EXPORT_FORMATS]
-    if unknown or not formats:
+    unknown = [f for f in chosen if f not in EXPORT_FORMATS]
+    if unknown or not chosen:
         raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
     names = {o.id: o.name for o in work.objects}
-    masks = work.doc.all_masks(video.count) if set(formats) - {"session"} else {}
+    masks = work.doc.all_masks(video.count) if set(chosen) - {"session"} else {}
     size, count, fps = video.size, video.count, video.decoded.fps
     writers: dict[str, Callable[[Path], Path]] = {
-        "overlay": lambda out: exporting.export_overlay_video(
+        "overlay": lambda out: formats.export_overlay_video(
             video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
             hidden=[o.id for o in work.objects if not o.visible],
         ),
-        "mask_video": lambda out: exporting.export_mask_video(masks, count, size, names, out, fps),
-        "png": lambda out: exporting.export_png_zip(masks, count, size, names, out),
-        "coco": lambda out: exporting.export_coco(masks, count, size, names, out),
-        "yolo": lambda out: exporting.export_yolo(masks, count, size, names, out),
-        "session": lambda out: exporting.export_session_json(session_record(work), out),
+        "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps),
+        "png": lambda out: formats.export_png_zip(masks, count, size, names, out),
+        "coco": lambda out: formats.export_coco(masks, count, size, names, out),
+        "yolo": lambda out: formats.export_yolo(masks, count, size, names, out),
+        "session": lambda out: formats.export_session_json(session_record(work), out),
     }  # fmt: skip
     made: list[Path] = []
-    for name in (f for f in EXPORT_FORMATS if f in formats):
+    for name in (f for f in EXPORT_FORMATS if f in chosen):
         try:
-            made.append(writers[name](work.exports_folder()))
+            made.append(writers[name](work.exports_folder() if out_dir is None else Path(out_dir)))
         except OSError as exc:  # the reason only: the server's paths are none of the user's business
             reason = exc.strerror or "the server could not write the file"
             raise UserError(
@@ -423,33 +449,33 @@ def export(work: WorkState, formats: list[str]) -> list[Path]:
     return made
 
 
-def session_record(work: WorkState) -> exporting.Session:
+def session_record(work: Work) -> formats.Session:
     """The objects, prompts and masks as the session file stores them."""
     video = require_video(work)
     doc = work.doc
-    ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
-    objects = [exporting.SessionObject(o.id, o.name, o.color, o.visible) for o in work.objects]
+    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
+    objects = [formats.SessionObject(o.id, o.name, o.color, o.visible) for o in work.objects]
     prompts = [
-        exporting.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
+        formats.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
         for (frame, obj), p in doc.prompts().items()
     ]
     masks = [
-        exporting.SessionMask(frame, obj, (frame, obj) in doc.tracked, m.top, m.left, *m.box_shape, m.bits)
+        formats.SessionMask(frame, obj, (frame, obj) in doc.tracked, m.top, m.left, *m.box_shape, m.bits)
         for (frame, obj), m in sorted(doc.masks.items())
         if obj in doc.object_ids
     ]  # fmt: skip
-    return exporting.Session(ref, objects, prompts, masks)
+    return formats.Session(ref, objects, prompts, masks)
 
 
-def load_session(work: WorkState, engine: Engine, path: str | Path) -> str:
+def load_session(work: Work, engine: Engine, path: str | Path) -> str:
     """Replace objects, prompts and masks with a saved session's. The prompts are replayed on
     this video, so that new clicks and tracking continue from them; the masks are the saved
     ones, as the user had them (a version 1 file has none: its prompts' masks are made again)."""
     video = require_video(work)
-    ref = exporting.video_ref(video.name, video.frames, video.decoded.fps)
+    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
     try:
-        saved = exporting.load_session_json(Path(path), expected=ref)
-    except exporting.SessionError as exc:
+        saved = formats.load_session_json(Path(path), expected=ref)
+    except formats.SessionError as exc:
         raise UserError(str(exc)) from None
     if not saved.objects:
         raise UserError("The session file has no objects.")
@@ -479,7 +505,7 @@ def load_session(work: WorkState, engine: Engine, path: str | Path) -> str:
     return f"{loaded} from the session file. Press Track to follow them through the video again."
 
 
-def _saved_masks(saved: list[exporting.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:
+def _saved_masks(saved: list[formats.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:
     return {
         (m.frame, m.obj_id): PackedMask.from_bits(size, m.top, m.left, (m.height, m.width), m.bits) for m in saved
     }  # fmt: skip

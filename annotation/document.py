@@ -1,0 +1,134 @@
+"""The annotation document: objects, their prompts and masks, and the undo history's steps.
+
+Every edit makes a new immutable :class:`Snapshot` (sharing the masks it did not change), so
+undo and redo are a swap of references, and a page can draw the current snapshot while a
+tracking run adds frames to the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from annotation.engine import Masks, PromptSpec
+from annotation.render import object_color
+
+MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
+
+
+class UserError(Exception):
+    """Something the person using the page or the command line can fix; the message is shown as is."""
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """A bool mask stored as bits of its bounding box: a 1280x720 mask of a small object
+    takes a few hundred bytes instead of 900 kB, so hundreds of frames x objects fit."""
+
+    shape: tuple[int, int]
+    top: int
+    left: int
+    box_shape: tuple[int, int]
+    bits: bytes
+    area: int
+
+    @classmethod
+    def pack(cls, mask: np.ndarray) -> "PackedMask":
+        mask = np.asarray(mask, dtype=bool)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if rows.size == 0:
+            return cls(mask.shape, 0, 0, (0, 0), b"", 0)
+        crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        return cls(mask.shape, int(rows[0]), int(cols[0]), crop.shape, np.packbits(crop).tobytes(), int(crop.sum()))
+
+    @classmethod
+    def from_bits(cls, shape: tuple[int, int], top: int, left: int, box_shape: tuple[int, int], bits: bytes) -> "PackedMask":
+        """The mask whose box holds ``bits`` (as ``pack`` stores them, e.g. read from a session file)."""
+        count = box_shape[0] * box_shape[1]
+        area = int(np.unpackbits(np.frombuffer(bits, np.uint8), count=count).sum()) if count else 0
+        return cls(shape, top, left, box_shape, bits, area)
+
+    def unpack(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=bool)
+        if self.area:
+            h, w = self.box_shape
+            crop = np.unpackbits(np.frombuffer(self.bits, np.uint8), count=h * w).astype(bool).reshape(h, w)
+            out[self.top : self.top + h, self.left : self.left + w] = crop
+        return out
+
+
+# ----------------------------------------------------------------------------- document
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the user calls an object and whether it is drawn; its colour follows its id."""
+
+    id: int
+    name: str
+    visible: bool = True
+
+    @property
+    def color(self) -> tuple[int, int, int]:
+        return object_color(self.id)
+
+
+@dataclass(frozen=True)
+class PromptCall:
+    """One call made to the predictor: set an object's prompt on a frame (None = clear it).
+
+    The calls are kept in order because the predictor's answer depends on what came before
+    on that frame; replaying them rebuilds the same predictor state after an undo.
+    """
+
+    frame: int
+    obj_id: int
+    prompt: PromptSpec | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything undo/redo restores. Immutable: an edit makes a new one (sharing masks)."""
+
+    object_ids: tuple[int, ...] = ()
+    calls: tuple[PromptCall, ...] = ()
+    masks: dict[tuple[int, int], PackedMask] = field(default_factory=dict)  # (frame, obj) -> mask
+    tracked: frozenset[tuple[int, int]] = frozenset()  # (frame, obj) results of tracking
+
+    def prompts(self) -> dict[tuple[int, int], PromptSpec]:
+        """The current prompt of each (frame, object), in the order they were last set."""
+        current: dict[tuple[int, int], PromptSpec] = {}
+        for call in self.calls:
+            key = (call.frame, call.obj_id)
+            current.pop(key, None)
+            if call.prompt is not None and not call.prompt.empty and call.obj_id in self.object_ids:
+                current[key] = call.prompt
+        return current
+
+    def frame_masks(self, frame: int) -> Masks:
+        return {obj: self.masks[(frame, obj)].unpack() for obj in self.object_ids if (frame, obj) in self.masks}
+
+    def all_masks(self, frames: int) -> dict[int, Masks]:
+        """{frame: {object: mask}} for the exports (frames without masks are left out)."""
+        result: dict[int, Masks] = {}
+        for (frame, obj), packed in self.masks.items():
+            if obj in self.object_ids and 0 <= frame < frames:
+                result.setdefault(frame, {})[obj] = packed.unpack()
+        return result
+
+    def area(self, frame: int, obj: int) -> int | None:
+        packed = self.masks.get((frame, obj))
+        return None if packed is None else packed.area
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One undoable step: what it was called and the document before and after it."""
+
+    label: str
+    before: Snapshot
+    after: Snapshot

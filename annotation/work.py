@@ -1,0 +1,138 @@
+"""The work on one video: the decoded video and the predictor's session on it, the object
+list, the current document with its undo history, and a tracking run's progress.
+
+The page keeps one :class:`Work` per browser tab (``ui.sessions.WorkState`` adds who owns it);
+the command line keeps one per video it processes. Operations on it are in
+:mod:`annotation.operations`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotation.document import MAX_OBJECTS, Edit, ObjectInfo, Snapshot, UserError
+from annotation.media import DecodedVideo
+
+MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
+
+
+@dataclass
+class LoadedVideo:
+    """A decoded upload and the predictor's session on it.
+
+    ``frames`` is the only copy of the pixels, shared with the predictor's session (from
+    ``Engine.keep_frames``; it may hold them compressed, so indexing can decode). ``decoded``
+    keeps the upload's facts (rate, source, sound, warnings) with its own frame list emptied.
+    """
+
+    name: str
+    decoded: DecodedVideo
+    frames: Sequence[np.ndarray]  # N x HxWx3 uint8
+    handle: Any  # the predictor's VideoSession; only annotation.engine looks inside
+    size: tuple[int, int] = field(init=False)  # (H, W) of the frames
+
+    def __post_init__(self) -> None:
+        height, width = self.frames[0].shape[:2]
+        self.size = (int(height), int(width))
+
+    @property
+    def count(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class TrackProgress:
+    """What a running (or the last) tracking run has done, for the progress display."""
+
+    running: bool = False
+    label: str = ""
+    done: int = 0
+    total: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    cancelled: bool = False
+    error: str = ""
+    last_frame: int | None = None
+
+    def summary(self) -> str:
+        """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words."""
+        if not self.label:
+            return ""
+        elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done}/{self.total} frames, {rate:.1f} frames/s"
+        if self.running:
+            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            text += f", about {left:.0f} s left" if left == left else ", starting..."
+        elif self.error:
+            text += f". Stopped: {self.error}"
+        elif self.cancelled:
+            text += ". Cancelled: the frames done so far are kept."
+        else:
+            text += f" in {elapsed:.1f} s. Done."
+        return text
+
+
+@dataclass
+class Work:
+    """One video's annotation work. ``lock`` is held by anything that changes it, so a click
+    that arrives while tracking runs is refused rather than mixed into the run.
+
+    ``folder`` holds the files made for this work (the video's extracted sound, exports).
+    """
+
+    folder: Path
+    video: LoadedVideo | None = None
+    registry: dict[int, ObjectInfo] = field(default_factory=dict)  # every object ever made
+    doc: Snapshot = field(default_factory=Snapshot)
+    undo: list[Edit] = field(default_factory=list)
+    redo: list[Edit] = field(default_factory=list)
+    active: int | None = None
+    pending_corner: tuple[int, float, float] | None = None  # (frame, x, y) of a box's first click
+    shown_frame: int = 0  # the frame shown last (a resumed page shows it again)
+    progress: TrackProgress = field(default_factory=TrackProgress)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- objects
+    @property
+    def objects(self) -> list[ObjectInfo]:
+        return [self.registry[i] for i in self.doc.object_ids]
+
+    def object(self, obj_id: int) -> ObjectInfo:
+        if obj_id not in self.doc.object_ids:
+            raise UserError(f"There is no object {obj_id}. Choose one from the object list.")
+        return self.registry[obj_id]
+
+    def update_object(self, obj_id: int, **changes: Any) -> ObjectInfo:
+        self.registry[obj_id] = replace(self.object(obj_id), **changes)
+        return self.registry[obj_id]
+
+    def next_object_id(self) -> int:
+        used = set(self.registry)
+        free = next((i for i in range(1, MAX_OBJECTS + 1) if i not in used), None)
+        if free is None:
+            raise UserError(f"This video already has {MAX_OBJECTS} objects, the most the mask files can hold.")
+        return free
+
+    # -- history
+    def commit(self, label: str, after: Snapshot, before: Snapshot | None = None) -> None:
+        """Make ``after`` the document, undoably (``before``: what undo returns to, if not
+        the current document)."""
+        self.undo.append(Edit(label, self.doc if before is None else before, after))
+        del self.undo[:-MAX_UNDO]
+        self.redo.clear()
+        self.doc = after
+
+    # -- files
+    def exports_folder(self) -> Path:
+        folder = self.folder / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
