@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ui.access import SessionFileGuard
     from ui.layout import build_page
-    from annotation.media import MediaLimits
+    from sam2.video_io import MediaLimits
     from ui.sessions import SessionStore
 
     store = SessionStore(

@@ -6,11 +6,10 @@ annotation``).
   masks and undo history;
 - :mod:`annotation.operations`: load, click, undo/redo, objects, tracking, exports, session files;
 - :mod:`annotation.engine`: the one place that calls the predictor;
-- :mod:`annotation.media`: decoding uploads within limits;
 - :mod:`annotation.render`, :mod:`annotation.views`: drawing masks, clicks and the timeline;
 - :mod:`annotation.formats`: COCO, YOLO, PNG, videos and session files, written and read;
 - :mod:`annotation.cli`: the command line.
 
-Arrows point one way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or
+Videos are read by the project's one hardened decoder, :mod:`sam2.video_io`. Arrows point one way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or
 Starlette (``tests/test_imports.py`` checks it).
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from annotation import formats
 from annotation.engine import Engine, PromptSpec
-from annotation.media import DecodedVideo, MediaError, MediaLimits, decode
+from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 from annotation.document import ObjectInfo, PackedMask, PromptCall, Snapshot, UserError
 from annotation.work import LoadedVideo, TrackProgress, Work
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from annotation.document import MAX_OBJECTS, Edit, ObjectInfo, Snapshot, UserError
-from annotation.media import DecodedVideo
+from sam2.video_io import DecodedVideo
 
 MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
 

@@ -8,18 +8,35 @@ Loads Meta's official checkpoints unchanged and offers the predictor API SAM 2 u
     predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=[[210, 350]], labels=[1])
     for frame_idx, obj_ids, mask_logits in predictor.propagate_in_video(state):
         ...
+
+Importing the package runs nothing and loads no torch: the names below are looked up on first
+use, so ``sam2.video_io`` or ``sam2.config`` can be used on their own.
 """
 
-from .build import build_image_predictor, build_model, build_video_predictor, load_model
-from .config import VARIANTS, ModelConfig, get_config, resolve_variant
+from __future__ import annotations
 
-__all__ = [
-    "VARIANTS",
-    "ModelConfig",
-    "build_image_predictor",
-    "build_model",
-    "build_video_predictor",
-    "get_config",
-    "load_model",
-    "resolve_variant",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_image_predictor": "build",
+    "build_model": "build",
+    "build_video_predictor": "build",
+    "load_model": "build",
+    "VARIANTS": "config",
+    "ModelConfig": "config",
+    "get_config": "config",
+    "resolve_variant": "config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sam2' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -5,9 +5,10 @@ propagation seconds per frame for 1 and 3 objects, and peak RSS. Timings do not 
 the weights' values, so without --checkpoint the model uses freshly initialised weights.
 The video is synthetic (moving shapes, 854x480 by default), like a typical upload.
 
---long-frames N also tracks one object over N frames and prints the RSS growth per frame;
---agreement replays the reference cases (tests/fixtures, run from the repository) in exact
-and fast mode and prints the mask IoU between the two per case.
+--long-frames N also tracks one object over N frames and prints the RSS growth per frame.
+How far fast mode's masks are from exact mode's is measured on the reference cases by
+``scripts/fast_vs_exact.py`` (they live in the repository's tests/, which this package never
+imports).
 """
 
 from __future__ import annotations
@@ -122,31 +123,6 @@ def rss_growth_per_frame(predictor: SAM2VideoPredictor, num_frames: int, warmup:
     return (end_rss - start_rss) / (num_frames - 1 - warmup), end_rss
 
 
-def agreement(model, fast: str) -> dict[str, tuple[float, float]]:
-    """Per reference case: (mean, min) IoU of every mask output, fast vs exact mode."""
-    from tests.parity import replay_video_case  # the cases live in the repository's tests/
-    from tests.reference import load_case, reference_state_dict
-
-    results = {}
-    for name in ("video_s21_512", "video_t20_512", "video_t21_1024"):
-        case, frames, _ = load_case(name)
-        case_model = load_model(case["config"], reference_state_dict(case["config"]),
-                                image_size=case["image_size"], postprocessing=case["postprocessing"],
-                                device=model.device)
-        outputs = []
-        for precision in ("float32", fast):
-            predictor = SAM2VideoPredictor(case_model, precision=precision)
-            replay = replay_video_case(name, predictor, predictor.init_state(frames))
-            outputs.append([o.masks > 0 for o in replay if o.masks is not None])
-        ious = []
-        for exact, quick in zip(*outputs):
-            for a, b in zip(exact, quick):
-                union = np.logical_or(a, b).sum()
-                ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
-        results[name] = (float(np.mean(ious)), float(np.min(ious)))
-    return results
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="sam2.1_hiera_t")
@@ -159,7 +135,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
-    parser.add_argument("--agreement", action="store_true", help="also print fast-vs-exact IoU on the reference cases")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
     args = parser.parse_args(argv)
@@ -195,9 +170,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.long_frames:
         growth, final = rss_growth_per_frame(predictor, args.long_frames)
         print(f"| RSS growth, 1 object, {args.long_frames} frames | {growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
-    if args.agreement:
-        for name, (mean_iou, min_iou) in agreement(model, fast).items():
-            print(f"| fast ({fast}) vs exact, {name} | mean IoU {mean_iou:.4f}, min {min_iou:.4f} |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import torch
 
 from .checkpoint import detect_variant, load_weights, read_state_dict
 from .config import ModelConfig, get_config, resolve_variant
+from .image_predictor import SAM2ImagePredictor
 from .modeling.sam2_model import SAM2Model
+from .video_predictor import SAM2VideoPredictor
 
 CheckpointSource = Union[str, Path, Mapping[str, torch.Tensor]]
 
@@ -36,17 +38,6 @@ def load_model(
     return model.to(device).eval()
 
 
-def resize_model(model: SAM2Model, image_size: int) -> SAM2Model:
-    """The same model for another input size (512, 768 or 1024), sharing every weight tensor
-    with `model` (no copy): no parameter's shape depends on the size, only the position
-    encodings computed from it."""
-    if image_size == model.config.image_size:
-        return model
-    resized = SAM2Model(model.config.with_image_size(image_size))
-    resized.load_state_dict(model.state_dict(), strict=True, assign=True)
-    return resized.eval()
-
-
 def build_video_predictor(
     variant: str | None,
     checkpoint: CheckpointSource,
@@ -55,10 +46,8 @@ def build_video_predictor(
     device: str | torch.device = "cpu",
     postprocessing: bool = True,
     **predictor_options,
-):
+) -> SAM2VideoPredictor:
     """A `SAM2VideoPredictor` (Meta's API) for e.g. ('sam2.1_hiera_t', 'sam2.1_hiera_tiny.pt')."""
-    from .video_predictor import SAM2VideoPredictor
-
     model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
     return SAM2VideoPredictor(model, **predictor_options)
 
@@ -71,9 +60,7 @@ def build_image_predictor(
     device: str | torch.device = "cpu",
     postprocessing: bool = True,
     **predictor_options,
-):
+) -> SAM2ImagePredictor:
     """A `SAM2ImagePredictor` (Meta's API)."""
-    from .image_predictor import SAM2ImagePredictor
-
     model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
     return SAM2ImagePredictor(model, **predictor_options)

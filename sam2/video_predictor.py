@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, MemoryItem, Pointe
 from .precision import Precision
 from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
 from .transforms import fill_holes, resize_logits, video_frame_to_input
-from .video_io import VideoSource, load_video_frames
+from .video_io import PREDICTOR_LIMITS, MediaLimits, VideoSource, load_video_frames
 
 MemoryPlan = tuple[list[MemoryItem], list[PointerItem]]  # one object's memory maps and pointers on a frame
 
@@ -69,17 +70,32 @@ class SAM2VideoPredictor:
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
+        limits: MediaLimits = PREDICTOR_LIMITS,
     ) -> VideoSession:
         """Start a session on a video file, a folder of frames, a list of HxWx3 uint8 frames
         or a `FrameStore`.
 
-        Frames stay compact (uint8 at source size, or encoded) on the CPU whatever the offload
-        flags (accepted for compatibility); features are computed on demand and a few cached.
+        A file is read by the project's hardened decoder (``sam2.video_io.decode``): only video
+        and image formats are opened (a playlist is refused, never followed), at the video's own
+        frame rate, within ``limits`` (a MediaError, a ValueError, says which limit and how to
+        raise it).
+
+        Frames stay compact (uint8 at source size, or encoded) on the CPU, so they are always
+        "offloaded"; features are computed on demand and a few cached. The offload and async
+        flags are accepted for compatibility with Meta's API and change nothing (a warning
+        says so when one is set).
         """
+        if offload_state_to_cpu or async_loading_frames:
+            warnings.warn(
+                "init_state: offload_state_to_cpu and async_loading_frames change nothing here (frames "
+                "are kept compact on the CPU and the session state is small); they are accepted for "
+                "compatibility with Meta's API.",
+                stacklevel=2,
+            )
         if isinstance(video, FrameStore):
             frames = video
         else:
-            frames = FrameStore(load_video_frames(video), encoding=self.frame_encoding)
+            frames = FrameStore(load_video_frames(video, limits), encoding=self.frame_encoding)
         return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size), image_size=self.image_size)
 
     def at_image_size(self, image_size: int) -> "SAM2VideoPredictor":
@@ -88,10 +104,8 @@ class SAM2VideoPredictor:
         sessions belong to the size they were started at."""
         if image_size == self.image_size:
             return self
-        from .build import resize_model
-
         other = copy.copy(self)
-        other.model = resize_model(self.model, image_size)
+        other.model = self.model.at_image_size(image_size)
         other.config = other.model.config
         other.image_size = image_size
         return other

@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from tests import media_factory
 from tests.app_harness import Replay, assert_masks_match, start_app
 from annotation import formats as exporting
-from annotation.media import MediaLimits, decode
+from sam2.video_io import MediaLimits, decode
 
 MAX_SESSIONS = 4
 

@@ -22,7 +22,7 @@ from PIL import Image
 from tests import media_factory
 from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
 from annotation import formats as exporting
-from annotation.media import MediaLimits, decode, probe
+from sam2.video_io import MediaLimits, decode, probe
 from annotation.render import draw_prompts, label_map, object_color, overlay
 from annotation.views import TimelineGeometry
 

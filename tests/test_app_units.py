@@ -25,7 +25,7 @@ from annotation import views as core_views
 from ui import views
 from annotation import formats as exporting
 from annotation.engine import Engine, PromptSpec
-from annotation.media import DecodedVideo, VideoInfo
+from sam2.video_io import DecodedVideo, VideoInfo
 from annotation.document import PackedMask, UserError
 from ui.sessions import ServerBusy, SessionStore, WorkState
 

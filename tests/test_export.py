@@ -31,7 +31,7 @@ from annotation.formats import (
     video_fingerprint,
     video_ref,
 )
-from annotation.media import decode, probe
+from sam2.video_io import decode, probe
 from annotation.render import PALETTE, draw_prompts, mask_image, object_color, overlay
 
 H, W = 48, 64

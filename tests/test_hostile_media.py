@@ -1,5 +1,5 @@
 """A hostile video corpus, made with ffmpeg at test time (nothing is stored in git), run as one
-table through ``ui.media.decode``; then a few of its files uploaded through the real app.
+table through ``sam2.video_io.decode``; then a few of its files uploaded through the real app.
 
 Every case must end one of two ways: a :class:`MediaError` whose message names the problem
 (asserted on its words), or correct frames (count, size, and orientation from a red marker
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests import media_factory as mf
-from annotation.media import DecodedVideo, MediaError, MediaLimits, decode
+from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 
 SMALL = MediaLimits(max_frames=60, max_seconds=10, max_side=320, max_fps=30)
 RED = np.array(mf.MARKER_RGB)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sam2
-from sam2.build import load_model, resize_model
+from sam2.build import load_model
 from tests.reference import reference_state_dict
 from annotation.engine import Engine, PromptSpec
 
@@ -34,7 +34,7 @@ def frames(n: int = 4) -> list[np.ndarray]:
 
 def test_resized_model_shares_weights_and_equals_a_model_loaded_at_that_size(weights):
     big = load_model(VARIANT, weights, image_size=128)
-    small = resize_model(big, 64)
+    small = big.at_image_size(64)
     assert small.config.image_size == 64 and big.config.image_size == 128
     for (name, a), b in zip(big.state_dict().items(), small.state_dict().values()):
         assert a.data_ptr() == b.data_ptr(), f"{name} was copied"
@@ -42,7 +42,7 @@ def test_resized_model_shares_weights_and_equals_a_model_loaded_at_that_size(wei
     image = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(small.encode_image(image).image_embed, direct.encode_image(image).image_embed)
-    assert resize_model(big, 128) is big
+    assert big.at_image_size(128) is big
 
 
 def test_predictor_at_another_size_tracks_like_one_built_there(weights):

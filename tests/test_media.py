@@ -1,4 +1,4 @@
-"""ui.media on real files made by tests/media_factory.py with the bundled ffmpeg."""
+"""sam2.video_io (the hardened decoder) on real files made by tests/media_factory.py with the bundled ffmpeg."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import annotation.media as media_module
+import sam2.video_io as media_module
 from tests import media_factory as mf
-from annotation.media import DecodedVideo, MediaError, MediaLimits, _parse_probe, decode, fit_size, probe
+from sam2.video_io import DecodedVideo, MediaError, MediaLimits, _parse_probe, decode, fit_size, probe
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +337,7 @@ def test_parses_older_ffmpeg_rotation_output() -> None:
 
 
 def test_long_video_message_suggests_a_round_limit() -> None:
-    from annotation.media import _check_limits, _sampling_rate
+    from sam2.video_io import _check_limits, _sampling_rate
 
     info = _parse_probe(Path("phone.mp4"), _LEGACY_STDERR)
     limits = MediaLimits()

@@ -3,12 +3,15 @@ fails, object independence, corrections, bad prompts, and the inputs `init_state
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from sam2 import load_model
+from sam2.video_io import PREDICTOR_LIMITS
 from sam2.video_predictor import SAM2VideoPredictor
 from tests import media_factory as mf
 from tests.reference import load_case, reference_state_dict
@@ -169,3 +172,41 @@ def test_init_state_reads_files_and_folders(predictor, frames, tmp_path):
     assert from_file.num_frames == 4 and (from_file.video_height, from_file.video_width) == (64, 96)
     with pytest.raises(FileNotFoundError):
         predictor.init_state(tmp_path / "missing.mp4")
+
+
+def test_init_state_reads_files_through_the_hardened_decoder(predictor, tmp_path):
+    """The same decoder as the app: a playlist is refused, never followed; limits are named
+    with the Python argument that raises them; the frames are decode()'s."""
+    from sam2.video_io import MediaError, MediaLimits, decode
+
+    segment = mf.testsrc(tmp_path / "segment.mp4", size=(96, 64), fps=10, seconds=0.4)
+    playlist = mf.local_playlist(tmp_path / "list.m3u8", segment)
+    with pytest.raises(MediaError, match="'list.m3u8' is not a video or image file"):
+        predictor.init_state(str(playlist))
+
+    video = mf.testsrc(tmp_path / "clip.mp4", size=(96, 64), fps=25, seconds=2.0)
+    with pytest.raises(ValueError, match=r"limit is 20 frames.*init_state\(\.\.\., limits=MediaLimits\(max_frames=50\)\)"):
+        predictor.init_state(video, limits=MediaLimits(max_frames=20, advice="pass init_state(..., limits=MediaLimits({name}={value}))"))
+    with pytest.raises(MediaError, match=r"limits=MediaLimits\(max_frames="):
+        predictor.init_state(video, limits=dataclasses.replace(PREDICTOR_LIMITS, max_frames=20))
+    state = predictor.init_state(video)
+    expected = decode(video, PREDICTOR_LIMITS).frames
+    assert state.num_frames == 50 and all(np.array_equal(state.frames[i], f) for i, f in enumerate(expected))
+
+
+def test_init_state_refuses_a_folder_of_mixed_sizes_and_unreadable_images(predictor, frames, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.fromarray(frames[0]).save(folder / "0.png")
+    Image.fromarray(frames[1][:100]).save(folder / "1.png")
+    with pytest.raises(ValueError, match="'1.png' is 320x100, but the first image .* is 320x240"):
+        predictor.init_state(folder)
+    (folder / "1.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="'1.png' in .* is not a readable image"):
+        predictor.init_state(folder)
+
+
+def test_offload_flags_change_nothing_and_say_so(predictor, frames):
+    with pytest.warns(UserWarning, match="offload_state_to_cpu and async_loading_frames change nothing"):
+        state = predictor.init_state(frames, offload_state_to_cpu=True)
+    assert state.num_frames == len(frames)

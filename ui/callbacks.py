@@ -23,7 +23,7 @@ from annotation.document import UserError
 from annotation.views import TimelineGeometry
 from ui import views
 from annotation.engine import Engine
-from annotation.media import MediaLimits
+from sam2.video_io import MediaLimits
 from ui.sessions import SessionStore, WorkState
 
 OWNER_COOKIE = "sam2_owner"

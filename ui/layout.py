@@ -9,7 +9,7 @@ import gradio as gr
 from annotation.operations import EXPORT_FORMATS
 from ui.callbacks import Controls, Handlers
 from annotation.engine import Engine
-from annotation.media import MediaLimits
+from sam2.video_io import MediaLimits
 from ui.sessions import SessionStore
 
 TITLE = "SAM 2 video annotator"

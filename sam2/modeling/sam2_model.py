@@ -100,6 +100,16 @@ class SAM2Model(nn.Module):
     def device(self) -> torch.device:
         return self.no_mem_embed.device
 
+    def at_image_size(self, image_size: int) -> "SAM2Model":
+        """The same model for another input size (512, 768 or 1024), sharing every weight
+        tensor with this one (no copy): no parameter's shape depends on the size, only the
+        position encodings computed from it."""
+        if image_size == self.config.image_size:
+            return self
+        resized = SAM2Model(self.config.with_image_size(image_size))
+        resized.load_state_dict(self.state_dict(), strict=True, assign=True)
+        return resized.eval()
+
     # ---------------------------------------------------------------- image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """images (B, 3, S, S), normalised -> features at strides 16, 8 and 4."""
