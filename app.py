@@ -51,13 +51,14 @@ class AppOptions:
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
+    from annotation.engine import FRAME_STORAGES
     from checkpoints import DEFAULT_DIRECTORY
     from sam2.config import resolve_variant
-    from annotation.engine import FRAME_STORAGES
 
     parser = argparse.ArgumentParser(description="SAM 2 video annotator (a Gradio web page).")
     parser.add_argument("--model", default="sam2.1_hiera_tiny",
-                        help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} or _t/_s/_b+/_l")
+                        help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} "
+                             "or _t/_s/_b+/_l")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: download the official one)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="folder of the official checkpoints, checked (SHA-256) and downloaded there when "
@@ -74,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                              "(smaller still, pixels change slightly) or raw (uint8, 2.8 MB a 720p frame)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+    parser.add_argument("--port", type=int,
+                        default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
                         help="port (default: $GRADIO_SERVER_PORT, else $PORT as hosts set it, else 7860)")
     parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
     parser.add_argument("--max-frames", type=int, default=600, help="most frames a video may have after sampling")
@@ -112,7 +114,8 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     return AppOptions(
         model, args.checkpoint, args.checkpoint_dir or DEFAULT_DIRECTORY, args.image_size, args.device, precision,
         args.frame_storage, args.host, args.port, args.share, args.max_frames, args.max_seconds, args.max_side,
-        args.max_upload_mb, args.session_ttl_min, args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead),
+        args.max_upload_mb, args.session_ttl_min, args.resume_grace_s, args.max_sessions, args.queue_size,
+        encode_ahead=max(0, args.encode_ahead),
     )  # fmt: skip
 
 
@@ -172,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc(arenas=2)
     temp_root = prepare_temp_root()  # before importing gradio, which reads it
 
-    from sam2.checkpoint import CheckpointError
     from annotation.engine import Engine, ModelSpec
+    from sam2.checkpoint import CheckpointError
 
     checkpoint: Path | None = None
     try:
@@ -191,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from starlette.middleware import Middleware
 
+    from sam2.video_io import MediaLimits
     from ui.access import SessionFileGuard
     from ui.layout import build_page
-    from sam2.video_io import MediaLimits
     from ui.sessions import SessionStore
 
     store = SessionStore(

@@ -10,6 +10,7 @@ annotation``).
 - :mod:`annotation.formats`: COCO, YOLO, PNG, videos and session files, written and read;
 - :mod:`annotation.cli`: the command line.
 
-Videos are read by the project's one hardened decoder, :mod:`sam2.video_io`. Arrows point one way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or
-Starlette (``tests/test_imports.py`` checks it).
+Videos are read by the project's one hardened decoder, :mod:`sam2.video_io`. Arrows point one
+way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or Starlette
+(``tests/test_imports.py`` checks it).
 """

@@ -37,7 +37,7 @@ class PackedMask:
     area: int
 
     @classmethod
-    def pack(cls, mask: np.ndarray) -> "PackedMask":
+    def pack(cls, mask: np.ndarray) -> PackedMask:
         mask = np.asarray(mask, dtype=bool)
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         if rows.size == 0:
@@ -46,7 +46,9 @@ class PackedMask:
         return cls(mask.shape, int(rows[0]), int(cols[0]), crop.shape, np.packbits(crop).tobytes(), int(crop.sum()))
 
     @classmethod
-    def from_bits(cls, shape: tuple[int, int], top: int, left: int, box_shape: tuple[int, int], bits: bytes) -> "PackedMask":
+    def from_bits(
+        cls, shape: tuple[int, int], top: int, left: int, box_shape: tuple[int, int], bits: bytes,
+    ) -> PackedMask:
         """The mask whose box holds ``bits`` (as ``pack`` stores them, e.g. read from a session file)."""
         count = box_shape[0] * box_shape[1]
         area = int(np.unpackbits(np.frombuffer(bits, np.uint8), count=count).sum()) if count else 0

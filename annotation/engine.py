@@ -79,7 +79,7 @@ class Engine:
         self._ahead = _EncodeAhead(self)
 
     @classmethod
-    def load(cls, spec: ModelSpec) -> "Engine":
+    def load(cls, spec: ModelSpec) -> Engine:
         """Build the predictor once (a few seconds); ``corrections_as_cond`` keeps a correction
         on an already-tracked frame when the user tracks again."""
         import sam2  # imported here so the UI modules load without torch

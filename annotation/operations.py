@@ -25,10 +25,10 @@ from typing import Literal
 import numpy as np
 
 from annotation import formats
-from annotation.engine import Engine, PromptSpec
-from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 from annotation.document import ObjectInfo, PackedMask, PromptCall, Snapshot, UserError
+from annotation.engine import Engine, PromptSpec
 from annotation.work import LoadedVideo, TrackProgress, Work
+from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 
 Mode = Literal["add", "remove", "box"]
 Direction = Literal["forward", "backward", "both"]
@@ -157,7 +157,8 @@ def set_prompt(work: Work, engine: Engine, frame: int, obj: int, prompt: PromptS
     masks[(frame, obj)] = PackedMask.pack(mask)
     work.commit(
         label,
-        replace(doc, calls=doc.calls + (PromptCall(frame, obj, prompt),), masks=masks, tracked=doc.tracked - {(frame, obj)}),
+        replace(doc, calls=doc.calls + (PromptCall(frame, obj, prompt),), masks=masks,
+                tracked=doc.tracked - {(frame, obj)}),
     )
 
 

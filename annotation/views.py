@@ -43,7 +43,7 @@ class TimelineGeometry:
     cell: int  # pixels per frame
 
     @classmethod
-    def for_frames(cls, frames: int) -> "TimelineGeometry":
+    def for_frames(cls, frames: int) -> TimelineGeometry:
         return cls(frames, max(1, min(40, TIMELINE_TARGET_WIDTH // max(1, frames))))
 
     def frame_at(self, x: float) -> int:

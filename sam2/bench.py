@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     frames = synthetic_video(args.frames + 1)
     figures = run(predictor, frames, args.objects)
     print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device}, "
-          f"{torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
+          f"{torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, "
+          f"{args.frames} tracked frames")
     print("| measure | value |")
     print("|---|---|")
     print(f"| encode one frame | {figures.encode_s:.3f} s |")
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| peak RSS | {figures.peak_rss_mb:.0f} MB |")
     if args.long_frames:
         growth, final = rss_growth_per_frame(predictor, args.long_frames)
-        print(f"| RSS growth, 1 object, {args.long_frames} frames | {growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
+        print(f"| RSS growth, 1 object, {args.long_frames} frames | "
+              f"{growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
 
 
 if __name__ == "__main__":

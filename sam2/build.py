@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Union
 
 import torch
 
@@ -13,10 +13,12 @@ from .image_predictor import SAM2ImagePredictor
 from .modeling.sam2_model import SAM2Model
 from .video_predictor import SAM2VideoPredictor
 
-CheckpointSource = Union[str, Path, Mapping[str, torch.Tensor]]
+CheckpointSource = str | Path | Mapping[str, torch.Tensor]
 
 
-def build_model(config: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> SAM2Model:
+def build_model(
+    config: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+) -> SAM2Model:
     """An uninitialised model (weights come from a checkpoint), in eval mode."""
     return SAM2Model(config).to(device=device, dtype=dtype).eval()
 

@@ -89,12 +89,12 @@ class ModelConfig:
         """Side of the lowest-resolution feature map (image_size / 16)."""
         return self.image_size // self.backbone_stride
 
-    def with_image_size(self, image_size: int) -> "ModelConfig":
+    def with_image_size(self, image_size: int) -> ModelConfig:
         if image_size % 32 != 0 or image_size <= 0:
             raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
         return dataclasses.replace(self, image_size=image_size)
 
-    def with_postprocessing(self, enabled: bool) -> "ModelConfig":
+    def with_postprocessing(self, enabled: bool) -> ModelConfig:
         """The official builders switch these on together (`apply_postprocessing`)."""
         return dataclasses.replace(
             self,

@@ -68,7 +68,8 @@ class SAM2ImagePredictor:
             mask_input = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)
             mask_input = mask_input[None] if mask_input.dim() == 3 else mask_input
         with self.precision():
-            out = self.model.predict_masks(features.image_embed, features.high_res, points, mask_input, multimask_output)
+            out = self.model.predict_masks(features.image_embed, features.high_res, points, mask_input,
+                                           multimask_output)
         masks = resize_logits(out.masks.float(), *self._orig_hw)
         low_res = out.masks.float().clamp(-32.0, 32.0)
         if not return_logits:

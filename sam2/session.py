@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import cv2
-
 import numpy as np
 import torch
 
@@ -69,7 +68,8 @@ class ObjectTrack:
 
     def memory_count(self) -> int:
         """How many memory maps this object holds now."""
-        return sum(out.memory is not None for store in (self.cond, self.non_cond, self.pending) for out in store.values())
+        return sum(out.memory is not None
+                   for store in (self.cond, self.non_cond, self.pending) for out in store.values())
 
 
 class FrameStore:
@@ -83,7 +83,9 @@ class FrameStore:
             raise ValueError("The video has no frames.")
         first = np.asarray(frames[0])
         if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
-            raise ValueError(f"Frames must be H x W x 3 uint8 RGB arrays; got shape {first.shape}, dtype {first.dtype}.")
+            raise ValueError(
+                f"Frames must be H x W x 3 uint8 RGB arrays; got shape {first.shape}, dtype {first.dtype}."
+            )
         if encoding not in (None, "jpeg", "png"):
             raise ValueError(f"Unknown frame encoding {encoding!r}: use None, 'jpeg' or 'png'.")
         self.height, self.width = first.shape[:2]
@@ -96,7 +98,8 @@ class FrameStore:
             self._frames.append(self._encode(frame) if encoding else frame)
 
     def _encode(self, frame: np.ndarray) -> bytes:
-        ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]) if self.encoding == "jpeg" else (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        ext, params = ((".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]) if self.encoding == "jpeg"
+                       else (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]))
         ok, buf = cv2.imencode(ext, np.ascontiguousarray(frame[..., ::-1]), params)
         if not ok:
             raise ValueError(f"Could not encode a frame as {self.encoding}.")

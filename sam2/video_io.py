@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import imageio_ffmpeg
 import numpy as np
@@ -369,7 +369,8 @@ def _looks_like_text(path: Path, size: int = 8192) -> bool:
     except OSError:
         return False
     encoding = "utf-8"
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                      (codecs.BOM_UTF16_BE, "utf-16-be")):
         if head.startswith(bom):
             head, encoding = head[len(bom) :], name
             break
@@ -406,7 +407,9 @@ def _open_error(path: Path, text: str) -> MediaError:
 
 
 # ISO/QuickTime boxes that can open an MP4 or MOV file (its first box's type, bytes 4 to 8).
-_MP4_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx", b"moof"})
+_MP4_FIRST_BOXES = frozenset({
+    b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp", b"sidx", b"moof",
+})
 
 
 def _starts_like_mp4(path: Path) -> bool:
@@ -713,7 +716,7 @@ PREDICTOR_LIMITS = MediaLimits(
 size (up to 8K), a bound on the frame count (3000 frames of 1080p are 18 GB as raw RGB)."""
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VideoSource = Union[str, Path, Sequence[np.ndarray], np.ndarray]
+VideoSource = str | Path | Sequence[np.ndarray] | np.ndarray
 
 
 def load_video_frames(video: VideoSource, limits: MediaLimits = PREDICTOR_LIMITS) -> list[np.ndarray]:
@@ -749,7 +752,8 @@ def _frame_sort_key(path: Path) -> tuple[int, int, str]:
 
 
 def _read_folder(folder: Path, limits: MediaLimits) -> list[np.ndarray]:
-    paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_frame_sort_key)
+    paths = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                   key=_frame_sort_key)
     if not paths:
         raise MediaError(f"No image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}.")
     if len(paths) > limits.max_frames:

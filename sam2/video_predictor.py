@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,9 @@ class SAM2VideoPredictor:
         self.corrections_as_cond = corrections_as_cond
         self.feature_cache_size = feature_cache_size
         if memory_window is not None and memory_window < model.config.num_maskmem - 1:
-            raise ValueError(f"memory_window must be at least {model.config.num_maskmem - 1} (the frames tracking attends to).")
+            raise ValueError(
+                f"memory_window must be at least {model.config.num_maskmem - 1} (the frames tracking attends to)."
+            )
         self.memory_window = memory_window
         self.frame_encoding = frame_encoding
         self.precision = Precision(precision, model.device)
@@ -98,7 +100,7 @@ class SAM2VideoPredictor:
             frames = FrameStore(load_video_frames(video, limits), encoding=self.frame_encoding)
         return VideoSession(frames=frames, features=FeatureCache(self.feature_cache_size), image_size=self.image_size)
 
-    def at_image_size(self, image_size: int) -> "SAM2VideoPredictor":
+    def at_image_size(self, image_size: int) -> SAM2VideoPredictor:
         """This predictor, same options, for another input size (512, 768 or 1024): smaller is
         faster, 1024 is what SAM 2 was trained at. The weights are shared, not copied;
         sessions belong to the size they were started at."""
@@ -180,7 +182,8 @@ class SAM2VideoPredictor:
         mask = mask[None, None].float().to(self.device)
         size = self.image_size
         if mask.shape[-2:] != (size, size):
-            mask = torch.nn.functional.interpolate(mask, (size, size), mode="bilinear", align_corners=False, antialias=True)
+            mask = torch.nn.functional.interpolate(mask, (size, size), mode="bilinear", align_corners=False,
+                                                   antialias=True)
             mask = (mask >= 0.5).float()
 
         track = session.track(obj_id)
@@ -228,7 +231,8 @@ class SAM2VideoPredictor:
         session = inference_state
         if not session.tracks:
             raise ValueError("Nothing to track yet: add points, a box or a mask for an object first.")
-        unprompted = [t.obj_id for t in session.tracks.values() if not t.cond and not any(o.is_cond for o in t.pending.values())]
+        unprompted = [t.obj_id for t in session.tracks.values()
+                      if not t.cond and not any(o.is_cond for o in t.pending.values())]
         if unprompted:
             raise ValueError(
                 f"Object(s) {unprompted} have no prompt on any frame (their prompts were cleared). "
@@ -259,7 +263,7 @@ class SAM2VideoPredictor:
             if to_track:
                 with self.precision():
                     outputs = self._track_frame(session, to_track, frame_idx, reverse)
-                for track, out in zip(to_track, outputs):
+                for track, out in zip(to_track, outputs, strict=True):
                     track.non_cond[frame_idx] = out
                     if self.memory_window is not None:
                         track.evict_memories(self.memory_window, around=frame_idx)
@@ -270,7 +274,9 @@ class SAM2VideoPredictor:
             masks = resize_logits(torch.cat(logits), session.video_height, session.video_width)
             yield frame_idx, session.obj_ids, masks
 
-    def _processing_order(self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool) -> Sequence[int]:
+    def _processing_order(
+        self, session: VideoSession, start: int | None, max_frames: int | None, reverse: bool,
+    ) -> Sequence[int]:
         if start is None:
             start = min(f for track in session.tracks.values() for f in track.cond)
         self._check_frame(session, start)
@@ -296,7 +302,8 @@ class SAM2VideoPredictor:
         return self.model.encode_image(image)
 
     def _predict_prompted_frame(
-        self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None, mask: torch.Tensor | None
+        self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None,
+        mask: torch.Tensor | None,
     ) -> None:
         # A frame the object was not tracked through is a fresh start (no memory). So is any
         # frame of an object with no conditioning frame left, where Meta's code fails.
@@ -452,8 +459,10 @@ def _points_tensor(points, labels, box, clear_old_points: bool) -> tuple[torch.T
         raise ValueError("Points and labels must be given together (one label per point).")
     if points is None and box is None:
         raise ValueError("Give at least one point or a box.")
-    coords = torch.zeros(0, 2) if points is None else torch.as_tensor(np.asarray(points, dtype=np.float32)).reshape(-1, 2)
-    point_labels = torch.zeros(0, dtype=torch.int32) if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int32)).reshape(-1)
+    coords = (torch.zeros(0, 2) if points is None
+              else torch.as_tensor(np.asarray(points, dtype=np.float32)).reshape(-1, 2))
+    point_labels = (torch.zeros(0, dtype=torch.int32) if labels is None
+                    else torch.as_tensor(np.asarray(labels, dtype=np.int32)).reshape(-1))
     if coords.shape[0] != point_labels.shape[0]:
         raise ValueError(f"Got {coords.shape[0]} points but {point_labels.shape[0]} labels.")
     if not torch.isin(point_labels, torch.tensor([0, 1], dtype=torch.int32)).all():

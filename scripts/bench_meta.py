@@ -59,6 +59,7 @@ def main() -> None:
     sys.path[:0] = [str(args.deps.resolve()), str(args.meta_src.resolve())]
     import torch
     from PIL import Image
+
     from sam2.build_sam import build_sam2_video_predictor  # Meta's
 
     folder = tempfile.mkdtemp()
@@ -92,7 +93,8 @@ def main() -> None:
             tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
             propagate[count] = (time.perf_counter() - start) / tracked
 
-    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, {torch.get_num_threads()} threads, {malloc}, "
+    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, "
+          f"{torch.get_num_threads()} threads, {malloc}, "
           f"torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
     print("| measure | value |\n|---|---|")
     print(f"| encode one frame | {encode:.3f} s |")

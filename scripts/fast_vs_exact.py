@@ -40,8 +40,8 @@ def agreement(device: str, fast: str) -> dict[str, tuple[float, float]]:
             replay = replay_video_case(name, predictor, predictor.init_state(frames))
             outputs.append([o.masks > 0 for o in replay if o.masks is not None])
         ious = []
-        for exact, quick in zip(*outputs):
-            for a, b in zip(exact, quick):
+        for exact, quick in zip(*outputs, strict=True):
+            for a, b in zip(exact, quick, strict=True):
                 union = np.logical_or(a, b).sum()
                 ious.append(1.0 if union == 0 else np.logical_and(a, b).sum() / union)
         results[name] = (float(np.mean(ious)), float(np.min(ious)))

@@ -81,7 +81,8 @@ class Server:
 
 def app_options() -> str:
     """``python app.py --help``: which options this version of the app has."""
-    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"],
+                            check=False, capture_output=True, text=True, timeout=120)
     return result.stdout
 
 
@@ -113,7 +114,8 @@ def make_video(folder: Path, frames: int = 8, size: tuple[int, int] = (320, 240)
     """A ``frames``-frame testsrc clip (8 fps, so ``frames`` / 8 seconds)."""
     from tests import media_factory
 
-    return media_factory.testsrc(folder / f"load-{size[0]}x{size[1]}-{frames}f.mp4", size=size, fps=8, seconds=frames / 8)
+    return media_factory.testsrc(folder / f"load-{size[0]}x{size[1]}-{frames}f.mp4",
+                                 size=size, fps=8, seconds=frames / 8)
 
 
 def user_copy(video: Path, user: int) -> Path:
@@ -126,7 +128,8 @@ def user_copy(video: Path, user: int) -> Path:
 
     path = video.with_name(f"{video.stem}-user{user}{video.suffix}")
     if not path.exists():
-        media_factory.run_ffmpeg("-i", str(video), "-c", "copy", "-metadata", f"comment=load test user {user}", str(path))
+        media_factory.run_ffmpeg("-i", str(video), "-c", "copy", "-metadata", f"comment=load test user {user}",
+                                 str(path))
     return path
 
 
@@ -220,7 +223,8 @@ class FolderStats:
         return stats
 
     def brief(self) -> str:
-        return f"{self.bytes / 1024:.1f} KiB in {self.files} files / {self.dirs} folders, {self.sessions} session folders"
+        return (f"{self.bytes / 1024:.1f} KiB in {self.files} files / {self.dirs} folders, "
+                f"{self.sessions} session folders")
 
 
 def session_count(temp_dir: Path | None) -> int | None:
@@ -298,12 +302,15 @@ class User:
         try:
             value, wait = action()
         except Exception as exc:  # every failure is reported; none stops the other users
-            self.record(Request(self.number, name, time.monotonic() - start, None, False, f"{type(exc).__name__}: {exc}"[:500]))
+            self.record(Request(self.number, name, time.monotonic() - start, None, False,
+                                f"{type(exc).__name__}: {exc}"[:500]))
             raise StepFailed(name) from exc
         self.record(Request(self.number, name, time.monotonic() - start, wait))
         return value
 
-    def call(self, api_name: str, check: Callable[[Any], str | None], *args: Any, **kwargs: Any) -> Callable[[], tuple[Any, float | None]]:
+    def call(
+        self, api_name: str, check: Callable[[Any], str | None], *args: Any, **kwargs: Any,
+    ) -> Callable[[], tuple[Any, float | None]]:
         """A queued API call: its result (checked) and its queue wait."""
 
         def action() -> tuple[Any, float | None]:
@@ -345,7 +352,8 @@ class User:
         from gradio_client import handle_file
 
         flow = self.flow
-        outputs = self.step("upload_video", self.call("/upload_video", _loaded, handle_file(str(flow.video_for(self.number)))))
+        outputs = self.step("upload_video",
+                            self.call("/upload_video", _loaded, handle_file(str(flow.video_for(self.number)))))
         frames = _frame_count(outputs)
         self.step("add_point", self.call(
             "/add_point", _point_ok, frame=0, x=flow.size[0] / 2, y=flow.size[1] / 2,
@@ -511,7 +519,9 @@ class Report:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
-def run_users(server: Server, flow: Flow, users: int, settle_timeout_s: float = 60.0, deadline_s: float = 900.0) -> Report:
+def run_users(
+    server: Server, flow: Flow, users: int, settle_timeout_s: float = 60.0, deadline_s: float = 900.0,
+) -> Report:
     """``users`` simulated users at once (they connect, then start together)."""
     log: list[Request] = []
     lock = threading.Lock()
@@ -551,7 +561,8 @@ def run_users(server: Server, flow: Flow, users: int, settle_timeout_s: float = 
         closed, closed_in = wait_sessions(server.temp_dir, baseline_sessions, settle_timeout_s)
         if not closed:
             errors.append(
-                f"{session_count(server.temp_dir)} session folder(s) still there {settle_timeout_s:.0f} s after every user closed"
+                f"{session_count(server.temp_dir)} session folder(s) still there {settle_timeout_s:.0f} s "
+                "after every user closed"
             )
         time.sleep(0.5)
         rss_after = read_status(server.pid).get("VmRSS")
@@ -564,7 +575,9 @@ def run_users(server: Server, flow: Flow, users: int, settle_timeout_s: float = 
     )  # fmt: skip
 
 
-def run_sequential(server: Server, flow: Flow, sessions: int, settle_timeout_s: float = 60.0, deadline_s: float = 1800.0) -> Report:
+def run_sequential(
+    server: Server, flow: Flow, sessions: int, settle_timeout_s: float = 60.0, deadline_s: float = 1800.0,
+) -> Report:
     """``sessions`` users one after another; after each one closes, RSS and the temp folder."""
     log: list[Request] = []
     lock = threading.Lock()
@@ -597,7 +610,8 @@ def run_sequential(server: Server, flow: Flow, sessions: int, settle_timeout_s: 
             temp = FolderStats.of(server.temp_dir)
             status = read_status(server.pid)
             rows.append({
-                "session": i + 1, "rss": status.get("VmRSS"), "fds": status.get("fds"), "threads": status.get("Threads"),
+                "session": i + 1, "rss": status.get("VmRSS"), "fds": status.get("fds"),
+                "threads": status.get("Threads"),
                 "closed_in_s": closed_in if closed else None,
                 "temp_bytes": temp.bytes if temp else None, "temp_files": temp.files if temp else None,
                 "temp_dirs": temp.dirs if temp else None, "session_folders": temp.sessions if temp else None,
@@ -641,7 +655,8 @@ def growth_flags(rows: list[dict]) -> list[str]:
         if b - a > GROWTH_LIMIT * a and b > a:
             shown = (mb(a), mb(b)) if key == "rss" else (a, b)
             flags.append(
-                f"{label} grew {shown[0]} -> {shown[1]} ({(b - a) / max(a, 1):+.0%}) from session 1 to session {last['session']}"
+                f"{label} grew {shown[0]} -> {shown[1]} ({(b - a) / max(a, 1):+.0%}) "
+                f"from session 1 to session {last['session']}"
             )
     return flags
 
@@ -660,16 +675,19 @@ def seconds(value: float | None) -> str:
 def render(report: Report) -> str:
     lines = [
         (
-            f"mode: {report.mode}, {report.users} {'users at once' if report.mode == 'users' else 'sessions in a row'}, "
+            f"mode: {report.mode}, "
+            f"{report.users} {'users at once' if report.mode == 'users' else 'sessions in a row'}, "
             f"wall {report.wall_s:.1f} s"
         ),
         f"requests served: {report.served}, errors: {len(report.errors)}",
     ]
     lines += [f"  ERROR {e}" for e in report.errors]
-    lines.append(f"{'step':24s} {'n':>4s} {'err':>4s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s} {'wait p50':>9s} {'wait p95':>9s}")
+    lines.append(f"{'step':24s} {'n':>4s} {'err':>4s} {'p50 s':>7s} {'p95 s':>7s} {'max s':>7s} "
+                 f"{'wait p50':>9s} {'wait p95':>9s}")
     for name, s in report.steps.items():
         lines.append(
-            f"{name:24s} {s.count:4d} {s.errors:4d} {seconds(s.p50_s):>7s} {seconds(s.p95_s):>7s} {seconds(s.max_s):>7s} "
+            f"{name:24s} {s.count:4d} {s.errors:4d} "
+            f"{seconds(s.p50_s):>7s} {seconds(s.p95_s):>7s} {seconds(s.max_s):>7s} "
             f"{seconds(s.queue_wait_p50_s):>9s} {seconds(s.queue_wait_p95_s):>9s}"
         )
     lines += [
@@ -715,20 +733,24 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--users", type=int, default=None, help="simulated users at once (default 4)")
     mode.add_argument("--sequential", type=int, default=None, metavar="N", help="N sessions one after another")
     parser.add_argument("--url", help="a running app (default: start one here)")
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for RSS")
-    parser.add_argument("--temp-dir", type=Path, help="with --url: the app's GRADIO_TEMP_DIR, for the temp-folder figures")
-    parser.add_argument("--checkpoint", type=Path, help="weights for the app started here (default: the reference weights)")
+    parser.add_argument("--temp-dir", type=Path,
+                        help="with --url: the app's GRADIO_TEMP_DIR, for the temp-folder figures")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="weights for the app started here (default: the reference weights)")
     parser.add_argument("--frames", type=int, default=8, help="frames of the test video (default 8)")
     parser.add_argument("--size", type=parse_size, default=(320, 240), help="WxH of the test video (default 320x240)")
     parser.add_argument("--track", type=int, default=3, help="frames each user tracks (default 3)")
     parser.add_argument("--same-video", action="store_true", help="every user uploads the very same file")
     parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds one request may take")
-    parser.add_argument("--settle-timeout", type=float, default=60.0, help="seconds for a closed session's folder to go")
+    parser.add_argument("--settle-timeout", type=float, default=60.0,
+                        help="seconds for a closed session's folder to go")
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds the whole run may take")
     parser.add_argument("--json", type=Path, help="also write the report here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (app log, temp folder)")

@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
 from sam2 import build_model, get_config  # noqa: E402
 from sam2.session import FrameStore  # noqa: E402
 from sam2.video_predictor import SAM2VideoPredictor  # noqa: E402
@@ -26,7 +27,8 @@ yy, xx = np.mgrid[0:H, 0:W]
 class Lazy:
     def __len__(self): return N
     def __getitem__(self, t):
-        if t >= N: raise IndexError
+        if t >= N:
+            raise IndexError
         frame = background.copy()
         cx, cy = W * 0.3 + 300 * np.sin(t / 60), H * 0.5 + 120 * np.cos(t / 45)
         frame[(xx - cx) ** 2 + (yy - cy) ** 2 < 90 ** 2] = (220, 40, 40)
@@ -42,8 +44,9 @@ p = SAM2VideoPredictor(model, precision="bfloat16")
 s = p.init_state(store)
 p.add_new_points_or_box(s, 0, 1, points=[[W * 0.3, H * 0.5]], labels=[1])
 t0 = time.time()
-for f, _, m in p.propagate_in_video(s):
+for f, _, _m in p.propagate_in_video(s):
     if f % 200 == 0:
         print(f"frame {f}: RSS {rss():.0f} MB, {(time.time()-t0)/(f+1):.2f} s/frame", flush=True)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f"done {N} frames in {time.time()-t0:.0f} s; RSS end {rss():.0f} MB; peak RSS {peak:.0f} MB; memory maps held {s.tracks[1].memory_count()}", flush=True)
+print(f"done {N} frames in {time.time()-t0:.0f} s; RSS end {rss():.0f} MB; peak RSS {peak:.0f} MB; "
+      f"memory maps held {s.tracks[1].memory_count()}", flush=True)

@@ -101,7 +101,7 @@ class Replay:
     masks: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, checkpoint: Path, frames: list[np.ndarray]) -> "Replay":
+    def start(cls, checkpoint: Path, frames: list[np.ndarray]) -> Replay:
         import sam2
 
         predictor = sam2.build_video_predictor(
@@ -132,7 +132,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def assert_masks_match(got: dict[int, dict[int, np.ndarray]], expected: dict[int, dict[int, np.ndarray]], frames: int, min_iou: float = 0.99) -> None:
+def assert_masks_match(
+    got: dict[int, dict[int, np.ndarray]], expected: dict[int, dict[int, np.ndarray]], frames: int,
+    min_iou: float = 0.99,
+) -> None:
     """Every frame and object: IoU >= min_iou (an object missing on one side = empty mask)."""
     for frame in range(frames):
         g, e = got.get(frame, {}), expected.get(frame, {})
@@ -140,4 +143,6 @@ def assert_masks_match(got: dict[int, dict[int, np.ndarray]], expected: dict[int
             shape = next(iter((g or e).values())).shape
             a = g.get(obj, np.zeros(shape, bool))
             b = e.get(obj, np.zeros(shape, bool))
-            assert iou(a, b) >= min_iou, f"frame {frame}, object {obj}: IoU {iou(a, b):.4f} (areas {a.sum()} vs {b.sum()})"
+            assert iou(a, b) >= min_iou, (
+                f"frame {frame}, object {obj}: IoU {iou(a, b):.4f} (areas {a.sum()} vs {b.sum()})"
+            )

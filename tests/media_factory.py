@@ -80,7 +80,9 @@ def marker_video(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, 
     return lavfi_video(path, marker_source(size, fps), **kwargs)
 
 
-def black_then_marker(path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, black: int = 5, total: int = 10) -> Path:
+def black_then_marker(
+    path: Path, size: tuple[int, int] = (64, 48), fps: float = 10, black: int = 5, total: int = 10
+) -> Path:
     """``black`` all-black frames, then marker frames (red top-left corner), ``total`` in all."""
     width, height = size
     graph = (

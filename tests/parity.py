@@ -3,14 +3,12 @@ with what Meta's implementation produced, at the tolerances of tests/fixtures/RE
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
-import torch
 
 from sam2 import build_image_predictor, build_video_predictor
-
 from tests.reference import FIXTURES, load_case, reference_state_dict
 
 STRICT_MAX_DIFF = 1e-3  # masks from prompts alone, image cases, scores
@@ -50,7 +48,8 @@ def compare(name: str, ours: np.ndarray, expected: np.ndarray, strict: bool, is_
     a, b = ours > 0, expected > 0
     union = np.logical_or(a, b).sum()
     iou = 1.0 if union == 0 else np.logical_and(a, b).sum() / union
-    return Comparison(name, strict, float(diff.max(initial=0)), float(diff.mean()) if diff.size else 0.0, float(iou), is_mask)
+    return Comparison(name, strict, float(diff.max(initial=0)), float(diff.mean()) if diff.size else 0.0, float(iou),
+                      is_mask)
 
 
 @dataclass
@@ -155,7 +154,9 @@ def run_video_case(name: str, **predictor_options) -> list[Comparison]:
             ledger = _PromptLedger()
         if out.masks is None:
             if op == "propagate":
-                assert propagated == expected[f"step{out.index:02d}_frames"].tolist(), f"{name} step {out.index}: frames {propagated}"
+                assert propagated == expected[f"step{out.index:02d}_frames"].tolist(), (
+                    f"{name} step {out.index}: frames {propagated}"
+                )
                 ledger.propagated(list(expected[key.replace("masks", "obj_ids")]), propagated)
                 propagated = []
             continue
@@ -183,11 +184,15 @@ def _compare_final_memory(name, state, expected, ledger: _PromptLedger) -> list[
                 ours.add(prefix + "_is_cond")
                 assert bool(expected[prefix + "_is_cond"]) == out.is_cond, prefix
                 strict = ledger.strict(obj_id, frame)
-                results.append(compare(prefix + "_obj_ptr", out.obj_ptr.numpy(), expected[prefix + "_obj_ptr"], strict, is_mask=False))
-                score = compare(prefix + "_score", out.object_score_logits.numpy(), expected[prefix + "_object_score_logits"], True)
+                results.append(compare(prefix + "_obj_ptr", out.obj_ptr.numpy(), expected[prefix + "_obj_ptr"], strict,
+                                       is_mask=False))
+                score = compare(prefix + "_score", out.object_score_logits.numpy(),
+                                expected[prefix + "_object_score_logits"], True)
                 score.strict = strict
                 results.append(score)
-    assert ours == want, f"{name}: frames in memory differ: ours-only {sorted(ours - want)}, missing {sorted(want - ours)}"
+    assert ours == want, (
+        f"{name}: frames in memory differ: ours-only {sorted(ours - want)}, missing {sorted(want - ours)}"
+    )
     return results
 
 

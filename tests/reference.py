@@ -56,7 +56,7 @@ def write_reference_checkpoint(variant: str, path: Path) -> Path:
     return path
 
 
-def load_case(name: str) -> tuple[dict, list[np.ndarray], "np.lib.npyio.NpzFile"]:
+def load_case(name: str) -> tuple[dict, list[np.ndarray], np.lib.npyio.NpzFile]:
     """(case.json, frames as HxWx3 uint8 in file-name order, expected arrays) of a case."""
     from PIL import Image
 

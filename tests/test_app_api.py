@@ -11,10 +11,10 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from tests import media_factory
-from tests.app_harness import Replay, assert_masks_match, start_app
 from annotation import formats as exporting
 from sam2.video_io import MediaLimits, decode
+from tests import media_factory
+from tests.app_harness import Replay, assert_masks_match, start_app
 
 MAX_SESSIONS = 4
 
@@ -108,7 +108,8 @@ def test_a_failed_export_loses_nothing(app, video, workdir):
         assert status.startswith("**Problem:** Could not write the COCO file (Is a directory)"), status
         assert "unchanged" in status and str(exports) not in status and "Traceback" not in status
         session_after = json.loads(download("session").read_text())
-        assert (session_after["prompts"], session_after["masks"]) == (session_before["prompts"], session_before["masks"])
+        assert ((session_after["prompts"], session_after["masks"])
+                == (session_before["prompts"], session_before["masks"]))
         assert len(session_after["masks"]) == 3 and session_after["objects"] == session_before["objects"]
 
         (exports / "annotations.json").rmdir()

@@ -19,13 +19,12 @@ import playwright.sync_api as playwright_api
 import pytest
 from PIL import Image
 
-from tests import media_factory
-from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
 from annotation import formats as exporting
-from sam2.video_io import MediaLimits, decode, probe
 from annotation.render import draw_prompts, label_map, object_color, overlay
 from annotation.views import TimelineGeometry
-
+from sam2.video_io import MediaLimits, decode, probe
+from tests import media_factory
+from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = [
@@ -341,7 +340,8 @@ def test_bad_input_gets_a_message_and_the_session_keeps_working(app, browser, wo
     cases = [
         (media_factory.random_bytes(bad / "noise.mov"), "Could not read a video from 'noise.mov'"),
         (media_factory.zero_bytes(bad / "empty.mp4"), "is empty (0 bytes)"),
-        (media_factory.truncated_copy(media_factory.testsrc(bad / "full.mp4", seconds=2), bad / "cut.mp4", 0.4), "incomplete"),
+        (media_factory.truncated_copy(media_factory.testsrc(bad / "full.mp4", seconds=2), bad / "cut.mp4", 0.4),
+         "incomplete"),
         (media_factory.testsrc(bad / "long.mp4", size=(64, 48), fps=5, seconds=6), "the limit is 4 s"),
     ]
     for path, message in cases:
@@ -430,7 +430,8 @@ def test_a_reload_resumes_the_work(app, browser, video, frames, reference_checkp
     page.reload()
     page.wait_for_selector("#upload input[type=file]", state="attached")
     assert "1 object(s) are as you left them" in wait_status(page, "Welcome back")
-    page.wait_for_function("() => { const i = document.querySelector('#viewer img'); return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function("() => { const i = document.querySelector('#viewer img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }")
     assert page.locator("#frame input[type=number]").input_value() == "2"
     assert "8 frames" in page.locator("#video-info").inner_text()
     assert "object 1" in page.locator("#objects").inner_text() and "object 1" in page.locator("#legend").inner_text()

@@ -137,7 +137,9 @@ def test_a_bad_checkpoint_file_stops_the_app_with_a_message(
 # ----------------------------------------------------------------------------- the official file
 
 
-def test_an_official_file_with_the_wrong_checksum_is_refused_and_kept(tmp_path: Path, reference_checkpoint: Path) -> None:
+def test_an_official_file_with_the_wrong_checksum_is_refused_and_kept(
+    tmp_path: Path, reference_checkpoint: Path
+) -> None:
     """A file of the official size where the downloader puts it, but not the official bytes:
     here a loadable SAM 2.1 tiny checkpoint (the reference weights) with bytes appended up to
     the official size. Given with --checkpoint the app starts with it (the user's choice); in

@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 
 import sam2
+from annotation import formats as exporting
+from annotation import operations as annotate
+from annotation import views as core_views
+from annotation.document import PackedMask, UserError
+from annotation.engine import Engine, PromptSpec
+from sam2.video_io import DecodedVideo, VideoInfo
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.app_harness import Replay
 from tests.reference import reference_state_dict
-from annotation import operations as annotate
-from annotation import views as core_views
 from ui import views
-from annotation import formats as exporting
-from annotation.engine import Engine, PromptSpec
-from sam2.video_io import DecodedVideo, VideoInfo
-from annotation.document import PackedMask, UserError
 from ui.sessions import ServerBusy, SessionStore, WorkState
 
 H, W, N = 24, 32, 6
@@ -91,7 +91,9 @@ def assert_same_masks(work: WorkState, expected: dict[int, dict[int, np.ndarray]
         shown = work.doc.frame_masks(frame)
         for obj, mask in masks.items():
             assert obj in shown, f"frame {frame}: the app has no mask for object {obj}"
-            assert np.array_equal(shown[obj], mask), f"frame {frame}, object {obj}: {shown[obj].sum()} vs {mask.sum()} pixels"
+            assert np.array_equal(shown[obj], mask), (
+                f"frame {frame}, object {obj}: {shown[obj].sum()} vs {mask.sum()} pixels"
+            )
 
 
 def lock_is_free(work: WorkState) -> bool:
@@ -596,7 +598,8 @@ def test_cli_options():
 
     options = app.parse_args(["--model", "sam2_hiera_s", "--image-size", "768", "--max-frames", "50"])
     assert options.model == "sam2_hiera_s" and options.image_size == 768 and options.max_frames == 50
-    assert app.parse_args([]).model == "sam2.1_hiera_t" and app.parse_args([]).host in ("127.0.0.1", os.environ.get("GRADIO_SERVER_NAME"))
+    assert (app.parse_args([]).model == "sam2.1_hiera_t"
+            and app.parse_args([]).host in ("127.0.0.1", os.environ.get("GRADIO_SERVER_NAME")))
     for bad in (["--model", "sam3"], ["--image-size", "640"], ["--max-frames", "0"]):
         with pytest.raises(SystemExit):
             app.parse_args(bad)

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from sam2 import build_video_predictor
-
 from tests.reference import load_case, reference_state_dict
 
 MODULES = [

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import sam2
+from annotation.engine import Engine, ModelSpec, PromptSpec
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.reference import reference_state_dict
-from annotation.engine import Engine, ModelSpec, PromptSpec
 
 IMAGE_SIZE = 64
 N = 10
@@ -114,7 +114,7 @@ def test_engine_tracking_on_frames_encoded_ahead_gives_the_same_masks():
         engine.prompt(handle, 0, 1, PromptSpec(points=((7.0, 11.0),), labels=(1,)))
         engine.encode_ahead(handle, 1)
         if ahead:
-            assert wait_for(lambda: all(engine.encoded(handle, f) for f in range(1, 7)))
+            assert wait_for(lambda engine=engine, handle=handle: all(engine.encoded(handle, f) for f in range(1, 7)))
         results.append(dict(engine.track(handle, 0, None, reverse=False)))
     plain, ahead = results
     assert plain.keys() == ahead.keys() == set(range(N))

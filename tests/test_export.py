@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import media_factory as mf
 from annotation.formats import (
     SESSION_VERSION,
     Prompt,
@@ -31,8 +30,9 @@ from annotation.formats import (
     video_fingerprint,
     video_ref,
 )
-from sam2.video_io import decode, probe
 from annotation.render import PALETTE, draw_prompts, mask_image, object_color, overlay
+from sam2.video_io import decode, probe
+from tests import media_factory as mf
 
 H, W = 48, 64
 FRAMES = 4

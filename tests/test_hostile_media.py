@@ -13,15 +13,15 @@ import os
 import sys
 import tempfile
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from tests import media_factory as mf
 from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
+from tests import media_factory as mf
 
 SMALL = MediaLimits(max_frames=60, max_seconds=10, max_side=320, max_fps=30)
 RED = np.array(mf.MARKER_RGB)
@@ -64,7 +64,8 @@ class Frames:
     check: Callable[[DecodedVideo], None] | None = None
 
     def __str__(self) -> str:
-        return f"frames: {self.count} x {self.size[0]}x{self.size[1]}" + (f", marker {self.corner}" if self.corner else "")
+        return (f"frames: {self.count} x {self.size[0]}x{self.size[1]}"
+                + (f", marker {self.corner}" if self.corner else ""))
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,9 @@ def _check_frames(expect: Frames, video: DecodedVideo) -> None:
     low, high = expect.count if isinstance(expect.count, tuple) else (expect.count, expect.count)
     assert low <= count <= high, f"{count} frames, expected {expect.count}"
     width, height = expect.size
-    assert all(f.shape == (height, width, 3) and f.dtype == np.uint8 for f in video.frames), {f.shape for f in video.frames}
+    assert all(f.shape == (height, width, 3) and f.dtype == np.uint8 for f in video.frames), (
+        {f.shape for f in video.frames}
+    )
     assert video.timestamps == pytest.approx([i / video.fps for i in range(count)])
     if expect.corner:
         corners = [marker_corner(f) for f in video.frames[expect.marked_from :]]

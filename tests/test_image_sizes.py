@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import sam2
+from annotation.engine import Engine, PromptSpec
 from sam2.build import load_model
 from tests.reference import reference_state_dict
-from annotation.engine import Engine, PromptSpec
 
 VARIANT = "sam2.1_hiera_t"
 
@@ -36,7 +36,7 @@ def test_resized_model_shares_weights_and_equals_a_model_loaded_at_that_size(wei
     big = load_model(VARIANT, weights, image_size=128)
     small = big.at_image_size(64)
     assert small.config.image_size == 64 and big.config.image_size == 128
-    for (name, a), b in zip(big.state_dict().items(), small.state_dict().values()):
+    for (name, a), b in zip(big.state_dict().items(), small.state_dict().values(), strict=True):
         assert a.data_ptr() == b.data_ptr(), f"{name} was copied"
     direct = load_model(VARIANT, weights, image_size=64)
     image = torch.randn(1, 3, 64, 64)
@@ -55,7 +55,7 @@ def test_predictor_at_another_size_tracks_like_one_built_there(weights):
         session = predictor.init_state(frames())
         predictor.add_new_points_or_box(session, 0, 1, points=[[14, 18]], labels=[1])
         results.append([m.numpy() for _, _, m in predictor.propagate_in_video(session)])
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert np.array_equal(a, b)
 
 
@@ -85,8 +85,8 @@ def test_changing_detail_on_a_loaded_video_reapplies_the_clicks(tmp_path):
     """The page's "Model detail" on a video with clicks and tracked frames: a session at the
     new size holds the same clicks, prompted frames show the new size's masks (equal to the
     predictor at that size called directly), tracked frames keep theirs until the next run."""
-    from tests.test_app_units import IMAGE_SIZE, direct, make_work
     from annotation import operations as annotate
+    from tests.test_app_units import IMAGE_SIZE, direct, make_work
 
     weights = reference_state_dict(VARIANT)
     base = sam2.build_video_predictor(VARIANT, weights, image_size=IMAGE_SIZE, corrections_as_cond=True)

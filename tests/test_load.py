@@ -31,7 +31,8 @@ load_test = _load_script()
 def server(reference_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     # A closed page's work is kept for a reload (default: the session TTL); 1 s here, so that the
     # session folders are seen gone soon after the pages close.
-    running = load_test.launch(reference_checkpoint, tmp_path_factory.mktemp("load"), max_sessions=4, extra=("--resume-grace-s", "1"))
+    running = load_test.launch(reference_checkpoint, tmp_path_factory.mktemp("load"), max_sessions=4,
+                               extra=("--resume-grace-s", "1"))
     yield running
     running.stop()
 
@@ -59,7 +60,8 @@ def test_three_sessions_in_a_row(server, flow):
     assert report.temp_after is not None and report.temp_after.sessions == 0
     first = report.sequence[0]
     assert all(
-        (row["temp_bytes"], row["temp_files"], row["temp_dirs"]) == (first["temp_bytes"], first["temp_files"], first["temp_dirs"])
+        (row["temp_bytes"], row["temp_files"], row["temp_dirs"])
+        == (first["temp_bytes"], first["temp_files"], first["temp_dirs"])
         for row in report.sequence
     ), load_test.render(report)
     assert_no_uploads_left(server.temp_dir)

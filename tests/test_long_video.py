@@ -30,8 +30,10 @@ def frames():
 
 
 def _correct_and_retrack(predictor, state):
-    _, _, corrected = predictor.add_new_points_or_box(state, 5, 1, points=[[70, 20]], labels=[0], clear_old_points=False)
-    retracked = {f: m.clone() for f, _, m in predictor.propagate_in_video(state, start_frame_idx=5, max_frame_num_to_track=6)}
+    _, _, corrected = predictor.add_new_points_or_box(state, 5, 1, points=[[70, 20]], labels=[0],
+                                                      clear_old_points=False)
+    retracked = {f: m.clone()
+                 for f, _, m in predictor.propagate_in_video(state, start_frame_idx=5, max_frame_num_to_track=6)}
     return corrected, retracked
 
 
@@ -42,9 +44,10 @@ def test_memory_bank_is_bounded_and_eviction_is_invisible(model, frames):
     track = None
     peak = 0
     for frame_idx, _, _ in predictor.propagate_in_video(state):
+        last_frame = frame_idx
         track = state.tracks[1]
         peak = max(peak, track.memory_count())
-    assert frame_idx == NUM_FRAMES - 1
+    assert last_frame == NUM_FRAMES - 1
     assert len(track.non_cond) == NUM_FRAMES - 1  # every frame keeps its (small) result...
     assert peak <= WINDOW + len(track.cond)  # ...but only a window keeps its memory map
     assert track.non_cond[3].memory is None  # the early frames' maps are gone

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import sam2.video_io as media_module
-from tests import media_factory as mf
 from sam2.video_io import DecodedVideo, MediaError, MediaLimits, _parse_probe, decode, fit_size, probe
+from tests import media_factory as mf
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +324,7 @@ _LEGACY_STDERR = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'phone.mp4':
       displaymatrix: rotation of -90.00 degrees
   Stream #0:1(eng): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 96 kb/s (default)
 At least one output file must be specified
-"""
+"""  # noqa: E501 (ffmpeg's report verbatim: its Stream line is one long line)
 
 
 def test_parses_older_ffmpeg_rotation_output() -> None:

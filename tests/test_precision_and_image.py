@@ -19,10 +19,11 @@ def test_fast_mode_agrees_with_exact_mode():
     outputs = {}
     for precision in ("float32", "bfloat16"):
         predictor = SAM2VideoPredictor(model, precision=precision)
-        outputs[precision] = [o.masks for o in replay_video_case("video_s21_512", predictor, predictor.init_state(frames))
+        outputs[precision] = [o.masks
+                              for o in replay_video_case("video_s21_512", predictor, predictor.init_state(frames))
                               if o.masks is not None]
     assert len(outputs["float32"]) == len(outputs["bfloat16"]) > 3
-    for exact, fast in zip(outputs["float32"], outputs["bfloat16"]):
+    for exact, fast in zip(outputs["float32"], outputs["bfloat16"], strict=True):
         assert fast.dtype == np.float32  # results stay float32
         a, b = exact > 0, fast > 0
         assert np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1) >= 0.98

@@ -119,7 +119,9 @@ def fresh_cookies(app) -> dict[str, str]:
     return cookies
 
 
-def raw_event(app, api_name: str, data: list, cookies: dict[str, str], session_hash: str | None = None, timeout_s: float = 60.0) -> dict:
+def raw_event(
+    app, api_name: str, data: list, cookies: dict[str, str], session_hash: str | None = None, timeout_s: float = 60.0,
+) -> dict:
     """Call an event through Gradio's queue with hand-made input data (what a browser or
     gradio_client sends, but with any FileData path): the 'process_completed' message."""
     config = httpx.get(app.url + "config", timeout=30).json()
@@ -131,7 +133,8 @@ def raw_event(app, api_name: str, data: list, cookies: dict[str, str], session_h
     event_id = joined.json()["event_id"]
     deadline = time.monotonic() + timeout_s
     with httpx.stream(
-        "GET", app.url + "gradio_api/queue/data", params={"session_hash": session_hash}, cookies=cookies, timeout=timeout_s
+        "GET", app.url + "gradio_api/queue/data", params={"session_hash": session_hash}, cookies=cookies,
+        timeout=timeout_s,
     ) as stream:
         for line in stream.iter_lines():
             if time.monotonic() > deadline:
@@ -263,7 +266,9 @@ def _variants(path: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("who", ["another browser", "no cookie", "forged cookie", "empty cookie", "session hash as cookie"])
+@pytest.mark.parametrize(
+    "who", ["another browser", "no cookie", "forged cookie", "empty cookie", "session hash as cookie"]
+)
 def test_another_sessions_files_are_refused(app, alice, who):
     cookie = {
         "another browser": f"sam2_owner={fresh_cookies(app)['sam2_owner']}",
@@ -337,7 +342,8 @@ def test_another_sessions_session_file_cannot_be_loaded(app, victim, video):
         attacker.predict(handle_file(str(video)), api_name="/upload_video")
         path = victim.files["session.json"]
         message = raw_event(
-            app, "load_session", [file_data(path, "session.json"), 0], attacker.cookies, session_hash=attacker.session_hash
+            app, "load_session", [file_data(path, "session.json"), 0], attacker.cookies,
+            session_hash=attacker.session_hash,
         )
         assert Path(path).exists(), f"the victim's session file was deleted ({status_of(message)})"
         assert "not uploaded from this page" in status_of(message), status_of(message)
@@ -376,7 +382,8 @@ def test_two_browsers_uploading_the_same_file(app, video):
     paths = []
     for cookies in (first, second):
         response = httpx.post(
-            app.url + "gradio_api/upload", files=[("files", (video.name, video.read_bytes()))], cookies=cookies, timeout=60
+            app.url + "gradio_api/upload", files=[("files", (video.name, video.read_bytes()))], cookies=cookies,
+            timeout=60,
         )
         response.raise_for_status()
         paths += response.json()
@@ -398,7 +405,8 @@ def test_a_shared_upload_stays_until_the_last_session_using_it_closes(app, workd
     closes its page, the file stays (the other session holds it) and the other keeps working,
     tracking and exporting, and can upload the same file again; when the last one closes, the
     upload and its folder are deleted (not left to Gradio's sweep, minutes later)."""
-    clip = media_factory.testsrc(workdir / "shared.mp4", size=(128, 96), fps=6, seconds=1.0)  # bytes no other test uploads
+    # a clip whose bytes no other test uploads
+    clip = media_factory.testsrc(workdir / "shared.mp4", size=(128, 96), fps=6, seconds=1.0)
     first, second = (Client(app.url, verbose=False, download_files=False) for _ in range(2))
     try:
         folders = []

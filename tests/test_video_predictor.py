@@ -185,8 +185,11 @@ def test_init_state_reads_files_through_the_hardened_decoder(predictor, tmp_path
         predictor.init_state(str(playlist))
 
     video = mf.testsrc(tmp_path / "clip.mp4", size=(96, 64), fps=25, seconds=2.0)
-    with pytest.raises(ValueError, match=r"limit is 20 frames.*init_state\(\.\.\., limits=MediaLimits\(max_frames=50\)\)"):
-        predictor.init_state(video, limits=MediaLimits(max_frames=20, advice="pass init_state(..., limits=MediaLimits({name}={value}))"))
+    with pytest.raises(ValueError,
+                       match=r"limit is 20 frames.*init_state\(\.\.\., limits=MediaLimits\(max_frames=50\)\)"):
+        predictor.init_state(video, limits=MediaLimits(
+            max_frames=20, advice="pass init_state(..., limits=MediaLimits({name}={value}))"
+        ))
     with pytest.raises(MediaError, match=r"limits=MediaLimits\(max_frames="):
         predictor.init_state(video, limits=dataclasses.replace(PREDICTOR_LIMITS, max_frames=20))
     state = predictor.init_state(video)

@@ -10,8 +10,8 @@ nothing else on the page changes, so the session keeps working.
 """
 
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,10 @@ import gradio as gr
 
 from annotation import operations
 from annotation.document import UserError
-from annotation.views import TimelineGeometry
-from ui import views
 from annotation.engine import Engine
+from annotation.views import TimelineGeometry
 from sam2.video_io import MediaLimits
+from ui import views
 from ui.sessions import SessionStore, WorkState
 
 OWNER_COOKIE = "sam2_owner"
@@ -198,7 +198,8 @@ class Handlers:
         c = self.c
         work.shown_frame = int(frame)
         self.engine.encode_ahead(work.video.handle, int(frame))
-        return {c.viewer: str(views.frame_file(work, int(frame))), c.timeline: str(views.timeline_file(work, int(frame)))}
+        return {c.viewer: str(views.frame_file(work, int(frame))),
+                c.timeline: str(views.timeline_file(work, int(frame)))}
 
     # ------------------------------------------------------------------ prompts
     def on_click(self, mode: str, frame: float, evt: gr.SelectData, request: gr.Request) -> dict:
@@ -206,7 +207,8 @@ class Handlers:
         if index is None:
             return self.warn("Click inside the picture.")
         x, y = float(index[0]), float(index[1])
-        return self.run(request, lambda w: (operations.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")), int(frame)))
+        return self.run(request, lambda w: (operations.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")),
+                                            int(frame)))
 
     def on_undo(self, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.undo(w, self.engine), int(frame)))
@@ -391,9 +393,14 @@ class Handlers:
     # ------------------------------------------------------------------ API-only endpoints
     def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:
         """Add a click for object `obj_id` (made if missing) on `frame` at pixel (x, y)."""
-        return self._api_prompt(request, obj_id, lambda w: operations.click(w, self.engine, frame, x, y, "add" if positive else "remove"), frame)
+        return self._api_prompt(
+            request, obj_id, lambda w: operations.click(w, self.engine, frame, x, y, "add" if positive else "remove"),
+            frame,
+        )
 
-    def api_add_box(self, frame: int, x0: float, y0: float, x1: float, y1: float, obj_id: int, request: gr.Request) -> dict:
+    def api_add_box(
+        self, frame: int, x0: float, y0: float, x1: float, y1: float, obj_id: int, request: gr.Request,
+    ) -> dict:
         """Give object `obj_id` (made if missing) a box (two opposite corners) on `frame`."""
 
         def action(work: WorkState) -> str:
@@ -410,7 +417,8 @@ class Handlers:
                 operations.require_video(work)
                 if obj_id not in work.doc.object_ids:
                     if work.next_object_id() != obj_id:
-                        raise UserError(f"There is no object {obj_id}; the next new object gets id {work.next_object_id()}.")
+                        raise UserError(f"There is no object {obj_id}; "
+                                        f"the next new object gets id {work.next_object_id()}.")
                     operations.add_object(work)
                 operations.select_object(work, obj_id)
                 message = action(work)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from annotation.operations import EXPORT_FORMATS
-from ui.callbacks import Controls, Handlers
 from annotation.engine import Engine
+from annotation.operations import EXPORT_FORMATS
 from sam2.video_io import MediaLimits
+from ui.callbacks import Controls, Handlers
 from ui.sessions import SessionStore
 
 TITLE = "SAM 2 video annotator"
@@ -86,7 +86,7 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     return demo
 
 
-def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int) -> "Controls":
+def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=3):
@@ -110,7 +110,8 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                 gr.Markdown("### 1. Video")
                 sample_fps = gr.Number(
                     value=0, minimum=0, maximum=limits.max_fps, step=1, elem_id="sample-fps",
-                    label=f"Frames per second to keep (0 = the video's own rate, at most {limits.max_fps:g}); set before uploading",
+                    label=f"Frames per second to keep (0 = the video's own rate, at most {limits.max_fps:g}); "
+                          "set before uploading",
                 )
                 detail = gr.Radio(
                     [(_detail_label(s), s) for s in sizes], value=size,
@@ -145,21 +146,25 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                     both = gr.Button("◀ Track both ▶", elem_id="track-both", variant="primary")
                     fwd = gr.Button("Track forward ▶", elem_id="track-forward")
                 with gr.Row():
-                    count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)", elem_id="count")
+                    count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)",
+                                      elem_id="count")
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
                 progress = gr.Markdown("", elem_id="progress")
                 gr.Markdown("**Timeline**: click it to go to that frame.")
                 timeline = gr.Image(
-                    label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline", buttons=[]
+                    label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline",
+                    buttons=[],
                 )
                 next_lost = gr.Button("Go to the next frame where an object is lost", size="sm", elem_id="next-lost")
             with gr.Group():
                 gr.Markdown("### 4. Download")
                 gr.Markdown(EXPORT_HELP)
-                formats = gr.CheckboxGroup(EXPORT_CHOICES, value=list(EXPORT_FORMATS), label="Files to make", elem_id="formats")
+                formats = gr.CheckboxGroup(EXPORT_CHOICES, value=list(EXPORT_FORMATS), label="Files to make",
+                                           elem_id="formats")
                 export = gr.Button("Make files", variant="primary", elem_id="export")
                 downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="downloads")
-                session_file = gr.File(label="Load session (a session JSON saved from this video)", type="filepath", elem_id="load-session")
+                session_file = gr.File(label="Load session (a session JSON saved from this video)", type="filepath",
+                                       elem_id="load-session")
     buttons = {
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
@@ -176,9 +181,11 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b = c.buttons
     view = c.view_outputs()
     quick = {"show_progress": "minimal"}
-    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"], b["detail"]], [*view, c.upload, c.downloads], api_name="upload_video")
+    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"], b["detail"]], [*view, c.upload, c.downloads],
+                    api_name="upload_video")
     b["detail"].input(h.on_detail, [b["detail"], c.frame], view, api_name="set_detail")
-    c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last", api_name="show_frame", **quick)
+    c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last",
+                  api_name="show_frame", **quick)
     c.viewer.select(h.on_click, [c.mode, c.frame], view, api_visibility="private", **quick)
     c.undo.click(h.on_undo, [c.frame], view, api_name="undo", **quick)
     c.redo.click(h.on_redo, [c.frame], view, api_name="redo", **quick)
@@ -199,7 +206,8 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     c.timeline.select(h.on_timeline_click, None, view, api_visibility="private", **quick)
     b["next_lost"].click(h.on_next_lost, [c.frame], view, api_name="next_lost_frame", **quick)
     b["export"].click(h.on_export, [b["formats"]], [*view, c.downloads], api_name="export")
-    b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]], api_name="load_session")
+    b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]],
+                             api_name="load_session")
     gr.api(h.api_add_point, api_name="add_point")
     gr.api(h.api_add_box, api_name="add_box")
     gr.api(h.api_track, api_name="track", concurrency_limit=8)

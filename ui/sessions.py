@@ -59,7 +59,7 @@ class UploadRef:
     inode: tuple[int, int]  # (st_dev, st_ino)
 
     @classmethod
-    def of(cls, path: Path) -> "UploadRef":
+    def of(cls, path: Path) -> UploadRef:
         try:
             info = path.stat()
         except OSError:
@@ -282,7 +282,8 @@ class SessionStore:
 
     def _is_upload_file(self, path: Path) -> bool:
         """A file directly in one of Gradio's upload folders (``<cache>/<hash>/<name>``)."""
-        return self.upload_cache is not None and path.parent.parent == self.upload_cache and self.root not in path.parents
+        return (self.upload_cache is not None and path.parent.parent == self.upload_cache
+                and self.root not in path.parents)
 
     def tidy_upload_cache(self, now: float | None = None) -> list[Path]:
         """Delete the empty temporary files Gradio 6.31 leaves in its cache folder.
@@ -303,7 +304,8 @@ class SessionStore:
             names = os.listdir(self.upload_cache)
         except OSError:  # the folder is gone (the app is stopping)
             return []
-        candidates = [self.upload_cache / n for n in names if _TEMPFILE_NAME.fullmatch(n) and _is_stray(self.upload_cache / n, now)]
+        candidates = [self.upload_cache / n for n in names
+                      if _TEMPFILE_NAME.fullmatch(n) and _is_stray(self.upload_cache / n, now)]
         if not candidates:
             return []
         in_use = open_files()  # listed after the candidates: a file made since is no candidate

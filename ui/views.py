@@ -61,7 +61,8 @@ def legend_html(work: WorkState) -> str:
     for o in work.objects:
         with_mask = sum(1 for (f, obj), m in work.doc.masks.items() if obj == o.id and m.area)
         lost = sum(1 for (f, obj) in work.doc.tracked if obj == o.id and not work.doc.area(f, obj))
-        swatch = "#%02x%02x%02x" % o.color
+        r, g, b = o.color
+        swatch = f"#{r:02x}{g:02x}{b:02x}"
         active = " &#9664; clicks go here" if o.id == work.active else ""
         rows.append(
             f"<tr data-object='{o.id}'><td><span style='display:inline-block;width:14px;height:14px;"

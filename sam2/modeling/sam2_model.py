@@ -32,7 +32,7 @@ class ImageFeatures:
     image_pos: torch.Tensor  # (B, C, h, w)
     high_res: tuple[torch.Tensor, torch.Tensor]  # (B, C/8, 4h, 4w), (B, C/4, 2h, 2w), projected
 
-    def expand(self, batch: int) -> "ImageFeatures":
+    def expand(self, batch: int) -> ImageFeatures:
         return ImageFeatures(
             self.image_embed.expand(batch, -1, -1, -1),
             self.image_pos.expand(batch, -1, -1, -1),
@@ -100,7 +100,7 @@ class SAM2Model(nn.Module):
     def device(self) -> torch.device:
         return self.no_mem_embed.device
 
-    def at_image_size(self, image_size: int) -> "SAM2Model":
+    def at_image_size(self, image_size: int) -> SAM2Model:
         """The same model for another input size (512, 768 or 1024), sharing every weight
         tensor with this one (no copy): no parameter's shape depends on the size, only the
         position encodings computed from it."""
