@@ -20,10 +20,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-IMAGE_SIZES = (512, 768, 1024)
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-
+if TYPE_CHECKING:
+    from sam2.video_io import MediaLimits
 
 @dataclass(frozen=True)
 class AppOptions:
@@ -31,7 +31,7 @@ class AppOptions:
 
     model: str
     checkpoint: Path | None
-    checkpoint_dir: Path  # where the official file is looked for and downloaded without --checkpoint
+    checkpoint_dir: Path | None  # where the official file is looked for and downloaded without --checkpoint
     image_size: int
     device: str
     precision: str  # resolved: "float32", "bfloat16" or "float16" ("auto" is decided here)
@@ -39,9 +39,7 @@ class AppOptions:
     host: str
     port: int
     share: bool
-    max_frames: int
-    max_seconds: float
-    max_side: int
+    limits: MediaLimits
     max_upload_mb: int
     session_ttl_min: float
     resume_grace_s: float  # how long a closed or reloaded page's work is kept for a reload
@@ -51,107 +49,45 @@ class AppOptions:
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
-    from annotation.engine import FRAME_STORAGES
-    from checkpoints import DEFAULT_DIRECTORY
-    from sam2.config import resolve_variant
+    from annotation.options import add_media_arguments, add_model_arguments, media_limits, resolve_model
 
     parser = argparse.ArgumentParser(description="SAM 2 video annotator (a Gradio web page).")
-    parser.add_argument("--model", default="sam2.1_hiera_tiny",
-                        help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} "
-                             "or _t/_s/_b+/_l")
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: download the official one)")
-    parser.add_argument("--checkpoint-dir", type=Path, default=None,
-                        help="folder of the official checkpoints, checked (SHA-256) and downloaded there when "
-                             "missing (default: checkpoints/ next to app.py)")
-    parser.add_argument("--image-size", type=int, default=1024, choices=IMAGE_SIZES,
-                        help="model input size; 512 is about 4x faster on a CPU, 1024 is the most accurate")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="arithmetic of the model: auto (default) = bfloat16 on GPUs and on CPUs with "
-                             "AVX-512 BF16/AMX (faster; masks differ slightly), else float32 (exact masks)")
-    parser.add_argument("--frame-storage", default="png", choices=FRAME_STORAGES,
-                        help="how a video's frames are kept in memory, once for the model and the page: png "
-                             "(default: lossless and smaller than raw; about 20 ms a 720p frame on upload), jpeg "
-                             "(smaller still, pixels change slightly) or raw (uint8, 2.8 MB a 720p frame)")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
-    parser.add_argument("--port", type=int,
-                        default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
-                        help="port (default: $GRADIO_SERVER_PORT, else $PORT as hosts set it, else 7860)")
-    parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
-    parser.add_argument("--max-frames", type=int, default=600, help="most frames a video may have after sampling")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="longest video accepted, in seconds")
-    parser.add_argument("--max-side", type=int, default=1280, help="frames are scaled down to this longest side")
-    parser.add_argument("--max-upload-mb", type=int, default=500, help="largest upload accepted, in MB")
-    parser.add_argument("--session-ttl-min", type=float, default=30.0,
-                        help="free a browser tab's work after this many idle minutes")
-    parser.add_argument("--resume-grace-s", type=float, default=None,
-                        help="keep a closed or reloaded page's work this many seconds, so that a reload in "
-                             "the same browser resumes it (default: the session TTL). A page cannot tell a "
-                             "reload from a closed tab, so a closed tab's work is freed only after this; "
-                             "until then it counts towards --max-sessions")
-    parser.add_argument("--max-sessions", type=int, default=8, help="most browser tabs working at once")
-    parser.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
-    parser.add_argument("--encode-ahead", type=int, default=8,
-                        help="while the model is idle, encode the frame a user looks at and the next ones, this "
-                             "many per session, one frame at a time (clicks there answer at once; tracking starts on "
-                             "encoded frames); each holds ~20 MB at 1024 px, 5 MB at 512. 0 turns it off")
+    add_model_arguments(parser)
+    add_media_arguments(parser)
+    page = parser.add_argument_group("serving")
+    page.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                      help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    page.add_argument("--port", type=int,
+                      default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+                      help="port (default: $GRADIO_SERVER_PORT, else $PORT as hosts set it, else 7860)")
+    page.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
+    page.add_argument("--max-upload-mb", type=int, default=500, help="largest upload accepted, in MB")
+    page.add_argument("--session-ttl-min", type=float, default=30.0,
+                      help="free a browser tab's work after this many idle minutes")
+    page.add_argument("--resume-grace-s", type=float, default=None,
+                      help="keep a closed or reloaded page's work this many seconds, so that a reload in "
+                           "the same browser resumes it (default: the session TTL). A page cannot tell a "
+                           "reload from a closed tab, so a closed tab's work is freed only after this; "
+                           "until then it counts towards --max-sessions")
+    page.add_argument("--max-sessions", type=int, default=8, help="most browser tabs working at once")
+    page.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
+    page.add_argument("--encode-ahead", type=int, default=8,
+                      help="while the model is idle, encode the frame a user looks at and the next ones, this "
+                           "many per session, one frame at a time (clicks there answer at once; tracking starts "
+                           "on encoded frames); each holds ~20 MB at 1024 px, 5 MB at 512. 0 turns it off")
     args = parser.parse_args(argv)
-    try:
-        model = resolve_variant(args.model)
-    except ValueError as exc:
-        parser.error(str(exc))
+    limits = media_limits(args, parser, advice="start the app with {flag} {value}")
     if args.resume_grace_s is None:
         args.resume_grace_s = args.session_ttl_min * 60
-    for name in ("max_frames", "max_seconds", "max_side", "max_upload_mb", "session_ttl_min", "resume_grace_s",
-                 "max_sessions", "queue_size"):  # fmt: skip
+    for name in ("max_upload_mb", "session_ttl_min", "resume_grace_s", "max_sessions", "queue_size"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    try:
-        precision = resolve_precision(args.precision, args.device)
-    except (RuntimeError, ValueError) as exc:  # torch's words for a device it does not know
-        parser.error(f"--device {args.device}: {exc}")
+    model, precision = resolve_model(args, parser)
     return AppOptions(
-        model, args.checkpoint, args.checkpoint_dir or DEFAULT_DIRECTORY, args.image_size, args.device, precision,
-        args.frame_storage, args.host, args.port, args.share, args.max_frames, args.max_seconds, args.max_side,
-        args.max_upload_mb, args.session_ttl_min, args.resume_grace_s, args.max_sessions, args.queue_size,
-        encode_ahead=max(0, args.encode_ahead),
+        model, args.checkpoint, args.checkpoint_dir, args.image_size, args.device, precision,
+        args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
+        args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead),
     )  # fmt: skip
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` -> the fastest precision the device does natively (sam2's rule); others as given."""
-    import torch
-
-    from sam2.precision import Precision
-
-    device = str(torch.device(device))  # raises for an unknown device
-    return Precision.fastest_supported(device) if precision == "auto" else precision
-
-
-def resolve_checkpoint(options: AppOptions) -> Path:
-    """--checkpoint, or the official file in --checkpoint-dir: checked against the registry's
-    SHA-256, downloaded with a progress bar when missing. A file given with --checkpoint is
-    the user's own and is never hashed against the registry (it may be fine-tuned weights);
-    loading it checks what it holds."""
-    if options.checkpoint is not None:
-        if not options.checkpoint.exists():
-            from sam2.checkpoint import CheckpointError
-
-            raise CheckpointError(f"The checkpoint file {options.checkpoint} does not exist.")
-        return options.checkpoint  # a folder is refused by the loader, which lists its .pt files
-    from checkpoints.download import ensure_checkpoint
-
-    return ensure_checkpoint(options.model, options.checkpoint_dir)
-
-
-def checkpoint_problem(error: Exception, checkpoint: Path | None, model: str) -> str:
-    """The error's message, naming the file where it does not (the key report of a checkpoint
-    made for another variant names the variants only)."""
-    message = str(error)
-    if checkpoint is None or str(checkpoint) in message:
-        return message
-    return f"The checkpoint file {checkpoint} cannot be used for {model}. {message}"
 
 
 def prepare_temp_root() -> Path:
@@ -176,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     temp_root = prepare_temp_root()  # before importing gradio, which reads it
 
     from annotation.engine import Engine, ModelSpec
+    from annotation.options import checkpoint_problem, resolve_checkpoint
     from sam2.checkpoint import CheckpointError
 
     checkpoint: Path | None = None
     try:
-        checkpoint = resolve_checkpoint(options)
+        checkpoint = resolve_checkpoint(options.model, options.checkpoint, options.checkpoint_dir)
         print(f"Loading {options.model} from {checkpoint}...", flush=True)
         spec = ModelSpec(
             options.model, checkpoint, options.image_size, options.device, options.precision, options.frame_storage,
@@ -194,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from starlette.middleware import Middleware
 
-    from sam2.video_io import MediaLimits
     from ui.access import SessionFileGuard
     from ui.layout import build_page
     from ui.sessions import SessionStore
@@ -206,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     store.start_sweeper()
     atexit.register(store.shutdown)
-    limits = MediaLimits(max_frames=options.max_frames, max_seconds=options.max_seconds, max_side=options.max_side)
-    demo = build_page(store, engine, limits)
+    demo = build_page(store, engine, options.limits)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=4)
     demo.launch(
         server_name=options.host,

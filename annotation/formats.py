@@ -97,6 +97,15 @@ def _writing(path: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+def file_stem(video_name: str) -> str:
+    """The start of every export's file name for a video: ``walk.mp4`` -> ``walk``, so a person
+    annotating several videos gets ``walk_coco.json`` and ``run_coco.json``. Only letters,
+    digits, ``-``, ``_`` and ``.`` are kept (others become ``_``), at most 60 characters."""
+    stem = Path(video_name).stem if Path(video_name).suffix else video_name
+    clean = re.sub(r"[^\w.-]+", "_", stem, flags=re.ASCII).strip("._")[:60].strip("._")
+    return clean or "video"
+
+
 def _masks_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(value): labels == value for value in np.unique(labels) if value != 0}
 
@@ -438,6 +447,7 @@ def _pad_to(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 SESSION_VERSION = 2
+MAX_OBJECT_ID = 255  # PNG masks hold one object id per pixel value
 READABLE_VERSIONS = (1, 2)  # version 1 files hold objects and prompts only, no masks
 
 
@@ -583,12 +593,7 @@ def load_session_json(path: Path, expected: VideoRef | None = None) -> Session:
     another video.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SessionError(f"Could not read the session file '{path.name}': {exc}.") from exc
-    except json.JSONDecodeError as exc:
-        raise SessionError(f"'{path.name}' is not a session file: it is not valid JSON ({exc}).") from exc
+    data = _read_json(path, "session")
     try:
         session = _parse_session(data)
     except _Invalid as exc:
@@ -596,6 +601,89 @@ def load_session_json(path: Path, expected: VideoRef | None = None) -> Session:
     if expected is not None:
         check_session_video(session, expected)
     return session
+
+
+@dataclass
+class PromptsFile:
+    """A hand-written prompts file: objects and their clicks and boxes, in the pixels of the
+    video as it is (before any scaling), checked against the video when applied."""
+
+    objects: list[SessionObject]
+    prompts: list[Prompt]
+
+
+MAX_PROMPTS = 10_000  # prompts in one file; each one is a model call when it is applied
+MAX_POINTS = 100  # clicks in one prompt
+
+
+def load_prompts_json(path: Path) -> PromptsFile:
+    """Read a prompts file::
+
+        {"objects": [
+            {"id": 1, "name": "dog", "prompts": [
+                {"frame": 0, "points": [[210, 350], [250, 220]], "labels": [1, 0]},
+                {"frame": 40, "box": [300, 0, 500, 400]}]},
+            {"name": "ball", "prompts": [{"frame": 0, "points": [[90, 60]]}]}]}
+
+    ``id`` (1..255) defaults to the next free one, ``name`` to "object <id>", ``labels`` to 1
+    (add) for every point; points are (x, y) and a box is (x0, y0, x1, y1) in pixels of the
+    video's own size. Raises SessionError with a plain message naming the field.
+    """
+    path = Path(path)
+    data = _read_json(path, "prompts")
+    try:
+        return _parse_prompts_file(data)
+    except _Invalid as exc:
+        raise SessionError(f"'{path.name}' is not a valid prompts file: {exc}.") from None
+
+
+def _read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SessionError(f"Could not read the {what} file '{path.name}': {exc}.") from exc
+    except json.JSONDecodeError as exc:
+        raise SessionError(f"'{path.name}' is not a {what} file: it is not valid JSON ({exc}).") from exc
+    except RecursionError:
+        raise SessionError(f"'{path.name}' is not a {what} file: its JSON is nested too deeply.") from None
+
+
+def _parse_prompts_file(data: object) -> PromptsFile:
+    raw_objects = _list(data, "objects", "the file")
+    if not raw_objects:
+        raise _Invalid("'objects' is empty")
+    if len(raw_objects) > MAX_OBJECT_ID:
+        raise _Invalid(f"it has {len(raw_objects)} objects; the most is {MAX_OBJECT_ID}")
+    objects: list[SessionObject] = []
+    prompts: list[Prompt] = []
+    for i, raw in enumerate(raw_objects):
+        where = f"objects[{i}]"
+        if not isinstance(raw, dict):
+            raise _Invalid(f"{where} must be an object with 'prompts'")
+        used = {o.id for o in objects}
+        obj_id = _int(raw, "id", where) if "id" in raw else next(n for n in range(1, 256) if n not in used)
+        if not 1 <= obj_id <= MAX_OBJECT_ID or obj_id in used:
+            raise _Invalid(f"{where}.id must be a whole number 1..{MAX_OBJECT_ID}, different for each object")
+        name = clean_name(_str(raw, "name", where)) if "name" in raw else f"object {obj_id}"
+        if not name:
+            raise _Invalid(f"{where}.name is empty")
+        objects.append(SessionObject(obj_id, name, (0, 0, 0)))
+        for j, entry in enumerate(_list(raw, "prompts", where)):
+            if not isinstance(entry, dict):
+                raise _Invalid(f"{where}.prompts[{j}] must be an object with 'frame'")
+            points = entry.get("points", [])
+            adds = [1] * len(points) if isinstance(points, list) else []  # a point without a label adds
+            defaults = {"points": points, "labels": adds}
+            prompts.append(_parse_prompt({**defaults, **entry, "obj_id": obj_id}, f"{where}.prompts[{j}]"))
+            if len(prompts) > MAX_PROMPTS:
+                raise _Invalid(f"it has more than {MAX_PROMPTS} prompts")
+    return PromptsFile(objects, prompts)
+
+
+def clean_name(name: str) -> str:
+    """An object's name as the page keeps it: whitespace (newlines too) folded to single
+    spaces, at most 60 characters."""
+    return " ".join(str(name).split())[:60]
 
 
 def check_session_video(session: Session, expected: VideoRef) -> None:
@@ -743,6 +831,8 @@ def _inflate(text: str, size: int, what: str) -> bytes:
 
 
 def _parse_prompt(data: object, where: str) -> Prompt:
+    if len(_list(data, "points", where)) > MAX_POINTS:
+        raise _Invalid(f"{where} has more than {MAX_POINTS} points")
     points = [_numbers(p, 2, f"{where}.points[{i}]") for i, p in enumerate(_list(data, "points", where))]
     labels = _list(data, "labels", where)
     if len(labels) != len(points) or not all(type(v) is int and v in (0, 1) for v in labels):

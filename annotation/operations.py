@@ -426,16 +426,17 @@ def export(work: Work, chosen: list[str], out_dir: Path | None = None) -> list[P
     names = {o.id: o.name for o in work.objects}
     masks = work.doc.all_masks(video.count) if set(chosen) - {"session"} else {}
     size, count, fps = video.size, video.count, video.decoded.fps
+    stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
     writers: dict[str, Callable[[Path], Path]] = {
         "overlay": lambda out: formats.export_overlay_video(
             video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
-            hidden=[o.id for o in work.objects if not o.visible],
+            hidden=[o.id for o in work.objects if not o.visible], stem=f"{stem}_overlay",
         ),
-        "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps),
-        "png": lambda out: formats.export_png_zip(masks, count, size, names, out),
-        "coco": lambda out: formats.export_coco(masks, count, size, names, out),
-        "yolo": lambda out: formats.export_yolo(masks, count, size, names, out),
-        "session": lambda out: formats.export_session_json(session_record(work), out),
+        "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps, stem=f"{stem}_masks"),
+        "png": lambda out: formats.export_png_zip(masks, count, size, names, out, stem=f"{stem}_masks"),
+        "coco": lambda out: formats.export_coco(masks, count, size, names, out, stem=f"{stem}_coco"),
+        "yolo": lambda out: formats.export_yolo(masks, count, size, names, out, stem=f"{stem}_yolo"),
+        "session": lambda out: formats.export_session_json(session_record(work), out, stem=f"{stem}_session"),
     }  # fmt: skip
     made: list[Path] = []
     for name in (f for f in EXPORT_FORMATS if f in chosen):
@@ -469,17 +470,26 @@ def session_record(work: Work) -> formats.Session:
 
 
 def load_session(work: Work, engine: Engine, path: str | Path) -> str:
+    """Replace objects, prompts and masks with those of a session file saved from this video."""
+    require_video(work)
+    try:
+        saved = formats.load_session_json(Path(path))
+    except formats.SessionError as exc:
+        raise UserError(str(exc)) from None
+    return apply_session(work, engine, saved)
+
+
+def apply_session(work: Work, engine: Engine, saved: formats.Session, what: str = "the session file") -> str:
     """Replace objects, prompts and masks with a saved session's. The prompts are replayed on
     this video, so that new clicks and tracking continue from them; the masks are the saved
     ones, as the user had them (a version 1 file has none: its prompts' masks are made again)."""
     video = require_video(work)
-    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
     try:
-        saved = formats.load_session_json(Path(path), expected=ref)
+        formats.check_session_video(saved, formats.video_ref(video.name, video.frames, video.decoded.fps))
     except formats.SessionError as exc:
         raise UserError(str(exc)) from None
     if not saved.objects:
-        raise UserError("The session file has no objects.")
+        raise UserError(f"{what[0].upper()}{what[1:]} has no objects.")
     before = work.doc
     engine.reset(video.handle)
     for obj in saved.objects:
@@ -493,17 +503,40 @@ def load_session(work: Work, engine: Engine, path: str | Path) -> str:
     if saved.masks:
         doc = replace(doc, masks=_saved_masks(saved.masks, video.size), tracked=frozenset(
             (m.frame, m.obj_id) for m in saved.masks if m.tracked))  # fmt: skip
-    work.commit("load session", doc, before=before)  # undo returns to it (and rebuilds the predictor)
+    work.commit(f"load {what.removeprefix('the ')}", doc, before=before)  # undo returns to it (and rebuilds)
     work.active = doc.object_ids[0]
     work.pending_corner = None
     loaded = f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s)"
     if saved.masks:
         frames = len({m.frame for m in saved.masks})
         return (
-            f"{loaded} with their masks on {frames} frame(s) from the session file. "
+            f"{loaded} with their masks on {frames} frame(s) from {what}. "
             "After new clicks, press Track to update the masks."
         )
-    return f"{loaded} from the session file. Press Track to follow them through the video again."
+    return f"{loaded} from {what}. Press Track to follow them through the video again."
+
+
+def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile, source_size: tuple[int, int]) -> str:
+    """Replace objects and prompts with a prompts file's, whose coordinates are pixels of the
+    video at ``source_size`` (H, W): before the decoder scaled it down to the frames."""
+    video = require_video(work)
+    (src_h, src_w), (height, width) = source_size, video.size
+    sx, sy = width / src_w, height / src_h
+    prompts = []
+    for p in given.prompts:
+        name = next(o.name for o in given.objects if o.id == p.obj_id)
+        if p.frame >= video.count:
+            raise UserError(f"The prompt of '{name}' on frame {p.frame} is outside the video (0 to {video.count - 1}).")
+        corners = [*p.points, *([] if p.box is None else [p.box[:2], p.box[2:]])]
+        if not all(0 <= x <= src_w and 0 <= y <= src_h for x, y in corners):
+            raise UserError(f"A click or box of '{name}' on frame {p.frame} is outside the {src_w}x{src_h} video.")
+        if p.box is not None and not (p.box[0] < p.box[2] and p.box[1] < p.box[3]):
+            raise UserError(f"The box of '{name}' on frame {p.frame} must be [left, top, right, bottom].")
+        box = None if p.box is None else (p.box[0] * sx, p.box[1] * sy, p.box[2] * sx, p.box[3] * sy)
+        points = [(x * sx, y * sy) for x, y in p.points]
+        prompts.append(formats.Prompt(p.frame, p.obj_id, points, list(p.labels), box))
+    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
+    return apply_session(work, engine, formats.Session(ref, given.objects, prompts), what="the prompts file")
 
 
 def _saved_masks(saved: list[formats.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:

@@ -69,7 +69,7 @@ def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkp
     assert result["done"] == len(frames) and not result["error"]
 
     files = export(c, "coco", "session")
-    assert [Path(f["path"]).name for f in files] == ["annotations.json", "session.json"]
+    assert [Path(f["path"]).name for f in files] == ["api_coco.json", "api_session.json"]
     coco_path = workdir / "api-annotations.json"
     response = get(app, c, file_url(app, files[0]))
     assert response.status_code == 200
@@ -102,8 +102,8 @@ def test_a_failed_export_loses_nothing(app, video, workdir):
             return target
 
         coco_before, session_before = download("coco"), json.loads(download("session").read_text())
-        (exports / "annotations.json").unlink()
-        (exports / "annotations.json").mkdir()
+        (exports / "api_coco.json").unlink()
+        (exports / "api_coco.json").mkdir()
         status = c.predict(["coco"], api_name="/export")[2]
         assert status.startswith("**Problem:** Could not write the COCO file (Is a directory)"), status
         assert "unchanged" in status and str(exports) not in status and "Traceback" not in status
@@ -112,7 +112,7 @@ def test_a_failed_export_loses_nothing(app, video, workdir):
                 == (session_before["prompts"], session_before["masks"]))
         assert len(session_after["masks"]) == 3 and session_after["objects"] == session_before["objects"]
 
-        (exports / "annotations.json").rmdir()
+        (exports / "api_coco.json").rmdir()
         coco_after = download("coco")
         before, after = exporting.read_coco(coco_before), exporting.read_coco(coco_after)
         assert before.keys() == after.keys() and any(before.values())

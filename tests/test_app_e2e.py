@@ -269,14 +269,15 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
         files[name].parent.mkdir(exist_ok=True)
         files[name].write_bytes(response.body())
     with page.expect_download() as download:
-        page.locator("#downloads a[href$='session.json']").first.click()
+        page.locator("#downloads a[href$='clip_session.json']").first.click()
     assert json.loads(Path(download.value.path()).read_text())["version"] == exporting.SESSION_VERSION
-    assert set(files) == {"overlay.mp4", "masks.mp4", "masks.zip", "annotations.json", "yolo.zip", "session.json"}
+    kinds = ("overlay.mp4", "masks.mp4", "masks.zip", "coco.json", "yolo.zip", "session.json")
+    assert set(files) == {f"clip_{kind}" for kind in kinds}  # named after the video
     check_exports(files, frames, ref, (p1, p2, q))
     (shots / "app-urls.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
 
     # Load session: the saved prompts come back on the same video.
-    page.locator("#load-session input[type=file]").set_input_files(str(files["session.json"]))
+    page.locator("#load-session input[type=file]").set_input_files(str(files["clip_session.json"]))
     assert "Loaded 2 object(s) and 3 prompt(s)" in wait_status(page, "from the session file")
     page.context.close()
 
@@ -286,25 +287,25 @@ def check_exports(files: dict[str, Path], frames: list[np.ndarray], ref: Replay,
     expected = {f: {o: m for o, m in ref.masks.get(f, {}).items()} for f in range(n)}
     assert all(set(expected[f]) == {1, 2} for f in range(n))
 
-    coco = exporting.read_coco(files["annotations.json"])
+    coco = exporting.read_coco(files["clip_coco.json"])
     assert sorted(coco) == list(range(n))
     assert_masks_match(coco, expected, n)
-    document = json.loads(files["annotations.json"].read_text())
+    document = json.loads(files["clip_coco.json"].read_text())
     assert [c["id"] for c in document["categories"]] == [1, 2]
 
-    png = exporting.read_png_zip(files["masks.zip"])
+    png = exporting.read_png_zip(files["clip_masks.zip"])
     assert sorted(png) == list(range(n))
     single = {f: {o: label_map(size, expected[f], order=[1, 2]) == o for o in (1, 2)} for f in range(n)}
     assert_masks_match(png, single, n)
 
-    yolo = exporting.read_yolo_zip(files["yolo.zip"], size)
+    yolo = exporting.read_yolo_zip(files["clip_yolo.zip"], size)
     assert sorted(yolo) == list(range(n))
     for f in range(n):
         for cls, obj in ((0, 1), (1, 2)):
             if expected[f][obj].sum() > 200:  # polygons: holes filled, specks dropped
                 assert iou(yolo[f].get(cls, np.zeros(size, bool)), expected[f][obj]) > 0.8
 
-    masks_video = decode(files["masks.mp4"], MediaLimits(max_seconds=4, max_frames=40))
+    masks_video = decode(files["clip_masks.mp4"], MediaLimits(max_seconds=4, max_frames=40))
     assert len(masks_video.frames) == n
     palette = np.array([(0, 0, 0), object_color(1), object_color(2)])
     for f, image in enumerate(masks_video.frames):
@@ -313,11 +314,11 @@ def check_exports(files: dict[str, Path], frames: list[np.ndarray], ref: Replay,
             if single[f][obj].sum() > 1000:  # 4:2:0 chroma blurs small masks away
                 assert iou(nearest == obj, single[f][obj]) > 0.5, (f, obj)  # lossy: a rough match
 
-    info = probe(files["overlay.mp4"])
+    info = probe(files["clip_overlay.mp4"])
     assert info.has_audio and (info.width, info.height) == (320, 240)
-    assert len(decode(files["overlay.mp4"], MediaLimits(max_seconds=4, max_frames=40)).frames) == n
+    assert len(decode(files["clip_overlay.mp4"], MediaLimits(max_seconds=4, max_frames=40)).frames) == n
 
-    session = exporting.load_session_json(files["session.json"])
+    session = exporting.load_session_json(files["clip_session.json"])
     assert [o.id for o in session.objects] == [1, 2]
     by_key = {(p.frame, p.obj_id): p for p in session.prompts}
     p1, p2, q = clicks

@@ -467,7 +467,7 @@ def test_a_failed_export_loses_nothing_and_the_next_one_works(tmp_path, engine, 
     masks = {key: packed.unpack() for key, packed in doc.masks.items()}
     exports = work.folder / "exports"
     if blocker == "a folder where the file goes":
-        (exports / "annotations.json").mkdir(parents=True)
+        (exports / "v_coco.json").mkdir(parents=True)
     else:
         exports.write_bytes(b"")
     with pytest.raises(UserError) as error:
@@ -484,7 +484,7 @@ def test_a_failed_export_loses_nothing_and_the_next_one_works(tmp_path, engine, 
         assert list(exports.rglob("*partial*")) == []  # no half-written file left behind
 
     if blocker == "a folder where the file goes":
-        (exports / "annotations.json").rmdir()
+        (exports / "v_coco.json").rmdir()
     else:
         exports.unlink()
     png, coco = annotate.export(work, ["png", "coco"])
@@ -597,7 +597,7 @@ def test_cli_options():
     import app
 
     options = app.parse_args(["--model", "sam2_hiera_s", "--image-size", "768", "--max-frames", "50"])
-    assert options.model == "sam2_hiera_s" and options.image_size == 768 and options.max_frames == 50
+    assert options.model == "sam2_hiera_s" and options.image_size == 768 and options.limits.max_frames == 50
     assert (app.parse_args([]).model == "sam2.1_hiera_t"
             and app.parse_args([]).host in ("127.0.0.1", os.environ.get("GRADIO_SERVER_NAME")))
     for bad in (["--model", "sam3"], ["--image-size", "640"], ["--max-frames", "0"]):

@@ -73,7 +73,7 @@ class Victim:
         assert answer["areas"]["1"] > 0, answer
         files = self.client.predict(["overlay", "coco", "session"], api_name="/export")[-1]
         self.files = {Path(f["path"]).name: f["path"] for f in files}
-        self.coco = self.files["annotations.json"]
+        self.coco = self.files["sec_coco.json"]
 
     def close(self) -> None:
         self.client.close()
@@ -329,7 +329,7 @@ def test_event_inputs_outside_the_upload_folder_are_refused(app, video, workdir,
 
 @pytest.mark.parametrize("target", ["overlay video", "frame image"])
 def test_another_sessions_files_cannot_be_used_as_input(app, victim, target):
-    path = victim.files["overlay.mp4"] if target == "overlay video" else victim.viewer
+    path = victim.files["sec_overlay.mp4"] if target == "overlay video" else victim.viewer
     message = raw_event(app, "upload_video", [file_data(path), 0, None], fresh_cookies(app))
     status = status_of(message)
     assert Path(path).exists(), f"the victim's {target} was deleted by another browser's upload ({status})"
@@ -340,7 +340,7 @@ def test_another_sessions_session_file_cannot_be_loaded(app, victim, video):
     attacker = Client(app.url, verbose=False, download_files=False)
     try:
         attacker.predict(handle_file(str(video)), api_name="/upload_video")
-        path = victim.files["session.json"]
+        path = victim.files["sec_session.json"]
         message = raw_event(
             app, "load_session", [file_data(path, "session.json"), 0], attacker.cookies,
             session_hash=attacker.session_hash,
@@ -425,7 +425,7 @@ def test_a_shared_upload_stays_until_the_last_session_using_it_closes(app, workd
         tracked = second.predict(direction="forward", frame=0, frames=2, api_name="/track")
         assert tracked["done"] == 3 and not tracked["error"], tracked
         files = second.predict(["overlay", "coco"], api_name="/export")[-1]
-        assert [Path(f["path"]).name for f in files] == ["overlay.mp4", "annotations.json"]
+        assert [Path(f["path"]).name for f in files] == ["shared_overlay.mp4", "shared_coco.json"]
         response = httpx.get(f"{app.url}gradio_api/file={files[0]['path']}", cookies=second.cookies, timeout=30)
         assert response.status_code == 200 and len(response.content) > 1000
         outputs = second.predict(handle_file(str(clip)), api_name="/upload_video")

@@ -1,0 +1,7 @@
+"""``python -m annotation``: the command line (see :mod:`annotation.cli`)."""
+
+import sys
+
+from annotation.cli import main
+
+sys.exit(main())

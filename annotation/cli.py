@@ -1,0 +1,362 @@
+"""The command line: track videos from prompts made elsewhere, and write the exports.
+
+    sam2-annotate walk.mp4 --session walk_session.json --export coco,png
+    python -m annotation videos/*.mp4 --session sessions/ --out results/ --image-size 512
+
+Typical use: click a few frames of each video in the page, save each session file, then track
+the long videos here (on a bigger machine, overnight, in a batch) and export. A hand-written
+prompts file works too (``--prompts``, format in :func:`annotation.formats.load_prompts_json`).
+
+Each video is decoded with the same limits as the page (``--max-frames`` and the others); a
+session file also gives the frame rate and size it was saved at, so its frames line up. Then
+its objects and prompts are replayed, tracking runs from ``--start`` (default: the first frame
+with a prompt) forward, backward or both, and the chosen files are written into ``--out``,
+named after the video (``walk_coco.json``...).
+
+Ctrl-C stops tracking after the current frame and saves a session file with every frame done
+so far (load it in the page or give it to ``--session`` again). Bad input gets one plain line
+and exit status 2 before the model loads; a video that fails is reported, the others go on,
+and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotation import formats, operations
+from annotation.document import UserError
+from annotation.engine import Engine, ModelSpec
+from annotation.options import (
+    add_media_arguments,
+    add_model_arguments,
+    checkpoint_problem,
+    media_limits,
+    resolve_checkpoint,
+    resolve_model,
+)
+from annotation.work import Work
+from sam2.video_io import MediaLimits
+
+log = logging.getLogger("annotation.cli")
+
+DEFAULT_EXPORTS = ("png", "coco", "session")
+EXIT_FAILED = 1  # a video could not be done
+EXIT_USAGE = 2  # the command itself is wrong (argparse's own code)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video and its prompts: a session file's, a prompts file's, or none (``--no-track``
+    then exports an empty document). Files are read when the job is planned, so a bad one
+    is refused before the model loads."""
+
+    video: Path
+    session: formats.Session | None = None
+    prompts: formats.PromptsFile | None = None
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str = "skipped"  # "done", "partial" (Ctrl-C), "failed", "skipped"
+    message: str = ""
+    frames: int = 0
+    tracked: int = 0
+    objects: int = 0
+    seconds: float = 0.0
+    files: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sam2-annotate",
+        description="Track objects through videos with SAM 2 from prompts made in the page (a session file) or "
+        "written by hand (a prompts file), and write masks and dataset files.",
+        epilog="Example: sam2-annotate walk.mp4 --session walk_session.json --export coco,png --out results/",
+    )
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files (or images) to annotate")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--session", type=Path, metavar="FILE_OR_FOLDER",
+                        help="a session file saved from the page; with several videos, a folder holding "
+                             "<video name>_session.json (or <video name>.json) for each")
+    source.add_argument("--prompts", type=Path, metavar="FILE_OR_FOLDER",
+                        help="a prompts file (objects with clicks and boxes, in the video's own pixels); a "
+                             "folder: one <video name>_prompts.json (or <video name>.json) per video; one "
+                             "file for several videos applies to each")  # fmt: skip
+    track = parser.add_argument_group("tracking")
+    track.add_argument("--direction", choices=operations.DIRECTIONS, default="both",
+                       help="from the start frame: forward, backward or both (default both)")
+    track.add_argument("--start", type=int, default=None,
+                       help="frame to track from (default: the first frame with a prompt)")
+    track.add_argument("--frames", type=int, default=None,
+                       help="track at most this many frames each way (default: to the end of the video)")
+    track.add_argument("--no-track", action="store_true",
+                       help="do not track: export the masks as the session file holds them")
+    out = parser.add_argument_group("output")
+    out.add_argument("--export", default=",".join(DEFAULT_EXPORTS), metavar="LIST",
+                     help=f"comma-separated files to write: {', '.join(operations.EXPORT_FORMATS)} "
+                          f"(default {','.join(DEFAULT_EXPORTS)})")
+    out.add_argument("--out", type=Path, default=Path("annotations"),
+                     help="folder for the files, created if needed (default: ./annotations)")
+    out.add_argument("--fps", type=float, default=None,
+                     help="frames per second to keep (default: the session file's, else the video's own, "
+                          "capped by --max-fps)")  # fmt: skip
+    out.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
+    add_model_arguments(parser)
+    add_media_arguments(parser)
+    return parser
+
+
+def parse_exports(text: str, parser: argparse.ArgumentParser) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in operations.EXPORT_FORMATS]
+    if unknown or not chosen:
+        parser.error(f"--export: unknown {', '.join(unknown) or 'empty list'}; "
+                     f"choose from {', '.join(operations.EXPORT_FORMATS)}")  # fmt: skip
+    return chosen
+
+
+def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:
+    """Pair every video with its session or prompts file; refuse what cannot work before the
+    model is loaded (missing files, two videos whose exports would have one name)."""
+    missing = [str(v) for v in args.videos if not v.is_file()]
+    if missing:
+        parser.error(f"no such video file: {', '.join(missing)}")
+    stems: dict[str, Path] = {}
+    for video in args.videos:
+        stem = formats.file_stem(video.name)
+        if stem in stems:
+            parser.error(f"{stems[stem]} and {video} would write files of the same name into --out; "
+                         "annotate them in separate runs or rename one")  # fmt: skip
+        stems[stem] = video
+    if args.session is None and args.prompts is None and not args.no_track:
+        parser.error("give --session (a session file saved from the page) or --prompts; "
+                     "nothing to track without prompts")  # fmt: skip
+    jobs = []
+    read: dict[Path, formats.PromptsFile] = {}  # one prompts file may serve several videos
+    for video in args.videos:
+        session_path = _paired(args.session, video, "session", parser, several=len(args.videos) > 1)
+        prompts_path = _paired(args.prompts, video, "prompts", parser, several=False)
+        try:
+            session = formats.load_session_json(session_path) if session_path else None
+            if prompts_path and prompts_path not in read:
+                read[prompts_path] = formats.load_prompts_json(prompts_path)
+        except formats.SessionError as exc:
+            parser.error(str(exc))
+        jobs.append(Job(video, session, read.get(prompts_path)))
+    return jobs
+
+
+def _paired(given: Path | None, video: Path, kind: str, parser: argparse.ArgumentParser, several: bool) -> Path | None:
+    """The ``kind`` file of ``video``: ``given`` itself, or from the folder ``given``."""
+    if given is None:
+        return None
+    if given.is_dir():
+        stem = video.stem
+        for name in (f"{stem}_{kind}.json", f"{stem}.json"):
+            if (given / name).is_file():
+                return given / name
+        parser.error(f"no {kind} file for {video.name} in {given} (looked for {stem}_{kind}.json and {stem}.json)")
+    if not given.is_file():
+        parser.error(f"no such {kind} file: {given}")
+    if several:  # a session file belongs to one video; its fingerprint would refuse the others
+        parser.error(f"--{kind} {given} is one file, for several videos: give a folder with one per video")
+    return given
+
+
+# ----------------------------------------------------------------------------- one video
+
+
+def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: MediaLimits, workdir: Path) -> Outcome:
+    """Load, prompt, track, export one video. A problem the person can fix is a "failed"
+    outcome with its message; Ctrl-C gives a "partial" one, with a session file of the frames
+    done when there are any."""
+    outcome = Outcome(job)
+    started = time.monotonic()
+    work = Work(folder=workdir / formats.file_stem(job.video.name))
+    try:
+        _load(work, engine, job, args, limits)
+        video = operations.require_video(work)
+        outcome.frames, outcome.objects = video.count, len(work.doc.object_ids)
+        if not args.no_track:
+            _track(work, engine, args, video.name)
+        outcome.tracked = _tracked_frames(work)
+        outcome.files = operations.export(work, args.exports, args.out)
+        outcome.status = "done"
+    except KeyboardInterrupt:
+        outcome.status, outcome.tracked = "partial", _tracked_frames(work)
+        if work.video is not None and work.doc.masks:
+            outcome.files = operations.export(work, ["session"], args.out)
+            outcome.message = "Interrupted: the session file holds every frame done; give it to --session to go on"
+        else:
+            outcome.message = "Interrupted before anything was done"
+    except (UserError, formats.SessionError) as exc:
+        outcome.status, outcome.message = "failed", str(exc)
+    except Exception as exc:  # keep the batch going; the traceback goes to the log
+        log.exception("Annotating %s failed", job.video)
+        outcome.status, outcome.message = "failed", f"unexpected error ({type(exc).__name__}: {exc}); details above"
+    finally:
+        outcome.seconds = time.monotonic() - started
+        if work.video is not None:
+            engine.stop_encoding_ahead(work.video.handle)
+    return outcome
+
+
+def _tracked_frames(work: Work) -> int:
+    """Frames with a tracking result (a frame tracked both ways counts once)."""
+    return len({frame for frame, _ in work.doc.tracked})
+
+
+def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits: MediaLimits) -> None:
+    """Decode the video (at the session file's rate and size, if there is one) and replay the
+    prompts."""
+    saved = job.session
+    fps = args.fps
+    if saved is not None:
+        fps = fps or saved.video.fps
+        # The page may have scaled the video down: decode to the same size so that frames match.
+        limits = MediaLimits(limits.max_frames, limits.max_seconds, max(saved.video.width, saved.video.height),
+                             max(limits.max_fps, saved.video.fps), advice=limits.advice)  # fmt: skip
+    operations.load_video(work, engine, job.video, limits, name=job.video.name, fps=fps, image_size=args.image_size)
+    if saved is not None:
+        operations.apply_session(work, engine, saved)
+    elif job.prompts is not None:
+        operations.apply_prompts(work, engine, job.prompts, source_size=_source_size(work))
+
+
+def _source_size(work: Work) -> tuple[int, int]:
+    """(H, W) of the video as it is, before the decoder scaled it down (prompts files use it)."""
+    source = operations.require_video(work).decoded.source
+    return source.height, source.width
+
+
+def _track(work: Work, engine: Engine, args: argparse.Namespace, name: str) -> None:
+    """Track from --start (default: the first prompted frame) with a progress bar. Ctrl-C:
+    cancel, wait for the current frame, keep what is done, raise again."""
+    prompted = sorted({frame for frame, _ in work.doc.prompts()})
+    if not prompted:
+        raise UserError(f"'{name}' has no prompts to track from.")
+    start = prompted[0] if args.start is None else args.start
+    thread = operations.start_tracking(work, engine, start, args.direction, args.frames)
+    bar = _progress_bar(work.progress.total, name, args.quiet)
+    try:
+        _wait(work, bar)
+    except KeyboardInterrupt:
+        work.cancel.set()
+        print(f"\nStopping after the current frame of '{name}'; the frames done are kept.", file=sys.stderr)
+        _wait(work, bar, interruptible=False)
+        thread.join()
+        raise
+    finally:
+        bar.close()
+    thread.join()
+    if work.progress.error:
+        raise UserError(f"Tracking stopped after {work.progress.done} frames: {work.progress.error}")
+
+
+def _wait(work: Work, bar, interruptible: bool = True) -> None:
+    """Until the tracking run ends, updating the bar. It sleeps rather than joining the thread:
+    Python 3.11's Thread.join, interrupted by Ctrl-C, releases the running thread's state lock
+    and marks it stopped (seen here: the run went on, and the interpreter aborted at exit)."""
+    while work.progress.running:
+        try:
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            if interruptible:
+                raise
+            print("Still finishing the current frame...", file=sys.stderr)
+        bar.update(work.progress.done - bar.n)
+    bar.update(work.progress.done - bar.n)
+
+
+def _progress_bar(total: int, name: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name[:30], unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.exports = parse_exports(args.export, parser)
+    limits = media_limits(args, parser, advice="run again with {flag} {value}")
+    model, precision = resolve_model(args, parser)
+    for name in ("start", "frames"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "start" else 1):
+            parser.error(f"--{name} must be at least {0 if name == 'start' else 1}")
+    jobs = plan_jobs(args, parser)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"Cannot make the output folder {args.out}: {exc.strerror or exc}.", EXIT_USAGE)
+
+    from sam2.checkpoint import CheckpointError
+
+    checkpoint = None
+    try:
+        checkpoint = resolve_checkpoint(model, args.checkpoint, args.checkpoint_dir)
+        spec = ModelSpec(model, checkpoint, args.image_size, args.device, precision, args.frame_storage, encode_ahead=0)
+        engine = Engine.load(spec)
+    except CheckpointError as exc:
+        return _fail(checkpoint_problem(exc, checkpoint, model), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted while loading the model; nothing was done.", EXIT_INTERRUPTED)
+    if not args.quiet:
+        print(f"Model: {engine.describe()}.", file=sys.stderr)
+    outcomes = run_jobs(jobs, engine, args, limits)
+    print(summary(outcomes))
+    if any(o.status == "partial" for o in outcomes):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else 0
+
+
+def run_jobs(jobs: list[Job], engine: Engine, args: argparse.Namespace, limits: MediaLimits) -> list[Outcome]:
+    """Every job in turn; one that fails is reported and the next goes on; Ctrl-C stops all."""
+    outcomes = [Outcome(job) for job in jobs]
+    with tempfile.TemporaryDirectory(prefix="sam2-annotate-") as workdir:
+        for index, job in enumerate(jobs):
+            outcomes[index] = annotate_video(job, engine, args, limits, Path(workdir))
+            if outcomes[index].status == "partial":
+                break
+    return outcomes
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    lines = []
+    for o in outcomes:
+        head = f"{o.job.video.name}: {o.status}"
+        if o.status in ("done", "partial"):
+            head += f", {o.objects} object(s), {o.tracked} of {o.frames} frames tracked in {o.seconds:.1f} s"
+        if o.message:
+            head += f". {o.message}"
+        lines.append(head)
+        lines += [f"    {path}" for path in o.files]
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "partial", "failed", "skipped")}
+    lines.append("Summary: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n) + ".")
+    return "\n".join(lines)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"sam2-annotate: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
