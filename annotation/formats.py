@@ -87,7 +87,7 @@ def _frame_masks(masks: MaskTrack, frame: int, names: Mapping[int, str]) -> dict
 
 
 @contextlib.contextmanager
-def _writing(path: Path) -> Iterator[Path]:
+def writing(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; it becomes ``path`` only if the block succeeds."""
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # same suffix: ffmpeg guesses by it
     try:
@@ -134,7 +134,7 @@ def export_png_zip(
         raise ValueError(f"PNG masks hold object ids 1..255; got {bad}")
     _check_masks(masks, frames_count, size)
     path = Path(out_dir) / f"{stem}.zip"
-    with _writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+    with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for frame in range(frames_count):
             labels = label_map(size, _frame_masks(masks, frame, names), order=list(names))
             archive.writestr(f"{frame:05d}.png", _indexed_png(labels.astype(np.uint8)))
@@ -207,7 +207,7 @@ def export_coco(
         "annotations": annotations,
     }
     path = Path(out_dir) / f"{stem}.json"
-    with _writing(path) as partial:
+    with writing(path) as partial:
         partial.write_text(json.dumps(document))
     return path
 
@@ -280,7 +280,7 @@ def export_yolo(
     _check_masks(masks, frames_count, size)
     classes = {obj_id: index for index, obj_id in enumerate(names)}
     path = Path(out_dir) / f"{stem}.zip"
-    with _writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+    with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for frame in range(frames_count):
             lines = [
                 _yolo_line(classes[obj_id], polygon, size)
@@ -417,7 +417,7 @@ def _write_mp4(
     options = ["-preset", "fast", "-movflags", "+faststart"]
     if audio_path is not None:
         options += ["-t", f"{count / fps:.6f}"]
-    with _writing(path) as partial:
+    with writing(path) as partial:
         writer = imageio_ffmpeg.write_frames(
             str(partial), even, fps=float(fps), codec="libx264", pix_fmt_out="yuv420p",
             quality=quality, macro_block_size=1, ffmpeg_log_level="error", output_params=options,
@@ -544,7 +544,7 @@ def video_ref(name: str, frames: Sequence[np.ndarray], fps: float) -> VideoRef:
 def export_session_json(session: Session, out_dir: Path, *, stem: str = "session") -> Path:
     """Write the objects and prompts as versioned JSON (schema in :func:`_session_document`)."""
     path = Path(out_dir) / f"{stem}.json"
-    with _writing(path) as partial:
+    with writing(path) as partial:
         partial.write_text(json.dumps(_session_document(session), indent=1))
     return path
 
