@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -36,7 +37,7 @@ class Precision:
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         if device.type == "cpu":
             try:
-                flags = open("/proc/cpuinfo").read()
+                flags = Path("/proc/cpuinfo").read_text()  # opened and closed at once
             except OSError:
                 return "float32"
             return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"

@@ -620,3 +620,18 @@ def test_cli_precision_and_frame_storage(capsys):
         with pytest.raises(SystemExit):
             app.parse_args(bad)
     assert "--device toaster" in capsys.readouterr().err
+
+
+def test_detecting_the_precision_closes_proc_cpuinfo():
+    """Deciding "auto" reads /proc/cpuinfo; the file is closed at once, not left to the garbage
+    collector (which warns about an unclosed file)."""
+    import gc
+    import warnings
+
+    from sam2.precision import Precision
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Precision.fastest_supported("cpu")
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
