@@ -37,11 +37,13 @@ class SessionFileGuard(BaseHTTPMiddleware):
         if str(self.store.root) in path and (target is None or self.store.root not in (target, *target.parents)):
             target = self.store.root / path.split(str(self.store.root), 1)[1].lstrip("/")
         if target is not None and (target == self.store.root or self.store.root in target.parents):
-            allowed = self.store.owner_of(target)
-            if not owner or allowed is None or not secrets.compare_digest(allowed, owner):
+            work = self.store.session_of(target)
+            if not owner or work is None or not secrets.compare_digest(work.owner, owner):
                 return PlainTextResponse(
                     "This file belongs to another session, or its session has ended.", status_code=403
                 )
+            if target.parent == work.views.folder:
+                work.views.fetched(target.name)  # the page has it now: it may be pruned (ui.sessions.ViewFiles)
         response = await call_next(request)
         if not owner:
             response.set_cookie(OWNER_COOKIE, secrets.token_urlsafe(24), httponly=True, samesite="lax")

@@ -103,6 +103,76 @@ def _is_stray(path: Path, now: float) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == 0 and now - info.st_ctime >= STRAY_AGE_S
 
 
+# ----------------------------------------------------------------------------- pictures for the page
+
+
+VIEW_KEEP = 24  # the newest pictures always stay (a page still loading them finds them)
+UNFETCHED_WAIT_S = 120.0  # how long a picture no browser has fetched yet waits for its fetch
+MAX_VIEW_FILES = 400  # pictures of one session at most, fetched or not (a client that never fetches)
+
+
+@dataclass
+class _View:
+    made: float  # time.monotonic() when its name was handed out
+    fetched: bool = False
+
+
+class ViewFiles:
+    """The pictures made for one page (frame views, timelines), and which of them its browser
+    has fetched.
+
+    Several events of one session run at once (frame changes while tracking runs, clicks), so
+    names come from a counter under a lock, and pruning never lists the folder (a file may go
+    while another request sorts it). A response names a new file that the browser fetches a
+    moment later: it stays until then (``ui.access`` reports each fetch to :meth:`fetched`), or
+    for ``UNFETCHED_WAIT_S`` if no fetch comes (an API client that never downloads it). Only
+    ``MAX_VIEW_FILES`` bounds a session that makes pictures faster than they are fetched.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._count = 0
+        self._files: dict[str, _View] = {}  # name -> state, oldest first
+
+    def new(self, stem: str, suffix: str) -> Path:
+        """A fresh name (browsers cache by URL, so names never repeat)."""
+        with self._lock:
+            self._count += 1
+            name = f"{stem}-{self._count:06d}{suffix}"
+            self._files[name] = _View(time.monotonic())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder / name
+
+    def fetched(self, name: str) -> None:
+        with self._lock:
+            view = self._files.get(name)
+            if view is not None:
+                view.fetched = True
+
+    def prune(self, now: float | None = None) -> list[Path]:
+        """Delete the pictures that are done with -> their paths: beyond the newest
+        ``VIEW_KEEP``, those fetched or waited for long enough; then the oldest beyond
+        ``MAX_VIEW_FILES``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            names = list(self._files)
+            older = names[:-VIEW_KEEP]
+            done = {n for n in older if self._files[n].fetched or now - self._files[n].made > UNFETCHED_WAIT_S}
+            left = [n for n in names if n not in done]
+            done.update(left[: max(0, len(left) - MAX_VIEW_FILES)])
+            for name in done:
+                del self._files[name]
+        gone = [self.folder / name for name in names if name in done]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        return gone
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._files
+
+
 # ----------------------------------------------------------------------------- a browser's work
 
 
@@ -116,22 +186,18 @@ class WorkState(Work):
     last_seen: float = field(default_factory=time.monotonic)
     detached_at: float | None = None  # when its page went away (unload); None while a page has it
     uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
-    _view_counter: int = 0
+    views: ViewFiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.views = ViewFiles(self.folder / "view")
 
     def new_file(self, stem: str, suffix: str) -> Path:
-        """A fresh name in the session folder (browsers cache by URL, so names never repeat)."""
-        self._view_counter += 1
-        folder = self.folder / "view"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{stem}-{self._view_counter:06d}{suffix}"
+        """A fresh name in the session's picture folder."""
+        return self.views.new(stem, suffix)
 
-    def prune_views(self, keep: int = 24) -> None:
-        """Remove old frame images; the newest few stay so a page still loading them finds them."""
-        folder = self.folder / "view"
-        if folder.is_dir():
-            files = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
-            for old in files[:-keep]:
-                old.unlink(missing_ok=True)
+    def prune_views(self) -> None:
+        """Remove the pictures the page is done with (see :class:`ViewFiles`)."""
+        self.views.prune()
 
 
 # ----------------------------------------------------------------------------- the store
@@ -252,12 +318,17 @@ class SessionStore:
                 self._release_uploads(work)
         if work is None:
             return False
+        self._finish(work)
+        return True
+
+    def _finish(self, work: WorkState) -> None:
+        """What closing a session does once it is out of the store (no lock held: it waits for
+        the engine and the disk)."""
         work.cancel.set()  # a running tracking run stops at the next frame
         if self.on_close is not None:
             self.on_close(work)
         shutil.rmtree(work.folder, ignore_errors=True)
         self.tidy_upload_cache()
-        return True
 
     # -- uploads
     def hold_upload(self, work: WorkState, path: Path) -> None:
@@ -328,12 +399,24 @@ class SessionStore:
                 return now - work.detached_at > self.grace_s
             return now - work.last_seen > self.ttl_s
 
+        # Chosen and removed under one hold of the lock: a session that a request attaches or a
+        # reload resumes in the meantime is either still here (and not expired) or already gone.
         with self._lock:
-            idle = [sid for sid, work in self._sessions.items() if expired(work) and not work.progress.running]
-        return [sid for sid in idle if self.close(sid)]
+            gone = [work for work in self._sessions.values() if expired(work) and not work.progress.running]
+            for work in gone:
+                del self._sessions[work.session_id]
+                self._release_uploads(work)
+        for work in gone:
+            self._finish(work)
+        return [work.session_id for work in gone]
 
     def owner_of(self, path: Path) -> str | None:
         """The owner cookie of the session whose folder holds ``path``; None if none does."""
+        work = self.session_of(path)
+        return None if work is None else work.owner
+
+    def session_of(self, path: Path) -> WorkState | None:
+        """The live session whose folder holds ``path``, or None."""
         try:
             relative = Path(path).resolve().relative_to(self.root)
         except ValueError:
@@ -341,10 +424,7 @@ class SessionStore:
         if not relative.parts:
             return None
         with self._lock:
-            for work in self._sessions.values():
-                if work.folder.name == relative.parts[0]:
-                    return work.owner
-        return None
+            return next((w for w in self._sessions.values() if w.folder.name == relative.parts[0]), None)
 
     def start_sweeper(self, every_s: float | None = None) -> None:
         """A daemon thread that runs :meth:`sweep` every ``every_s`` seconds (default: a
