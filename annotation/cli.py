@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--export", default=",".join(DEFAULT_EXPORTS), metavar="LIST",
                      help=f"comma-separated files to write: {', '.join(operations.EXPORT_FORMATS)} "
                           f"(default {','.join(DEFAULT_EXPORTS)})")
+    out.add_argument("--val-every", type=int, default=0, metavar="K",
+                     help="YOLO dataset: every K-th frame goes to the validation split (default 0: none)")
     out.add_argument("--out", type=Path, default=Path("annotations"),
                      help="folder for the files, created if needed (default: ./annotations)")
     out.add_argument("--fps", type=float, default=None,
@@ -193,7 +195,7 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
         if not args.no_track:
             _track(work, engine, args, video.name)
         outcome.tracked = _tracked_frames(work)
-        outcome.files = operations.export(work, args.exports, args.out)
+        outcome.files = operations.export(work, args.exports, args.out, val_every=args.val_every)
         outcome.status = "done"
     except KeyboardInterrupt:
         outcome.status, outcome.tracked = "partial", _tracked_frames(work)
@@ -300,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "start" else 1):
             parser.error(f"--{name} must be at least {0 if name == 'start' else 1}")
+    if args.val_every < 0 or args.val_every == 1:
+        parser.error("--val-every must be 0 (no validation split) or at least 2")
     jobs = plan_jobs(args, parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

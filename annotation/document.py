@@ -15,6 +15,7 @@ from annotation.engine import Masks, PromptSpec
 from annotation.render import object_color
 
 MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
+DEFAULT_LABEL = "object"  # the class of objects until the user names classes
 
 
 class UserError(Exception):
@@ -68,11 +69,13 @@ class PackedMask:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What the user calls an object and whether it is drawn; its colour follows its id."""
+    """What the user calls an object, its class, and whether it is drawn; its colour follows
+    its id (the instance id every export uses)."""
 
     id: int
     name: str
     visible: bool = True
+    label: str = DEFAULT_LABEL  # the class, one of the work's labels
 
     @property
     def color(self) -> tuple[int, int, int]:

@@ -14,7 +14,8 @@ Shared arguments of the mask exports:
 * ``out_dir``: an existing folder; each export returns the path of the file it wrote.
 
 Readers (``read_png_zip``, ``read_coco``, ``read_yolo_zip``) return every frame of the file,
-each with its non-empty masks only.
+each with its non-empty masks only. The datasets by class (COCO, YouTube-VIS, YOLO, semantic
+masks, MOT) are written by :mod:`annotation.datasets`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import datetime as _dt
 import hashlib
 import io
 import json
@@ -44,17 +44,17 @@ from pycocotools import mask as mask_utils
 from annotation.render import PALETTE, label_map, mask_image, overlay
 
 __all__ = [
-    "MaskTrack", "export_png_zip", "read_png_zip", "export_coco", "read_coco", "export_yolo",
-    "read_yolo_zip", "export_mask_video", "export_overlay_video", "SESSION_VERSION", "SessionError",
-    "VideoRef", "SessionObject", "Prompt", "SessionMask", "Session", "video_fingerprint", "video_ref",
-    "export_session_json", "load_session_json", "check_session_video",
-]  # fmt: skip
+    "MaskTrack", "export_png_zip", "read_png_zip", "read_coco", "read_yolo_zip", "export_mask_video",
+    "export_overlay_video", "SESSION_VERSION", "SessionError", "VideoRef", "SessionObject", "Prompt",
+    "SessionMask", "Session", "video_fingerprint", "video_ref", "export_session_json", "load_session_json",
+    "check_session_video", "PromptsFile", "load_prompts_json", "clean_name", "file_stem", "writing",
+]
 
 MaskTrack = Mapping[int, Mapping[int, np.ndarray]]
 """frame index -> object id -> HxW bool mask."""
 
 _PNG_NAME = re.compile(r"(?:^|/)(\d+)\.png$")
-_YOLO_NAME = re.compile(r"(?:^|/)labels/(\d+)\.txt$")
+_YOLO_NAME = re.compile(r"(?:^|/)labels/(?:[^/]+/)?(?:[^/]*_)?(\d+)\.txt$")
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -169,66 +169,10 @@ def read_png_zip(path: Path) -> dict[int, dict[int, np.ndarray]]:
 # ----------------------------------------------------------------------------- COCO
 
 
-def export_coco(
-    masks: MaskTrack,
-    frames_count: int,
-    size: tuple[int, int],
-    objects: Mapping[int, str] | None,
-    out_dir: Path,
-    *,
-    stem: str = "annotations",
-) -> Path:
-    """COCO-style JSON with one image per frame and compressed-RLE masks (overlaps kept).
-
-    images: id = frame + 1 (COCO ids start at 1), ``frame_index``, file_name ``00000.jpg``.
-    categories: one per object (id = object id, name). annotations: one per non-empty mask,
-    with ``object_id``/``track_id`` = object id, RLE counts as str, area, bbox [x, y, w, h],
-    iscrowd = 1 (the COCO convention for RLE segmentations).
-    """
-    names = _object_names(objects, masks)
-    _check_masks(masks, frames_count, size)
-    height, width = size
-    images = [
-        {"id": f + 1, "frame_index": f, "file_name": f"{f:05d}.jpg", "width": width, "height": height}
-        for f in range(frames_count)
-    ]
-    categories = [{"id": obj_id, "name": name, "supercategory": "object"} for obj_id, name in names.items()]
-    found = (
-        (frame, obj_id, mask)
-        for frame in range(frames_count)
-        for obj_id, mask in _frame_masks(masks, frame, names).items()
-    )
-    annotations = [_coco_annotation(number, *item) for number, item in enumerate(found, start=1)]
-    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    document = {
-        "info": {"description": "SAM 2 video masks", "version": "1.0", "date_created": created},
-        "images": images,
-        "categories": categories,
-        "annotations": annotations,
-    }
-    path = Path(out_dir) / f"{stem}.json"
-    with writing(path) as partial:
-        partial.write_text(json.dumps(document))
-    return path
-
-
-def _coco_annotation(number: int, frame: int, obj_id: int, mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {
-        "id": number,
-        "image_id": frame + 1,
-        "category_id": obj_id,
-        "object_id": obj_id,
-        "track_id": obj_id,
-        "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
-        "area": int(mask_utils.area(rle)),
-        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-        "iscrowd": 1,
-    }
-
-
 def read_coco(path: Path) -> dict[int, dict[int, np.ndarray]]:
-    """Inverse of :func:`export_coco`; also reads uncompressed RLE and polygon segmentations."""
+    """{frame: {instance id: HxW bool}} from a COCO file (``annotation.datasets.export_coco``'s
+    or another's: compressed or uncompressed RLE, or polygons; the instance is ``track_id``,
+    ``instance_id`` or ``object_id`` where there is one, else the category)."""
     document = json.loads(Path(path).read_text())
     images = sorted(document["images"], key=lambda image: image["id"])
     frame_of = {image["id"]: image.get("frame_index", i) for i, image in enumerate(images)}
@@ -237,7 +181,8 @@ def read_coco(path: Path) -> dict[int, dict[int, np.ndarray]]:
     for annotation in document["annotations"]:
         image_id = annotation["image_id"]
         mask = _decode_segmentation(annotation["segmentation"], *shape_of[image_id])
-        obj_id = int(annotation.get("object_id", annotation["category_id"]))
+        instance = next((annotation[k] for k in ("track_id", "instance_id", "object_id") if k in annotation), None)
+        obj_id = int(annotation["category_id"] if instance is None else instance)
         result[frame_of[image_id]][obj_id] = mask
     return result
 
@@ -259,69 +204,9 @@ def _decode_segmentation(segmentation: dict | list, height: int, width: int) -> 
 # ----------------------------------------------------------------------------- YOLO
 
 
-def export_yolo(
-    masks: MaskTrack,
-    frames_count: int,
-    size: tuple[int, int],
-    objects: Mapping[int, str] | None,
-    out_dir: Path,
-    *,
-    stem: str = "yolo",
-) -> Path:
-    """YOLO segmentation labels: a zip of ``labels/00000.txt``... plus classes.txt, data.yaml.
-
-    Each line is ``class x1 y1 x2 y2 ...`` with coordinates divided by width/height (so in
-    [0, 1]); class = the object's position in ``objects`` (0-based). Polygons are the outer
-    contours of each mask (cv2.RETR_EXTERNAL): holes are filled, and pieces whose contour has
-    fewer than 3 points (1-2 pixel specks or 1-pixel lines) are left out. Frame images are not
-    included; a frame without objects gets an empty file (a YOLO background image).
-    """
-    names = _object_names(objects, masks)
-    _check_masks(masks, frames_count, size)
-    classes = {obj_id: index for index, obj_id in enumerate(names)}
-    path = Path(out_dir) / f"{stem}.zip"
-    with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-        for frame in range(frames_count):
-            lines = [
-                _yolo_line(classes[obj_id], polygon, size)
-                for obj_id, mask in _frame_masks(masks, frame, names).items()
-                for polygon in _outer_polygons(mask)
-            ]
-            archive.writestr(f"labels/{frame:05d}.txt", "".join(line + "\n" for line in lines))
-        archive.writestr("classes.txt", "".join(f"{name}\n" for name in names.values()))
-        archive.writestr("data.yaml", _yolo_yaml(list(names.values())))
-    return path
-
-
-def _outer_polygons(mask: np.ndarray) -> list[np.ndarray]:
-    """Outer contours of ``mask`` as K x 2 int arrays of (x, y) pixel centres, K >= 3."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [contour.reshape(-1, 2) for contour in contours if len(contour) >= 3]
-
-
-def _yolo_line(class_index: int, polygon: np.ndarray, size: tuple[int, int]) -> str:
-    height, width = size
-    normalised = polygon.astype(np.float64) / np.array([width, height])
-    return " ".join([str(class_index), *(f"{v:.6f}" for v in normalised.reshape(-1))])
-
-
-def _yolo_yaml(names: Sequence[str]) -> str:
-    """data.yaml in the Ultralytics layout; names are JSON-quoted, which YAML reads as strings."""
-    lines = [
-        "# Segmentation labels exported from the SAM 2 video app. Put the frame images in",
-        "# images/ (00000.jpg, ...) next to labels/ to train on them.",
-        "path: .",
-        "train: images",
-        "val: images",
-        f"nc: {len(names)}",
-        "names:",
-        *(f"  {index}: {json.dumps(name)}" for index, name in enumerate(names)),
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def read_yolo_zip(path: Path, size: tuple[int, int]) -> dict[int, dict[int, np.ndarray]]:
-    """Rasterise :func:`export_yolo` labels back to {frame: {class index: HxW bool}}."""
+    """Rasterise the labels of a YOLO zip (``annotation.datasets.export_yolo_dataset``'s, any
+    split) back to {frame: {class index: HxW bool}}."""
     height, width = size
     result: dict[int, dict[int, np.ndarray]] = {}
     with zipfile.ZipFile(path) as archive:
@@ -473,6 +358,7 @@ class SessionObject:
     name: str
     color: tuple[int, int, int]
     visible: bool = True
+    label: str = "object"  # its class (files before labels have none: "object")
 
 
 @dataclass
@@ -515,6 +401,10 @@ class Session:
     objects: list[SessionObject]
     prompts: list[Prompt]
     masks: list[SessionMask] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # the class list (every object's label is in it)
+
+    def __post_init__(self) -> None:
+        self.labels = list(dict.fromkeys([*self.labels, *(o.label for o in self.objects)]))
 
 
 def video_fingerprint(frames: Sequence[np.ndarray], samples: int = 5) -> str:
@@ -550,15 +440,16 @@ def export_session_json(session: Session, out_dir: Path, *, stem: str = "session
 
 
 def _session_document(session: Session) -> dict:
-    """{"version": 2, "video": {...}, "objects": [{id, name, color, visible}],
+    """{"version": 2, "video": {...}, "labels": [...], "objects": [{id, name, color, visible, label}],
     "prompts": [{frame, obj_id, points: [[x, y]...], labels: [...], box: [x0, y0, x1, y1] | null}],
     "masks": [{frame, obj_id, tracked, box: [top, left, height, width], bits: base64 of the
     zlib-compressed packed bits of the box}]}"""
     return {
         "version": SESSION_VERSION,
         "video": asdict(session.video),
+        "labels": list(session.labels),
         "objects": [
-            {"id": o.id, "name": o.name, "color": [int(c) for c in o.color], "visible": o.visible}
+            {"id": o.id, "name": o.name, "color": [int(c) for c in o.color], "visible": o.visible, "label": o.label}
             for o in session.objects
         ],
         "prompts": [_prompt_document(p) for p in session.prompts],
@@ -586,21 +477,29 @@ def _prompt_document(prompt: Prompt) -> dict:
     }
 
 
-def load_session_json(path: Path, expected: VideoRef | None = None) -> Session:
-    """Read and validate a session file; with ``expected``, also check it is for that video.
+MAX_SESSION_BYTES = 64 * 1024 * 1024  # a session or prompts file is read whole (a 600-frame video's masks fit)
+MAX_MASK_BYTES = 256 * 1024 * 1024  # the masks' bits once inflated (each is held as such)
+MAX_VIDEO_FRAMES = 1_000_000  # bounds for the numbers of a file's "video" (no decoder makes more)
+MAX_VIDEO_SIDE = 65_536
+MAX_NAME = 60  # characters of an object's name (the page's rename keeps as many)
 
-    Raises SessionError with a plain message for a damaged file, another version, or
+
+def load_session_json(path: Path, expected: VideoRef | None = None) -> Session:
+    """Read and validate a session file; with ``expected``, also check it is for that video
+    (before the rest of the file is read, so a file of another video says so first).
+
+    Everything in it is checked as the page checks its own input: ids 1..255, names cleaned
+    (:func:`clean_name`), clicks and boxes inside the frame, one prompt and one mask per object
+    and frame, and limits on size and count that keep loading quick. Raises SessionError with
+    a plain message naming the field, for a damaged or hand-made file, another version, or
     another video.
     """
     path = Path(path)
     data = _read_json(path, "session")
     try:
-        session = _parse_session(data)
+        return _parse_session(data, expected)
     except _Invalid as exc:
         raise SessionError(f"'{path.name}' is not a valid session file: {exc}.") from None
-    if expected is not None:
-        check_session_video(session, expected)
-    return session
 
 
 @dataclass
@@ -610,6 +509,7 @@ class PromptsFile:
 
     objects: list[SessionObject]
     prompts: list[Prompt]
+    labels: list[str] = field(default_factory=list)
 
 
 MAX_PROMPTS = 10_000  # prompts in one file; each one is a model call when it is applied
@@ -620,14 +520,16 @@ def load_prompts_json(path: Path) -> PromptsFile:
     """Read a prompts file::
 
         {"objects": [
-            {"id": 1, "name": "dog", "prompts": [
+            {"id": 1, "name": "Rex", "label": "dog", "prompts": [
                 {"frame": 0, "points": [[210, 350], [250, 220]], "labels": [1, 0]},
                 {"frame": 40, "box": [300, 0, 500, 400]}]},
             {"name": "ball", "prompts": [{"frame": 0, "points": [[90, 60]]}]}]}
 
-    ``id`` (1..255) defaults to the next free one, ``name`` to "object <id>", ``labels`` to 1
-    (add) for every point; points are (x, y) and a box is (x0, y0, x1, y1) in pixels of the
-    video's own size. Raises SessionError with a plain message naming the field.
+    ``id`` (1..255) defaults to the next free one, ``name`` to "object <id>", ``label`` (its
+    class) to "object", ``labels`` to 1 (add) for every point; points are (x, y) and a box is
+    (x0, y0, x1, y1) in pixels of the video's own size; one prompt per object and frame (all
+    of a frame's clicks and its box in one). Raises SessionError with a plain message naming
+    the field.
     """
     path = Path(path)
     data = _read_json(path, "prompts")
@@ -638,17 +540,33 @@ def load_prompts_json(path: Path) -> PromptsFile:
 
 
 def _read_json(path: Path, what: str) -> object:
+    """The file's JSON, or a SessionError that says plainly why not. Python's reader raises
+    more than JSONDecodeError on hostile input: RecursionError for deep nesting, ValueError
+    for a number of more than 4300 digits; a file over MAX_SESSION_BYTES is not read at all."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_SESSION_BYTES:
+            raise SessionError(
+                f"'{path.name}' is too large for a {what} file ({size / 2**20:.0f} MB; the most is "
+                f"{MAX_SESSION_BYTES // 2**20} MB)."
+            )
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark from a Windows editor is fine
     except (OSError, UnicodeDecodeError) as exc:
-        raise SessionError(f"Could not read the {what} file '{path.name}': {exc}.") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is not UTF-8 text"
+        raise SessionError(f"Could not read the {what} file '{path.name}': {reason}.") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SessionError(f"'{path.name}' is not a {what} file: it is not valid JSON ({exc}).") from exc
+        raise SessionError(f"'{path.name}' is not a {what} file: it is not valid JSON ({exc}).") from None
     except RecursionError:
         raise SessionError(f"'{path.name}' is not a {what} file: its JSON is nested too deeply.") from None
+    except ValueError:  # e.g. an integer of more digits than Python converts
+        raise SessionError(f"'{path.name}' is not a {what} file: it holds a number too long to read.") from None
 
 
 def _parse_prompts_file(data: object) -> PromptsFile:
+    if not isinstance(data, dict):
+        raise _Invalid("it must be a JSON object with 'objects'")
     raw_objects = _list(data, "objects", "the file")
     if not raw_objects:
         raise _Invalid("'objects' is empty")
@@ -661,34 +579,50 @@ def _parse_prompts_file(data: object) -> PromptsFile:
         if not isinstance(raw, dict):
             raise _Invalid(f"{where} must be an object with 'prompts'")
         used = {o.id for o in objects}
-        obj_id = _int(raw, "id", where) if "id" in raw else next(n for n in range(1, 256) if n not in used)
-        if not 1 <= obj_id <= MAX_OBJECT_ID or obj_id in used:
-            raise _Invalid(f"{where}.id must be a whole number 1..{MAX_OBJECT_ID}, different for each object")
-        name = clean_name(_str(raw, "name", where)) if "name" in raw else f"object {obj_id}"
-        if not name:
-            raise _Invalid(f"{where}.name is empty")
-        objects.append(SessionObject(obj_id, name, (0, 0, 0)))
-        for j, entry in enumerate(_list(raw, "prompts", where)):
+        obj_id = _whole(raw, "id", where, 1, MAX_OBJECT_ID) if "id" in raw else min(set(range(1, 256)) - used)
+        if obj_id in used:
+            raise _Invalid(f"{where}.id is {obj_id}, the id of another object: each object needs its own")
+        name = _name(raw, where) if "name" in raw else f"object {obj_id}"
+        objects.append(SessionObject(obj_id, name, (0, 0, 0), label=_label(raw, where)))
+        frames: set[int] = set()
+        entries = _list(raw, "prompts", where)
+        if len(prompts) + len(entries) > MAX_PROMPTS:
+            raise _Invalid(f"it has more than {MAX_PROMPTS} prompts (each is a model call when the file is loaded)")
+        for j, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 raise _Invalid(f"{where}.prompts[{j}] must be an object with 'frame'")
             points = entry.get("points", [])
             adds = [1] * len(points) if isinstance(points, list) else []  # a point without a label adds
             defaults = {"points": points, "labels": adds}
-            prompts.append(_parse_prompt({**defaults, **entry, "obj_id": obj_id}, f"{where}.prompts[{j}]"))
-            if len(prompts) > MAX_PROMPTS:
-                raise _Invalid(f"it has more than {MAX_PROMPTS} prompts")
-    return PromptsFile(objects, prompts)
+            prompt = _parse_prompt({**defaults, **entry, "obj_id": obj_id}, f"{where}.prompts[{j}]")
+            if prompt.frame in frames:
+                raise _Invalid(f"{where}.prompts[{j}] is a second prompt on frame {prompt.frame}: give all the "
+                               "clicks and the box of a frame in one prompt")  # fmt: skip
+            frames.add(prompt.frame)
+            prompts.append(prompt)
+    return PromptsFile(objects, prompts, _labels({}, objects))
 
 
-def clean_name(name: str) -> str:
+# Characters a name cannot show: control characters (a newline breaks one-name-a-line files),
+# lone surrogates (no UTF-8 file or page can hold them) and direction controls (they reorder
+# the text around the name wherever it is shown).
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_name(name: str, limit: int = MAX_NAME) -> str:
     """An object's name as the page keeps it: whitespace (newlines too) folded to single
-    spaces, at most 60 characters."""
-    return " ".join(str(name).split())[:60]
+    spaces, control, direction-control and lone-surrogate characters dropped, at most
+    ``limit`` (60) characters."""
+    text = " ".join(str(name).split())  # first, so that a newline between two words leaves a space
+    return " ".join(_UNSHOWABLE.sub("", text).split())[:limit].rstrip()
 
 
 def check_session_video(session: Session, expected: VideoRef) -> None:
     """SessionError unless ``session`` was saved for the video described by ``expected``."""
-    saved = session.video
+    _check_video(session.video, expected)
+
+
+def _check_video(saved: VideoRef, expected: VideoRef) -> None:
     if (saved.width, saved.height) != (expected.width, expected.height):
         raise SessionError(
             f"This session was saved for a {saved.width}x{saved.height} video ('{saved.name}'), "
@@ -716,16 +650,32 @@ def _get(data: object, key: str, where: str) -> object:
 def _typed(value: object, kind: type, what: str) -> object:
     """``value`` if it is a ``kind`` (bool is not taken for int, nor int/bool for bool)."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise _Invalid(f"{what} has the wrong type")
+        raise _Invalid(f"{what} {_KINDS.get(kind, 'has the wrong type')}")
     return value
 
 
-def _int(data: object, key: str, where: str) -> int:
-    return int(_typed(_get(data, key, where), int, f"{where}.{key}"))  # type: ignore[call-overload]
+_KINDS = {int: "must be a whole number", str: "must be text", list: "must be a list", bool: "must be true or false"}
+
+
+def _whole(data: object, key: str, where: str, low: int, high: int) -> int:
+    """A whole number in ``low..high`` (checked before it is used, so that no later sum or
+    message works with a number of thousands of digits)."""
+    value = _get(data, key, where)
+    if type(value) is not int or not low <= value <= high:
+        raise _Invalid(f"{where}.{key} must be a whole number from {low} to {high}")
+    return value
 
 
 def _str(data: object, key: str, where: str) -> str:
     return str(_typed(_get(data, key, where), str, f"{where}.{key}"))
+
+
+def _name(data: object, where: str) -> str:
+    """An object's "name", cleaned like a name typed on the page; refused if nothing is left."""
+    name = clean_name(_str(data, "name", where))
+    if not name:
+        raise _Invalid(f"{where}.name is empty")
+    return name
 
 
 def _list(data: object, key: str, where: str) -> list:
@@ -744,77 +694,175 @@ def _numbers(value: object, count: int, what: str) -> list[float]:
     return [_number(v, what) for v in value]
 
 
-def _parse_session(data: object) -> Session:
-    version = _int(data, "version", "the file")
-    if version not in READABLE_VERSIONS:
+def _parse_session(data: object, expected: VideoRef | None = None) -> Session:
+    """The whole file, in order: version, video (checked against ``expected`` at once),
+    objects, prompts, masks. Counts are checked before their entries are read."""
+    if not isinstance(data, dict):
+        raise _Invalid("it must be a JSON object with 'version', 'video', 'objects' and 'prompts'")
+    version = _get(data, "version", "the file")
+    if type(version) is not int or version not in READABLE_VERSIONS:
         readable = " and ".join(str(v) for v in READABLE_VERSIONS)
-        raise _Invalid(f"it has version {version}, and this app reads versions {readable}")
+        shown = f"version {version}" if type(version) is int and abs(version) < 10**6 else "another version"
+        raise _Invalid(f"it has {shown}, and this app reads versions {readable}")
     video = _parse_video(_get(data, "video", "the file"))
-    objects = [_parse_object(o, f"objects[{i}]") for i, o in enumerate(_list(data, "objects", "the file"))]
-    known = {o.id for o in objects}
-    if len(known) != len(objects):
-        raise _Invalid("two objects have the same id")
-    prompts = [_parse_prompt(p, f"prompts[{i}]") for i, p in enumerate(_list(data, "prompts", "the file"))]
-    for i, prompt in enumerate(prompts):
-        if prompt.obj_id not in known:
-            raise _Invalid(f"prompts[{i}] is for object {prompt.obj_id}, which is not in 'objects'")
-        if not 0 <= prompt.frame < video.frames:
-            raise _Invalid(f"prompts[{i}] is on frame {prompt.frame}, but the video has {video.frames} frames")
-    raw_masks = _list(data, "masks", "the file") if version >= 2 else []
-    masks = [_parse_mask(m, f"masks[{i}]", video) for i, m in enumerate(raw_masks)]
-    seen: set[tuple[int, int]] = set()
-    for i, mask in enumerate(masks):
-        if mask.obj_id not in known:
-            raise _Invalid(f"masks[{i}] is for object {mask.obj_id}, which is not in 'objects'")
-        if not 0 <= mask.frame < video.frames:
-            raise _Invalid(f"masks[{i}] is on frame {mask.frame}, but the video has {video.frames} frames")
-        if (mask.frame, mask.obj_id) in seen:
-            raise _Invalid(f"masks[{i}] is a second mask of object {mask.obj_id} on frame {mask.frame}")
-        seen.add((mask.frame, mask.obj_id))
-    return Session(video, objects, prompts, masks)
+    if expected is not None:
+        _check_video(video, expected)
+    objects = _parse_objects(_list(data, "objects", "the file"))
+    prompts = _parse_prompts(_list(data, "prompts", "the file"), video, objects)
+    masks = _parse_masks(_list(data, "masks", "the file"), video, objects) if version >= 2 else []
+    return Session(video, objects, prompts, masks, _labels(data, objects))
 
 
 def _parse_video(data: object) -> VideoRef:
-    ref = VideoRef(
-        name=_str(data, "name", "video"),
-        frames=_int(data, "frames", "video"),
-        width=_int(data, "width", "video"),
-        height=_int(data, "height", "video"),
-        fps=_number(_get(data, "fps", "video"), "video.fps"),
-        fingerprint=_str(data, "fingerprint", "video"),
+    if not isinstance(data, dict):
+        raise _Invalid("'video' must be an object with name, frames, width, height, fps and fingerprint")
+    fps = _number(_get(data, "fps", "video"), "video.fps")
+    if not 0 < fps <= 10_000:
+        raise _Invalid("video.fps must be a number above 0 (frames per second)")
+    fingerprint = _str(data, "fingerprint", "video")
+    if not re.fullmatch(r"[0-9a-f]{1,64}", fingerprint):
+        raise _Invalid("video.fingerprint must be the hexadecimal digits the app wrote")
+    return VideoRef(
+        name=clean_name(_str(data, "name", "video"), limit=120) or "no name",  # only shown in messages
+        frames=_whole(data, "frames", "video", 1, MAX_VIDEO_FRAMES),
+        width=_whole(data, "width", "video", 1, MAX_VIDEO_SIDE),
+        height=_whole(data, "height", "video", 1, MAX_VIDEO_SIDE),
+        fps=fps,
+        fingerprint=fingerprint,
     )
-    if min(ref.frames, ref.width, ref.height) <= 0 or ref.fps <= 0:
-        raise _Invalid("video.frames, width, height and fps must be positive")
-    return ref
+
+
+def _parse_objects(raw: list) -> list[SessionObject]:
+    if not raw:
+        raise _Invalid("'objects' is empty: a session has at least one object")
+    if len(raw) > MAX_OBJECT_ID:
+        raise _Invalid(f"'objects' has {len(raw)} objects; the most is {MAX_OBJECT_ID}, as on the page")
+    objects: dict[int, SessionObject] = {}
+    for i, entry in enumerate(raw):
+        obj = _parse_object(entry, f"objects[{i}]")
+        if obj.id in objects:
+            raise _Invalid(f"objects[{i}].id is {obj.id}, the id of another object: each object needs its own")
+        objects[obj.id] = obj
+    return list(objects.values())
 
 
 def _parse_object(data: object, where: str) -> SessionObject:
+    if not isinstance(data, dict):
+        raise _Invalid(f"{where} must be an object with id, name, color and visible")
+    obj_id = _whole(data, "id", where, 1, MAX_OBJECT_ID)  # PNG masks hold one id per pixel value
     color = _numbers(_get(data, "color", where), 3, f"{where}.color")
     if not all(c.is_integer() and 0 <= c <= 255 for c in color):
         raise _Invalid(f"{where}.color must be three integers 0..255")
     visible = _typed(_get(data, "visible", where), bool, f"{where}.visible")
     return SessionObject(
-        id=_int(data, "id", where),
-        name=_str(data, "name", where),
+        id=obj_id,
+        name=_name(data, where),
         color=(int(color[0]), int(color[1]), int(color[2])),
         visible=bool(visible),
+        label=_label(data, where),
     )
 
 
-def _parse_mask(data: object, where: str, video: VideoRef) -> SessionMask:
+def _label(data: object, where: str) -> str:
+    """An object's optional "label" (files written before labels have none: "object")."""
+    if not isinstance(data, dict) or "label" not in data:
+        return "object"
+    label = clean_name(_str(data, "label", where))
+    if not label:
+        raise _Invalid(f"{where}.label is empty")
+    return label
+
+
+def _labels(data: object, objects: list[SessionObject]) -> list[str]:
+    """The optional class list, with every object's label in it (appended if missing)."""
+    raw = _list(data, "labels", "the file") if isinstance(data, dict) and "labels" in data else []
+    if len(raw) > MAX_OBJECT_ID:
+        raise _Invalid(f"'labels' has {len(raw)} names; the most is {MAX_OBJECT_ID}")
+    labels: list[str] = []
+    for i, name in enumerate(raw):
+        clean = clean_name(_typed(name, str, f"labels[{i}]"))  # type: ignore[arg-type]
+        if not clean:
+            raise _Invalid(f"labels[{i}] is empty")
+        if clean not in labels:
+            labels.append(clean)
+    for obj in objects:
+        if obj.label not in labels:
+            labels.append(obj.label)
+    return labels
+
+
+def _parse_prompts(raw: list, video: VideoRef, objects: list[SessionObject]) -> list[Prompt]:
+    """The prompts: each inside the frame, for a listed object, one per object and frame (as
+    the app saves them: a frame's clicks and box are one prompt). At most MAX_PROMPTS, since
+    loading makes one model call for each."""
+    if len(raw) > MAX_PROMPTS:
+        raise _Invalid(f"'prompts' has {len(raw)} prompts; the most is {MAX_PROMPTS} (each is a model call "
+                       "when the file is loaded)")  # fmt: skip
+    known = {o.id for o in objects}
+    first: dict[tuple[int, int], int] = {}
+    prompts = []
+    for i, entry in enumerate(raw):
+        where = f"prompts[{i}]"
+        prompt = _parse_prompt(entry, where, (video.width, video.height))
+        if prompt.obj_id not in known:
+            raise _Invalid(f"{where} is for object {prompt.obj_id}, which is not in 'objects'")
+        if not 0 <= prompt.frame < video.frames:
+            raise _Invalid(f"{where} is on frame {prompt.frame}, but the video has {video.frames} frames")
+        key = (prompt.frame, prompt.obj_id)
+        if key in first:
+            raise _Invalid(
+                f"{where} is a second prompt of object {prompt.obj_id} on frame {prompt.frame} "
+                f"(prompts[{first[key]}] is the first); a frame's clicks and box are one prompt"
+            )
+        first[key] = i
+        prompts.append(prompt)
+    return prompts
+
+
+def _parse_masks(raw: list, video: VideoRef, objects: list[SessionObject]) -> list[SessionMask]:
+    """The masks: one per object and frame at most, inside the frame, and MAX_MASK_BYTES of
+    bits in all (a small file of well-compressed masks could otherwise inflate to gigabytes)."""
+    most = len(objects) * video.frames
+    if len(raw) > most:
+        raise _Invalid(f"'masks' has {len(raw)} masks, more than one per object and frame ({most})")
+    known = {o.id for o in objects}
+    seen: set[tuple[int, int]] = set()
+    budget = MAX_MASK_BYTES
+    masks = []
+    for i, entry in enumerate(raw):
+        mask = _parse_mask(entry, f"masks[{i}]", video, budget)
+        if mask.obj_id not in known:
+            raise _Invalid(f"masks[{i}] is for object {mask.obj_id}, which is not in 'objects'")
+        if (mask.frame, mask.obj_id) in seen:
+            raise _Invalid(f"masks[{i}] is a second mask of object {mask.obj_id} on frame {mask.frame}")
+        seen.add((mask.frame, mask.obj_id))
+        budget -= len(mask.bits)
+        masks.append(mask)
+    return masks
+
+
+def _parse_mask(data: object, where: str, video: VideoRef, budget: int = MAX_MASK_BYTES) -> SessionMask:
     """A mask entry, checked so that a damaged or hostile file cannot make a mask outside the
-    frame, nor inflate to more bytes than its box holds."""
+    frame, nor inflate to more bytes than its box holds, nor past ``budget`` bytes."""
+    if not isinstance(data, dict):
+        raise _Invalid(f"{where} must be an object with frame, obj_id, tracked, box and bits")
+    frame = _whole(data, "frame", where, 0, MAX_VIDEO_FRAMES)
+    if frame >= video.frames:
+        raise _Invalid(f"{where} is on frame {frame}, but the video has {video.frames} frames")
+    obj_id = _whole(data, "obj_id", where, 1, MAX_OBJECT_ID)
+    tracked = _typed(_get(data, "tracked", where), bool, f"{where}.tracked")
     box = _typed(_get(data, "box", where), list, f"{where}.box")
     if len(box) != 4 or not all(type(v) is int and v >= 0 for v in box):
         raise _Invalid(f"{where}.box must be four whole numbers >= 0 (top, left, height, width)")
     top, left, height, width = box
     if top + height > video.height or left + width > video.width:
         raise _Invalid(f"{where}.box reaches outside the {video.width}x{video.height} frame")
-    bits = _inflate(_str(data, "bits", where), (height * width + 7) // 8, f"{where}.bits")
-    tracked = _typed(_get(data, "tracked", where), bool, f"{where}.tracked")
-    return SessionMask(
-        _int(data, "frame", where), _int(data, "obj_id", where), bool(tracked), top, left, height, width, bits
-    )  # fmt: skip
+    size = (height * width + 7) // 8
+    if size > budget:
+        raise _Invalid(f"the masks hold more than {MAX_MASK_BYTES // 2**20} MB of mask bits, the most a file may "
+                       f"(at {where})")  # fmt: skip
+    bits = _inflate(_str(data, "bits", where), size, f"{where}.bits")
+    return SessionMask(frame, obj_id, bool(tracked), top, left, height, width, bits)
 
 
 def _inflate(text: str, size: int, what: str) -> bytes:
@@ -823,27 +871,44 @@ def _inflate(text: str, size: int, what: str) -> bytes:
         packed = base64.b64decode(text, validate=True)
         inflater = zlib.decompressobj()
         raw = inflater.decompress(packed, size + 1)  # max_length 0 would mean "no limit"
-    except (binascii.Error, zlib.error):
+    except (binascii.Error, zlib.error, ValueError):  # ValueError: text that is not ASCII
         raise _Invalid(f"{what} is not base64 of zlib data") from None
     if len(raw) != size or not inflater.eof or inflater.unconsumed_tail:
         raise _Invalid(f"{what} does not hold the {size} bytes its box needs")
     return raw
 
 
-def _parse_prompt(data: object, where: str) -> Prompt:
-    if len(_list(data, "points", where)) > MAX_POINTS:
+def _parse_prompt(data: object, where: str, frame_size: tuple[int, int] | None = None) -> Prompt:
+    """A prompt's frame, object, clicks and box. With ``frame_size`` (width, height), the clicks
+    and the box must lie inside the frame, as clicks on the page do (a prompts file's are in
+    the source video's pixels, checked when it is applied)."""
+    if not isinstance(data, dict):
+        raise _Invalid(f"{where} must be an object with frame, obj_id, points, labels and box")
+    frame = _whole(data, "frame", where, 0, MAX_VIDEO_FRAMES)
+    obj_id = _whole(data, "obj_id", where, 1, MAX_OBJECT_ID)
+    raw_points = _list(data, "points", where)
+    if len(raw_points) > MAX_POINTS:
         raise _Invalid(f"{where} has more than {MAX_POINTS} points")
-    points = [_numbers(p, 2, f"{where}.points[{i}]") for i, p in enumerate(_list(data, "points", where))]
+    points = [_numbers(p, 2, f"{where}.points[{i}]") for i, p in enumerate(raw_points)]
     labels = _list(data, "labels", where)
     if len(labels) != len(points) or not all(type(v) is int and v in (0, 1) for v in labels):
         raise _Invalid(f"{where}.labels must hold one 0 or 1 per point")
-    raw_box = data.get("box") if isinstance(data, dict) else None
+    raw_box = data.get("box")
     box = None if raw_box is None else _numbers(raw_box, 4, f"{where}.box")
     if not points and box is None:
         raise _Invalid(f"{where} has neither points nor a box")
+    if box is not None and not (box[0] < box[2] and box[1] < box[3]):
+        raise _Invalid(f"{where}.box must be [left, top, right, bottom], right of and below its first corner")
+    if frame_size is not None:
+        width, height = frame_size
+        for i, (x, y) in enumerate(points):
+            if not (0 <= x <= width and 0 <= y <= height):
+                raise _Invalid(f"{where}.points[{i}] ({x:.6g}, {y:.6g}) is outside the {width}x{height} frame")
+        if box is not None and not (0 <= box[0] and 0 <= box[1] and box[2] <= width and box[3] <= height):
+            raise _Invalid(f"{where}.box reaches outside the {width}x{height} frame")
     return Prompt(
-        frame=_int(data, "frame", where),
-        obj_id=_int(data, "obj_id", where),
+        frame=frame,
+        obj_id=obj_id,
         points=[(x, y) for x, y in points],
         labels=[int(v) for v in labels],
         box=None if box is None else (box[0], box[1], box[2], box[3]),

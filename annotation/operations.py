@@ -14,17 +14,19 @@ shown are the saved ones, and the predictor's tracking memory starts afresh with
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from annotation import formats
+from annotation import datasets, formats
 from annotation.document import ObjectInfo, PackedMask, PromptCall, Snapshot, UserError
 from annotation.engine import Engine, PromptSpec
 from annotation.work import LoadedVideo, TrackProgress, Work
@@ -34,10 +36,13 @@ Mode = Literal["add", "remove", "box"]
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[Direction, ...] = ("forward", "backward", "both")
 log = logging.getLogger(__name__)
-EXPORT_FORMATS = ("overlay", "mask_video", "png", "coco", "yolo", "session")
+EXPORT_FORMATS = (
+    "overlay", "mask_video", "png", "semantic", "coco", "coco_images", "ytvis", "yolo", "mot", "session",
+)  # fmt: skip
 EXPORT_NAMES = {
-    "overlay": "the overlay video", "mask_video": "the mask video", "png": "the PNG masks", "coco": "the COCO file",
-    "yolo": "the YOLO labels", "session": "the session file",
+    "overlay": "the overlay video", "mask_video": "the mask video", "png": "the PNG masks",
+    "semantic": "the semantic masks", "coco": "the COCO file", "coco_images": "the COCO dataset with frames",
+    "ytvis": "the YouTube-VIS file", "yolo": "the YOLO dataset", "mot": "the MOT tracks", "session": "the session file",
 }  # fmt: skip
 
 
@@ -70,7 +75,7 @@ def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, ima
     work.video = None  # the previous video's frames can go before the new ones are stored
     frames = engine.keep_frames(decoded.frames)
     work.video = LoadedVideo(name, replace(decoded, frames=[]), frames, engine.start(frames, image_size))
-    work.registry = {1: ObjectInfo(1, "object 1")}
+    work.registry = {1: ObjectInfo(1, "object 1", label=work.last_label)}  # labels stay from video to video
     work.doc = Snapshot(object_ids=(1,))
     work.undo.clear()
     work.redo.clear()
@@ -263,7 +268,7 @@ def _active(work: Work) -> int:
 def add_object(work: Work) -> ObjectInfo:
     require_video(work)
     obj_id = work.next_object_id()
-    info = ObjectInfo(obj_id, f"object {obj_id}")
+    info = ObjectInfo(obj_id, f"object {obj_id}", label=work.last_label)
     work.registry[obj_id] = info
     work.commit(f"add object {obj_id}", replace(work.doc, object_ids=work.doc.object_ids + (obj_id,)))
     work.active = obj_id
@@ -293,6 +298,93 @@ def select_object(work: Work, obj_id: int | None) -> str:
     work.active = info.id
     work.pending_corner = None
     return f"Clicks now go to '{info.name}'."
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+MAX_LABELS = 255  # classes of one video (semantic PNG masks hold one class per pixel value)
+
+
+def add_labels(work: Work, names: list[str]) -> list[str]:
+    """Add classes to the video's label list (cleaned like object names; repeats skipped) ->
+    the ones added."""
+    added = []
+    for name in names:
+        clean = formats.clean_name(name)
+        if not clean or clean in work.labels or clean in added:
+            continue
+        added.append(clean)
+    if len(work.labels) + len(added) > MAX_LABELS:
+        total = len(work.labels) + len(added)
+        raise UserError(f"A video can have at most {MAX_LABELS} labels; this would make {total}.")
+    work.labels.extend(added)
+    return added
+
+
+def rename_label(work: Work, old: str, new: str) -> str:
+    """Rename a class everywhere: the list, every object of that class, the next object's."""
+    clean = formats.clean_name(new)
+    if old not in work.labels:
+        raise UserError(f"There is no label '{old}'.")
+    if not clean:
+        raise UserError("A label needs a name.")
+    if clean != old and clean in work.labels:
+        raise UserError(f"There is a label '{clean}' already: give the objects that label instead.")
+    work.labels[work.labels.index(old)] = clean
+    for obj_id, info in work.registry.items():
+        if info.label == old:
+            work.registry[obj_id] = replace(info, label=clean)
+    if work.last_label == old:
+        work.last_label = clean
+    return f"Renamed the label '{old}' to '{clean}'."
+
+
+def remove_label(work: Work, name: str) -> str:
+    if name not in work.labels:
+        raise UserError(f"There is no label '{name}'.")
+    users = [o.name for o in work.objects if o.label == name]
+    if users:
+        raise UserError(f"'{name}' is the label of {', '.join(repr(u) for u in users[:3])}: give them another first.")
+    if len(work.labels) == 1:
+        raise UserError("The video needs at least one label.")
+    work.labels.remove(name)
+    if work.last_label == name:
+        work.last_label = work.labels[-1]
+    return f"Removed the label '{name}'."
+
+
+def set_label(work: Work, obj_id: int, label: str) -> str:
+    """Give an object a class from the list; new objects take it too."""
+    info = work.object(obj_id)
+    if label not in work.labels:
+        raise UserError(f"'{label}' is not one of the labels ({', '.join(work.labels)}): add it first.")
+    work.update_object(obj_id, label=label)
+    work.last_label = label
+    return f"'{info.name}' is a '{label}'."
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Class names from a ``classes.txt`` (one per line) or a YOLO ``data.yaml`` (``names`` as
+    a list or an index -> name mapping), in class order."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"Could not read the label file '{path.name}' ({exc}).") from None
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return [line for line in (formats.clean_name(raw) for raw in text.splitlines()) if line]
+    import yaml
+
+    try:
+        names = (yaml.safe_load(text) or {}).get("names")
+    except (yaml.YAMLError, AttributeError):
+        names = None
+    if isinstance(names, dict) and all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+        names = [names[k] for k in sorted(names)]
+    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
+        raise UserError(f"'{path.name}' is not a YOLO data.yaml: it needs 'names', a list or index: name pairs.")
+    return [formats.clean_name(str(n)) for n in names]
 
 
 # ----------------------------------------------------------------------------- tracking
@@ -341,7 +433,7 @@ def start_tracking(work: Work, engine: Engine, frame: int, direction: Direction,
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     _begin_tracking(work, runs, direction)
-    thread = threading.Thread(target=_run_tracking, args=(work, engine, runs, direction), daemon=True)
+    thread = threading.Thread(target=_in_this_context(_run_tracking), args=(work, engine, runs, direction), daemon=True)
     try:
         thread.start()
     except BaseException:
@@ -412,9 +504,10 @@ def next_lost_frame(work: Work, frame: int) -> int:
 # ----------------------------------------------------------------------------- exports
 
 
-def export(work: Work, chosen: list[str], out_dir: Path | None = None) -> list[Path]:
+def export(work: Work, chosen: list[str], out_dir: Path | None = None, val_every: int = 0) -> list[Path]:
     """Write the ``chosen`` files (names from :data:`EXPORT_FORMATS`) for every frame into
-    ``out_dir`` (default: the work's export folder).
+    ``out_dir`` (default: the work's export folder); ``val_every``: every k-th frame goes to
+    the YOLO dataset's validation split (0: none).
 
     Exports only read the work, and each file appears whole or not at all (written under
     another name, then renamed), so a failure to write (a full disk, a blocked path) loses
@@ -423,10 +516,14 @@ def export(work: Work, chosen: list[str], out_dir: Path | None = None) -> list[P
     unknown = [f for f in chosen if f not in EXPORT_FORMATS]
     if unknown or not chosen:
         raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
+    if val_every < 0 or val_every == 1:
+        raise UserError("Every k-th frame to validation: k must be 0 (no validation split) or at least 2.")
     names = {o.id: o.name for o in work.objects}
     masks = work.doc.all_masks(video.count) if set(chosen) - {"session"} else {}
     size, count, fps = video.size, video.count, video.decoded.fps
     stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
+    data = datasets.Annotations(video.name, video.frames, masks, {o.id: o.label for o in work.objects},
+                                tuple(work.labels), size, fps)  # fmt: skip
     writers: dict[str, Callable[[Path], Path]] = {
         "overlay": lambda out: formats.export_overlay_video(
             video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
@@ -434,8 +531,12 @@ def export(work: Work, chosen: list[str], out_dir: Path | None = None) -> list[P
         ),
         "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps, stem=f"{stem}_masks"),
         "png": lambda out: formats.export_png_zip(masks, count, size, names, out, stem=f"{stem}_masks"),
-        "coco": lambda out: formats.export_coco(masks, count, size, names, out, stem=f"{stem}_coco"),
-        "yolo": lambda out: formats.export_yolo(masks, count, size, names, out, stem=f"{stem}_yolo"),
+        "semantic": lambda out: datasets.export_semantic_png(data, out),
+        "coco": lambda out: datasets.export_coco(data, out),
+        "coco_images": lambda out: datasets.export_coco(data, out, with_images=True),
+        "ytvis": lambda out: datasets.export_ytvis(data, out),
+        "yolo": lambda out: datasets.export_yolo_dataset(data, out, val_every=val_every),
+        "mot": lambda out: datasets.export_mot(data, out),
         "session": lambda out: formats.export_session_json(session_record(work), out, stem=f"{stem}_session"),
     }  # fmt: skip
     made: list[Path] = []
@@ -456,7 +557,7 @@ def session_record(work: Work) -> formats.Session:
     video = require_video(work)
     doc = work.doc
     ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
-    objects = [formats.SessionObject(o.id, o.name, o.color, o.visible) for o in work.objects]
+    objects = [formats.SessionObject(o.id, o.name, o.color, o.visible, o.label) for o in work.objects]
     prompts = [
         formats.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
         for (frame, obj), p in doc.prompts().items()
@@ -466,23 +567,45 @@ def session_record(work: Work) -> formats.Session:
         for (frame, obj), m in sorted(doc.masks.items())
         if obj in doc.object_ids
     ]  # fmt: skip
-    return formats.Session(ref, objects, prompts, masks)
+    return formats.Session(ref, objects, prompts, masks, list(work.labels))
+
+
+LOCK_WAIT_S = 60.0  # how long a load waits for the step before it (a click) to finish
+
+
+class LoadCancelled(Exception):
+    """Cancel was pressed while a file was being loaded: nothing was changed."""
+
+
+def read_session(work: Work, path: str | Path) -> formats.Session:
+    """A session file, read and checked for the loaded video (nothing changes here; a file
+    that cannot be used raises UserError with a message naming the field)."""
+    video = require_video(work)
+    try:
+        return formats.load_session_json(Path(path), formats.video_ref(video.name, video.frames, video.decoded.fps))
+    except formats.SessionError as exc:
+        raise UserError(str(exc)) from None
 
 
 def load_session(work: Work, engine: Engine, path: str | Path) -> str:
     """Replace objects, prompts and masks with those of a session file saved from this video."""
-    require_video(work)
-    try:
-        saved = formats.load_session_json(Path(path))
-    except formats.SessionError as exc:
-        raise UserError(str(exc)) from None
-    return apply_session(work, engine, saved)
+    return apply_session(work, engine, read_session(work, path))
 
 
-def apply_session(work: Work, engine: Engine, saved: formats.Session, what: str = "the session file") -> str:
+def apply_session(
+    work: Work, engine: Engine, saved: formats.Session, what: str = "the session file",
+    progress: TrackProgress | None = None, cancel: threading.Event | None = None,
+) -> str:  # fmt: skip
     """Replace objects, prompts and masks with a saved session's. The prompts are replayed on
     this video, so that new clicks and tracking continue from them; the masks are the saved
-    ones, as the user had them (a version 1 file has none: its prompts' masks are made again)."""
+    ones, as the user had them (a version 1 file has none: its prompts' masks are made again).
+
+    All or nothing: the prompts are replayed into a new predictor session on the same frames
+    (sharing the image features already computed), and the document, the object list, the
+    labels and the predictor's session are replaced together once everything has succeeded.
+    An error, Ctrl-C or ``cancel`` (LoadCancelled) part-way leaves the work as it was, so the
+    page's masks, its undo history and the predictor never disagree. ``progress.done`` counts
+    the prompts replayed."""
     video = require_video(work)
     try:
         formats.check_session_video(saved, formats.video_ref(video.name, video.frames, video.decoded.fps))
@@ -490,20 +613,34 @@ def apply_session(work: Work, engine: Engine, saved: formats.Session, what: str 
         raise UserError(str(exc)) from None
     if not saved.objects:
         raise UserError(f"{what[0].upper()}{what[1:]} has no objects.")
-    before = work.doc
-    engine.reset(video.handle)
-    for obj in saved.objects:
-        work.registry[obj.id] = ObjectInfo(obj.id, obj.name, obj.visible)
-    doc = Snapshot(object_ids=tuple(o.id for o in saved.objects))
+    labels = list(dict.fromkeys([*saved.labels, *(o.label for o in saved.objects)]))  # the file's classes
+    if len(labels) > MAX_LABELS:
+        raise UserError(f"{what[0].upper()}{what[1:]} has {len(labels)} labels; the most is {MAX_LABELS}.")
+    objects = {o.id: ObjectInfo(o.id, formats.clean_name(o.name) or f"object {o.id}", o.visible, o.label)
+               for o in saved.objects}  # fmt: skip
+    handle = engine.fresh_session(video.handle)
+    calls: list[PromptCall] = []
+    masks: dict[tuple[int, int], PackedMask] = {}
     for p in saved.prompts:
-        prompt = PromptSpec(tuple(tuple(pt) for pt in p.points), tuple(p.labels), p.box)
-        mask = engine.prompt(video.handle, p.frame, p.obj_id, prompt)
-        doc = replace(doc, calls=doc.calls + (PromptCall(p.frame, p.obj_id, prompt),),
-                      masks={**doc.masks, (p.frame, p.obj_id): PackedMask.pack(mask)})  # fmt: skip
+        if cancel is not None and cancel.is_set():
+            raise LoadCancelled
+        prompt = PromptSpec(tuple((x, y) for x, y in p.points), tuple(p.labels), p.box)
+        masks[(p.frame, p.obj_id)] = PackedMask.pack(engine.prompt(handle, p.frame, p.obj_id, prompt))
+        calls.append(PromptCall(p.frame, p.obj_id, prompt))
+        if progress is not None:
+            progress.done += 1
+    doc = Snapshot(object_ids=tuple(objects), calls=tuple(calls), masks=masks)
     if saved.masks:
         doc = replace(doc, masks=_saved_masks(saved.masks, video.size), tracked=frozenset(
             (m.frame, m.obj_id) for m in saved.masks if m.tracked))  # fmt: skip
-    work.commit(f"load {what.removeprefix('the ')}", doc, before=before)  # undo returns to it (and rebuilds)
+    if cancel is not None and cancel.is_set():
+        raise LoadCancelled
+    # Everything is made: from here on only assignments, so all of it changes together.
+    engine.stop_encoding_ahead(video.handle)
+    video.handle = handle
+    work.labels, work.last_label = labels, saved.objects[-1].label
+    work.registry.update(objects)
+    work.commit(f"load {what.removeprefix('the ')}", doc)  # undo returns to the document before (and rebuilds)
     work.active = doc.object_ids[0]
     work.pending_corner = None
     loaded = f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s)"
@@ -514,6 +651,71 @@ def apply_session(work: Work, engine: Engine, saved: formats.Session, what: str 
             "After new clicks, press Track to update the masks."
         )
     return f"{loaded} from {what}. Press Track to follow them through the video again."
+
+
+@dataclass
+class Loading:
+    """A session file being loaded on a background thread (:func:`start_loading`)."""
+
+    message: str = ""  # the load's own message, once it has succeeded
+    thread: threading.Thread = field(init=False)
+
+
+def start_loading(work: Work, engine: Engine, path: str | Path) -> Loading:
+    """Read a session file, then load it on a background thread that holds ``work.lock``
+    until it ends (the page's way; :func:`load_session` waits instead).
+
+    A problem with the file is raised here (UserError) before anything starts. Loading makes a
+    model call per prompt, so a big file takes a while: ``work.progress`` counts the prompts,
+    and Cancel (``work.cancel``) stops it with the work as it was (the load is all or nothing).
+    """
+    if work.progress.running:
+        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+    saved = read_session(work, path)
+    if not work.lock.acquire(timeout=LOCK_WAIT_S):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    work.cancel.clear()
+    work.progress = TrackProgress(
+        running=True, label="Loading the session file", total=len(saved.prompts), started=time.monotonic(),
+        unit="prompts", kept="your objects, clicks and masks stay as they were",
+    )  # fmt: skip
+    loading = Loading()
+    loading.thread = threading.Thread(
+        target=_in_this_context(_run_loading), args=(work, engine, saved, loading), name="load-session", daemon=True
+    )
+    try:
+        loading.thread.start()
+    except BaseException:
+        work.progress.running = False
+        work.lock.release()
+        raise
+    return loading
+
+
+def _run_loading(work: Work, engine: Engine, saved: formats.Session, loading: Loading) -> None:
+    """Load ``saved`` (``work.lock`` is held, and released at the end); the outcome is in
+    ``work.progress`` (error, cancelled) and ``loading.message``."""
+    progress = work.progress
+    try:
+        loading.message = apply_session(work, engine, saved, progress=progress, cancel=work.cancel)
+    except LoadCancelled:
+        progress.cancelled = True
+    except UserError as exc:
+        progress.error = str(exc)
+    except Exception as exc:  # the work is as it was (all or nothing); the log has the traceback
+        log.exception("Loading a session file failed after %d of %d prompts", progress.done, progress.total)
+        progress.error = (f"Could not load the session file ({type(exc).__name__}: {exc}). "
+                          "Your objects, clicks and masks are as they were.")  # fmt: skip
+    finally:
+        progress.running = False
+        progress.finished = time.monotonic()
+        work.lock.release()
+
+
+def _in_this_context(function: Callable) -> Callable:
+    """``function`` to run on another thread in the caller's context (a new thread starts in an
+    empty one), so its log lines name the caller's session (``ui.logs``)."""
+    return functools.partial(contextvars.copy_context().run, function)
 
 
 def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile, source_size: tuple[int, int]) -> str:
@@ -536,7 +738,8 @@ def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile, source
         points = [(x * sx, y * sy) for x, y in p.points]
         prompts.append(formats.Prompt(p.frame, p.obj_id, points, list(p.labels), box))
     ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
-    return apply_session(work, engine, formats.Session(ref, given.objects, prompts), what="the prompts file")
+    session = formats.Session(ref, given.objects, prompts, labels=given.labels)
+    return apply_session(work, engine, session, what="the prompts file")
 
 
 def _saved_masks(saved: list[formats.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from annotation.document import MAX_OBJECTS, Edit, ObjectInfo, Snapshot, UserError
+from annotation.document import DEFAULT_LABEL, MAX_OBJECTS, Edit, ObjectInfo, Snapshot, UserError
 from sam2.video_io import DecodedVideo
 
 MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
@@ -60,6 +60,8 @@ class TrackProgress:
     cancelled: bool = False
     error: str = ""
     last_frame: int | None = None
+    unit: str = "frames"  # what done and total count (loading a session file counts prompts)
+    kept: str = "the frames done so far are kept"  # what a cancel leaves
 
     def summary(self) -> str:
         """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words."""
@@ -67,14 +69,14 @@ class TrackProgress:
             return ""
         elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
         rate = self.done / elapsed
-        text = f"{self.label}: {self.done}/{self.total} frames, {rate:.1f} frames/s"
+        text = f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s"
         if self.running:
             left = (self.total - self.done) / rate if rate > 0 else float("nan")
             text += f", about {left:.0f} s left" if left == left else ", starting..."
         elif self.error:
             text += f". Stopped: {self.error}"
         elif self.cancelled:
-            text += ". Cancelled: the frames done so far are kept."
+            text += f". Cancelled: {self.kept}."
         else:
             text += f" in {elapsed:.1f} s. Done."
         return text
@@ -91,6 +93,8 @@ class Work:
     folder: Path
     video: LoadedVideo | None = None
     registry: dict[int, ObjectInfo] = field(default_factory=dict)  # every object ever made
+    labels: list[str] = field(default_factory=lambda: [DEFAULT_LABEL])  # the classes, in export order
+    last_label: str = DEFAULT_LABEL  # a new object takes the label chosen last
     doc: Snapshot = field(default_factory=Snapshot)
     undo: list[Edit] = field(default_factory=list)
     redo: list[Edit] = field(default_factory=list)

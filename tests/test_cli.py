@@ -130,8 +130,9 @@ def test_a_prompts_file_gives_the_predictors_masks(reference_checkpoint, workdir
     big = media_factory.testsrc(workdir / "big.mp4", size=(320, 240), fps=6, seconds=1.0)
     prompts = workdir / "prompts.json"
     prompts.write_text(json.dumps({"objects": [
-        {"id": 1, "name": "left", "prompts": [{"frame": 0, "points": [[160, 120], [20, 20]], "labels": [1, 0]}]},
-        {"id": 3, "name": "box", "prompts": [{"frame": 2, "box": [20, 20, 140, 100]}]},
+        {"id": 1, "name": "left", "label": "person",
+         "prompts": [{"frame": 0, "points": [[160, 120], [20, 20]], "labels": [1, 0]}]},
+        {"id": 3, "name": "box", "label": "car", "prompts": [{"frame": 2, "box": [20, 20, 140, 100]}]},
     ]}))  # fmt: skip
     out = workdir / "prompted"
     run = cli(reference_checkpoint, big, "--prompts", prompts, "--max-side", 160, "--export", "coco,png", "--out", out)
@@ -149,8 +150,9 @@ def test_a_prompts_file_gives_the_predictors_masks(reference_checkpoint, workdir
             expected = ref.masks[frame][obj]
             assert np.array_equal(got.get((frame + 1, obj), np.zeros_like(expected)), expected), (frame, obj)
     assert got[(1, 1)].sum() > 100 and got[(3, 3)].sum() > 100
-    names = {c["id"]: c["name"] for c in json.loads((out / "big_coco.json").read_text())["categories"]}
-    assert names == {1: "left", 3: "box"}
+    document = json.loads((out / "big_coco.json").read_text())
+    assert {c["id"]: c["name"] for c in document["categories"]} == {1: "person", 2: "car"}
+    assert {(a["track_id"], a["category_id"]) for a in document["annotations"]} == {(1, 1), (3, 2)}
 
 
 def test_ctrl_c_saves_a_session_file_with_the_frames_done(reference_checkpoint, workdir):
@@ -206,7 +208,7 @@ def test_a_failing_video_does_not_stop_the_batch(reference_checkpoint, workdir, 
         (["{video}", "--prompts", "{prompts}", "--frames", "0"], "--frames must be at least 1"),
         (["{video}", "--prompts", "{prompts}", "--max-frames", "0"], "--max-frames must be positive"),
         (["{video}", "--prompts", "{prompts}", "--model", "sam3"], "Unknown SAM 2 variant 'sam3'"),
-        (["{video}", "--session", "{bad_session}"], "is not a valid session file: video has no 'name'"),
+        (["{video}", "--session", "{bad_session}"], "is not a valid session file: video has no "),
         (["{video}", "--prompts", "{bad_prompts}"], "objects[0].prompts[0].labels must hold one 0 or 1 per point"),
     ],
 )

@@ -164,3 +164,14 @@ def test_mot_tracks_load_in_motmetrics(data, tmp_path):
 def test_a_label_outside_the_list_is_refused(data):
     with pytest.raises(ValueError, match="not in the label list: \\['cat'\\]"):
         Annotations("x.mp4", data.frames, {}, {1: "cat"}, ("dog",), (H, W), 5.0)
+
+
+def test_our_readers_give_back_instances_and_classes(data, tmp_path):
+    """read_coco (by instance id) and read_yolo_zip (by class, any split), which the app tests use."""
+    from annotation.formats import read_coco, read_yolo_zip
+
+    coco = read_coco(export_coco(data, tmp_path))
+    assert all(np.array_equal(coco[f][o], m) for f, per in data.masks.items() for o, m in per.items())
+    yolo = read_yolo_zip(export_yolo_dataset(data, tmp_path, val_every=2), (H, W))
+    assert sorted(yolo) == list(range(N)) and set(yolo[0]) == {0, 1} and yolo[5] == {}
+    assert _iou(yolo[0][1], data.masks[0][2]) > 0.95  # the ball, its hole kept

@@ -1,4 +1,5 @@
-"""ui.export (and the ui.render helpers it shares): every format is read back and compared."""
+"""annotation.formats (and the annotation.render helpers it shares): every file is read back and compared;
+the datasets by class are in test_datasets.py."""
 
 from __future__ import annotations
 
@@ -17,16 +18,12 @@ from annotation.formats import (
     SessionError,
     SessionMask,
     SessionObject,
-    export_coco,
     export_mask_video,
     export_overlay_video,
     export_png_zip,
     export_session_json,
-    export_yolo,
     load_session_json,
-    read_coco,
     read_png_zip,
-    read_yolo_zip,
     video_fingerprint,
     video_ref,
 )
@@ -140,42 +137,6 @@ def test_png_zip_overlap_later_object_wins_and_ids_are_checked(tmp_path: Path) -
     with pytest.raises(ValueError, match="shape"):
         export_png_zip({0: {1: np.zeros((2, 2), bool)}}, 1, (H, W), None, tmp_path)
     assert not list(tmp_path.glob(".*partial*"))
-
-
-def test_coco_round_trip_and_fields(masks: dict, tmp_path: Path) -> None:
-    masks[1][3] = rect(0, 48, 0, 64)  # overlaps both others: COCO keeps each object whole
-    objects = {**OBJECTS, 3: "background"}
-    path = export_coco(masks, FRAMES, (H, W), objects, tmp_path)
-    document = json.loads(path.read_text())
-    assert [i["id"] for i in document["images"]] == [1, 2, 3, 4]
-    assert document["images"][0] == {"id": 1, "frame_index": 0, "file_name": "00000.jpg", "width": W, "height": H}
-    assert [(c["id"], c["name"]) for c in document["categories"]] == [(1, "person"), (2, "ball"), (3, "background")]
-    first = document["annotations"][0]
-    assert first["image_id"] == 1 and first["category_id"] == 1 and first["object_id"] == first["track_id"] == 1
-    assert isinstance(first["segmentation"]["counts"], str) and first["segmentation"]["size"] == [H, W]
-    assert first["area"] == 15 * 20 and first["bbox"] == [5.0, 5.0, 20.0, 15.0] and first["iscrowd"] == 1
-    assert len(document["annotations"]) == 2 + 3 + 0 + 1
-    assert len({a["id"] for a in document["annotations"]}) == 6
-    assert_same(read_coco(path), non_empty(masks))
-
-
-def test_yolo_polygons_rasterise_back(masks: dict, tmp_path: Path) -> None:
-    masks[0][2] = disc(30, 45, 8) | rect(40, 46, 2, 12)  # two pieces -> two lines
-    path = export_yolo(masks, FRAMES, (H, W), OBJECTS, tmp_path)
-    with zipfile.ZipFile(path) as archive:
-        assert archive.read("classes.txt").decode() == "person\nball\n"
-        yaml = archive.read("data.yaml").decode()
-        assert "nc: 2" in yaml and '  0: "person"' in yaml and '  1: "ball"' in yaml
-        assert archive.read("labels/00002.txt") == b""
-        lines = archive.read("labels/00000.txt").decode().splitlines()
-    assert [line.split()[0] for line in lines] == ["0", "1", "1"]
-    values = [float(v) for line in lines for v in line.split()[1:]]
-    assert all(0.0 <= v <= 1.0 for v in values) and all(len(line.split()) % 2 == 1 for line in lines)
-    back = read_yolo_zip(path, (H, W))
-    for frame, per_frame in non_empty(masks).items():
-        assert set(back[frame]) == {list(OBJECTS).index(o) for o in per_frame}
-        for obj_id, mask in per_frame.items():
-            assert iou(back[frame][list(OBJECTS).index(obj_id)], mask) > 0.9
 
 
 # ----------------------------------------------------------------------------- videos

@@ -45,21 +45,29 @@ to that frame.
 """
 
 EXPORT_HELP = """
-Files cover every frame of the video. *Overlay video*: the video with the masks drawn (with its
-sound). *Mask video*: the colours on black. *PNG masks*: one indexed PNG per frame (pixel =
-object id). *COCO*: JSON with RLE masks. *YOLO*: segmentation label files. *Session*: your
-objects, clicks and masks, to continue later with **Load session** on the same video.
+Files cover every frame of the video and are named after it. *Overlay video*: the video with
+the masks drawn (with its sound). *Mask video*: the colours on black. *PNG masks*: one indexed
+PNG per frame (pixel = object id). *Semantic masks*: pixel = class. *COCO*: instance masks by
+class (RLE), for training and evaluation; *with frames*: a zip with the images too.
+*YouTube-VIS*: video instance masks. *YOLO*: a segmentation dataset ready to train (images,
+labels, data.yaml). *MOT*: box tracks. *Session*: your objects, clicks and masks, to continue
+later with **Load session** on the same video.
 """
 
 EXPORT_CHOICES = [
     ("Overlay video (MP4)", "overlay"),
     ("Mask video (MP4)", "mask_video"),
     ("PNG masks (zip)", "png"),
+    ("Semantic masks, pixel = class (zip)", "semantic"),
     ("COCO JSON", "coco"),
-    ("YOLO labels (zip)", "yolo"),
+    ("COCO with frames (zip)", "coco_images"),
+    ("YouTube-VIS JSON", "ytvis"),
+    ("YOLO dataset (zip)", "yolo"),
+    ("MOT box tracks (txt)", "mot"),
     ("Session (JSON)", "session"),
 ]
 assert [v for _, v in EXPORT_CHOICES] == list(EXPORT_FORMATS)
+EXPORT_DEFAULTS = ["overlay", "mask_video", "png", "coco", "yolo", "session"]
 
 CSS = """
 .object-table td, .object-table th { padding: 2px 6px; }
@@ -104,7 +112,8 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                 clear = gr.Button("Clear this frame", elem_id="clear", size="sm")
                 reset = gr.Button("Reset all", elem_id="reset", size="sm", variant="stop")
             gr.Markdown(VIEWER_HELP)
-            status = gr.Markdown("Upload a video to start.", elem_id="status")
+            # No formulas in the message lines: a name holding "$$" is text like any other.
+            status = gr.Markdown("Upload a video to start.", elem_id="status", latex_delimiters=[])
         with gr.Column(scale=2):
             with gr.Group():
                 gr.Markdown("### 1. Video")
@@ -126,7 +135,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                     f"Up to {limits.max_seconds:g} s and {limits.max_frames} frames; frames larger than "
                     f"{limits.max_side} pixels are scaled down."
                 )
-                video_info = gr.Markdown("No video yet.", elem_id="video-info")
+                video_info = gr.Markdown("No video yet.", elem_id="video-info", latex_delimiters=[])
                 gr.Markdown(f"Model: {model}.", elem_id="model-info")
             with gr.Group():
                 gr.Markdown("### 2. Objects")
@@ -149,7 +158,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                     count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)",
                                       elem_id="count")
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
-                progress = gr.Markdown("", elem_id="progress")
+                progress = gr.Markdown("", elem_id="progress", latex_delimiters=[])
                 gr.Markdown("**Timeline**: click it to go to that frame.")
                 timeline = gr.Image(
                     label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline",
@@ -159,7 +168,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
             with gr.Group():
                 gr.Markdown("### 4. Download")
                 gr.Markdown(EXPORT_HELP)
-                formats = gr.CheckboxGroup(EXPORT_CHOICES, value=list(EXPORT_FORMATS), label="Files to make",
+                formats = gr.CheckboxGroup(EXPORT_CHOICES, value=EXPORT_DEFAULTS, label="Files to make",
                                            elem_id="formats")
                 export = gr.Button("Make files", variant="primary", elem_id="export")
                 downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="downloads")
@@ -207,7 +216,7 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b["next_lost"].click(h.on_next_lost, [c.frame], view, api_name="next_lost_frame", **quick)
     b["export"].click(h.on_export, [b["formats"]], [*view, c.downloads], api_name="export")
     b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]],
-                             api_name="load_session")
+                             api_name="load_session", show_progress="minimal")
     gr.api(h.api_add_point, api_name="add_point")
     gr.api(h.api_add_box, api_name="add_box")
     gr.api(h.api_track, api_name="track", concurrency_limit=8)
