@@ -126,6 +126,15 @@ class Engine:
                 predictor = self._predictors[image_size] = self._predictor.at_image_size(image_size)
             return predictor.init_state(frames)
 
+    def fresh_session(self, handle: Any) -> Any:
+        """A new, empty predictor session on ``handle``'s frames at its size, sharing its image
+        features (they depend on the frame alone, so nothing is encoded twice). ``handle`` is
+        not touched: a session file is replayed into the new one, which replaces it only when
+        the whole replay has succeeded."""
+        from sam2.session import VideoSession
+
+        return VideoSession(frames=handle.frames, features=handle.features, image_size=handle.image_size)
+
     @property
     def image_sizes(self) -> tuple[int, ...]:
         """Input sizes a video may be run at (the page offers these)."""
