@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from annotation.engine import Masks, PromptSpec
 from annotation.render import object_color
 
 MAX_OBJECTS = 255  # PNG mask exports store one object id per pixel value (1..255)
@@ -65,6 +64,30 @@ class PackedMask:
 
 
 # ----------------------------------------------------------------------------- document
+
+
+Masks = dict[int, np.ndarray]
+"""object id -> HxW bool mask on one frame."""
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One object's full prompt on one frame: clicks (x, y) with labels 1/0 and/or a box, or
+    a mask (SAM 2 takes one or the other on a frame: a mask replaces the clicks, and clicks
+    replace the mask)."""
+
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    mask: PackedMask | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and (self.points or self.box is not None):
+            raise ValueError("a prompt is either clicks and a box, or a mask")
+
+    @property
+    def empty(self) -> bool:
+        return not self.points and self.box is None and self.mask is None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,7 @@ from typing import Any
 
 import numpy as np
 
-Masks = dict[int, np.ndarray]
-"""object id -> HxW bool mask on one frame."""
-
+from annotation.document import Masks, PromptSpec
 
 FRAME_STORAGES = ("raw", "png", "jpeg")
 
@@ -51,19 +49,6 @@ class ModelSpec:
     precision: str = "float32"
     frame_storage: str = "raw"
     encode_ahead: int = 8  # frames encoded in idle time per session (0: off); ~20 MB each at 1024 px
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    """One object's full prompt on one frame: clicks (x, y) with labels 1/0, and/or a box."""
-
-    points: tuple[tuple[float, float], ...] = ()
-    labels: tuple[int, ...] = ()
-    box: tuple[float, float, float, float] | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not self.points and self.box is None
 
 
 class Engine:
@@ -175,12 +160,18 @@ class Engine:
 
     # ------------------------------------------------------------------ prompts
     def prompt(self, handle: Any, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
-        """Replace the object's prompt on ``frame``; returns its new mask there."""
+        """Replace the object's prompt on ``frame`` (clicks and box, or a mask); returns its
+        new mask there."""
+        predictor = self.predictor_for(handle)
+        if prompt.mask is not None:
+            with self.lock:
+                _, obj_ids, logits = predictor.add_new_mask(handle, frame, obj_id, prompt.mask.unpack())
+                return _to_masks(obj_ids, logits)[obj_id]
         points = [list(p) for p in prompt.points] or None
         labels = list(prompt.labels) or None
         box = list(prompt.box) if prompt.box is not None else None
         with self.lock:
-            _, obj_ids, logits = self.predictor_for(handle).add_new_points_or_box(
+            _, obj_ids, logits = predictor.add_new_points_or_box(
                 handle, frame, obj_id, points=points, labels=labels, clear_old_points=True, box=box
             )
             return _to_masks(obj_ids, logits)[obj_id]

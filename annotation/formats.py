@@ -363,9 +363,10 @@ class SessionObject:
 
 @dataclass
 class Prompt:
-    """Clicks and/or a box on one frame for one object, in frame pixel coordinates.
+    """Clicks and/or a box on one frame for one object, in frame pixel coordinates, or a mask.
 
-    points: N x (x, y); labels: N values, 1 = positive, 0 = negative; box: (x0, y0, x1, y1).
+    points: N x (x, y); labels: N values, 1 = positive, 0 = negative; box: (x0, y0, x1, y1);
+    mask: the mask given as the prompt (painted, imported or chosen), instead of clicks.
     """
 
     frame: int
@@ -373,6 +374,7 @@ class Prompt:
     points: list[tuple[float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     box: tuple[float, float, float, float] | None = None
+    mask: SessionMask | None = None
 
 
 @dataclass(frozen=True)
@@ -468,13 +470,17 @@ def _mask_document(mask: SessionMask) -> dict:
 
 
 def _prompt_document(prompt: Prompt) -> dict:
-    return {
+    document = {
         "frame": prompt.frame,
         "obj_id": prompt.obj_id,
         "points": [[float(x), float(y)] for x, y in prompt.points],
         "labels": [int(v) for v in prompt.labels],
         "box": None if prompt.box is None else [float(v) for v in prompt.box],
     }
+    if prompt.mask is not None:  # a mask prompt: {box: [top, left, height, width], bits}, as the masks
+        mask = _mask_document(prompt.mask)
+        document["mask"] = {"box": mask["box"], "bits": mask["bits"]}
+    return document
 
 
 MAX_SESSION_BYTES = 64 * 1024 * 1024  # a session or prompts file is read whole (a 600-frame video's masks fit)
@@ -803,7 +809,10 @@ def _parse_prompts(raw: list, video: VideoRef, objects: list[SessionObject]) -> 
     prompts = []
     for i, entry in enumerate(raw):
         where = f"prompts[{i}]"
-        prompt = _parse_prompt(entry, where, (video.width, video.height))
+        if isinstance(entry, dict) and entry.get("mask") is not None:
+            prompt = _parse_mask_prompt(entry, where, video)
+        else:
+            prompt = _parse_prompt(entry, where, (video.width, video.height))
         if prompt.obj_id not in known:
             raise _Invalid(f"{where} is for object {prompt.obj_id}, which is not in 'objects'")
         if not 0 <= prompt.frame < video.frames:
@@ -863,6 +872,18 @@ def _parse_mask(data: object, where: str, video: VideoRef, budget: int = MAX_MAS
                        f"(at {where})")  # fmt: skip
     bits = _inflate(_str(data, "bits", where), size, f"{where}.bits")
     return SessionMask(frame, obj_id, bool(tracked), top, left, height, width, bits)
+
+
+def _parse_mask_prompt(data: dict, where: str, video: VideoRef) -> Prompt:
+    """A mask given as a prompt: frame, obj_id and ``mask`` {box, bits}, checked as the masks are
+    (the prompts are at most MAX_PROMPTS, so their bits are bounded too)."""
+    if data.get("points") or data.get("box") is not None:
+        raise _Invalid(f"{where} has a mask and clicks or a box: a prompt is one or the other")
+    raw = _typed(data["mask"], dict, f"{where}.mask")
+    entry = {"frame": data.get("frame"), "obj_id": data.get("obj_id"), "tracked": False,
+             "box": raw.get("box"), "bits": raw.get("bits")}  # type: ignore[union-attr]  # fmt: skip
+    mask = _parse_mask(entry, f"{where}.mask", video)
+    return Prompt(mask.frame, mask.obj_id, mask=mask)
 
 
 def _inflate(text: str, size: int, what: str) -> bytes:

@@ -26,9 +26,9 @@ from typing import Literal
 
 import numpy as np
 
-from annotation import datasets, formats
-from annotation.document import ObjectInfo, PackedMask, PromptCall, Snapshot, UserError
-from annotation.engine import Engine, PromptSpec
+from annotation import datasets, formats, imports
+from annotation.document import MAX_OBJECTS, ObjectInfo, PackedMask, PromptCall, PromptSpec, Snapshot, UserError
+from annotation.engine import Engine
 from annotation.work import LoadedVideo, TrackProgress, Work
 from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 
@@ -132,6 +132,8 @@ def click(work: Work, engine: Engine, frame: int, x: float, y: float, mode: Mode
     if not (0 <= x < width and 0 <= y < height):
         raise UserError(f"The click ({x:.0f}, {y:.0f}) is outside the {width}x{height} frame.")
     current = work.doc.prompts().get((frame, obj), PromptSpec())
+    if current.mask is not None:  # clicks replace a mask prompt on the frame (SAM 2 takes one or the other)
+        current = PromptSpec()
     if mode == "box":
         corner = work.pending_corner
         if corner is None or corner[0] != frame:
@@ -165,6 +167,23 @@ def set_prompt(work: Work, engine: Engine, frame: int, obj: int, prompt: PromptS
         replace(doc, calls=doc.calls + (PromptCall(frame, obj, prompt),), masks=masks,
                 tracked=doc.tracked - {(frame, obj)}),
     )
+
+
+def set_mask(work: Work, engine: Engine, frame: int, obj: int, mask: np.ndarray, label: str) -> np.ndarray:
+    """Give an object a mask as its prompt on ``frame`` (painted with the brush, imported or a
+    chosen candidate), undoably; tracking then follows it. Returns the model's mask for it."""
+    video = require_video(work)
+    frame = check_frame(work, frame)
+    work.object(obj)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != video.size:
+        (h, w), (height, width) = mask.shape, video.size
+        raise UserError(f"The mask is {w}x{h}, but the video is {width}x{height}.")
+    if not mask.any():
+        raise UserError("The mask is empty: paint some of the object, or use 'Clear this frame'.")
+    work.pending_corner = None
+    set_prompt(work, engine, frame, obj, PromptSpec(mask=PackedMask.pack(mask)), f"{label} on frame {frame}")
+    return work.doc.masks[(frame, obj)].unpack()
 
 
 def clear_frame(work: Work, engine: Engine, frame: int) -> str:
@@ -558,16 +577,28 @@ def session_record(work: Work) -> formats.Session:
     doc = work.doc
     ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
     objects = [formats.SessionObject(o.id, o.name, o.color, o.visible, o.label) for o in work.objects]
-    prompts = [
-        formats.Prompt(frame, obj, list(p.points), list(p.labels), p.box)
-        for (frame, obj), p in doc.prompts().items()
-    ]
+    prompts = [_prompt_record(frame, obj, p) for (frame, obj), p in doc.prompts().items()]
     masks = [
         formats.SessionMask(frame, obj, (frame, obj) in doc.tracked, m.top, m.left, *m.box_shape, m.bits)
         for (frame, obj), m in sorted(doc.masks.items())
         if obj in doc.object_ids
     ]  # fmt: skip
     return formats.Session(ref, objects, prompts, masks, list(work.labels))
+
+
+def _prompt_record(frame: int, obj: int, prompt: PromptSpec) -> formats.Prompt:
+    if prompt.mask is None:
+        return formats.Prompt(frame, obj, list(prompt.points), list(prompt.labels), prompt.box)
+    m = prompt.mask
+    return formats.Prompt(frame, obj, mask=formats.SessionMask(frame, obj, False, m.top, m.left, *m.box_shape, m.bits))
+
+
+def _prompt_spec(prompt: formats.Prompt, size: tuple[int, int]) -> PromptSpec:
+    """The document's prompt for a file's (size: the frames' (H, W), for a mask prompt)."""
+    if prompt.mask is not None:
+        m = prompt.mask
+        return PromptSpec(mask=PackedMask.from_bits(size, m.top, m.left, (m.height, m.width), m.bits))
+    return PromptSpec(tuple((x, y) for x, y in prompt.points), tuple(prompt.labels), prompt.box)
 
 
 LOCK_WAIT_S = 60.0  # how long a load waits for the step before it (a click) to finish
@@ -624,7 +655,7 @@ def apply_session(
     for p in saved.prompts:
         if cancel is not None and cancel.is_set():
             raise LoadCancelled
-        prompt = PromptSpec(tuple((x, y) for x, y in p.points), tuple(p.labels), p.box)
+        prompt = _prompt_spec(p, video.size)
         masks[(p.frame, p.obj_id)] = PackedMask.pack(engine.prompt(handle, p.frame, p.obj_id, prompt))
         calls.append(PromptCall(p.frame, p.obj_id, prompt))
         if progress is not None:
@@ -740,6 +771,86 @@ def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile, source
     ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
     session = formats.Session(ref, given.objects, prompts, labels=given.labels)
     return apply_session(work, engine, session, what="the prompts file")
+
+
+class MissingLabels(UserError):
+    """An import names classes that are not among the labels; the page offers to add them."""
+
+    def __init__(self, source: str, labels: list[str], known: list[str]) -> None:
+        self.labels = labels
+        shown = ", ".join(f"'{label}'" for label in labels[:8]) + (" ..." if len(labels) > 8 else "")
+        super().__init__(f"'{source}' has classes that are not labels of this video: {shown} (the labels are "
+                         f"{', '.join(known)}). Add them to the labels, then import again.")  # fmt: skip
+
+
+def apply_import(work: Work, engine: Engine, given: imports.Imported, add_missing_labels: bool = False) -> str:
+    """Masks and boxes made elsewhere become prompts on their frames, undoably: a mask is its
+    object's mask prompt (an object of the work with that id, else a new object), a box a new
+    object with a box prompt. Classes the labels lack are refused (:class:`MissingLabels`)
+    unless ``add_missing_labels``. If a model call fails part-way, the predictor is rebuilt
+    from the document as it was, and nothing changes."""
+    video = require_video(work)
+    wanted = [formats.clean_name(label) for label in [*given.labels.values(), *(b.label for b in given.boxes)] if label]
+    missing = [label for label in dict.fromkeys(wanted) if label and label not in work.labels]
+    if missing and not add_missing_labels:
+        raise MissingLabels(given.source, missing, work.labels)
+    if len(work.labels) + len(missing) > MAX_LABELS:
+        raise UserError(f"'{given.source}' would make more than {MAX_LABELS} labels, the most a video can have.")
+    for frame in sorted({m.frame for m in given.masks} | {b.frame for b in given.boxes}):
+        check_frame(work, frame)
+    if any(m.mask.shape != video.size for m in given.masks):
+        raise UserError(f"'{given.source}' has masks of another size than the {video.size[1]}x{video.size[0]} video.")
+    objects = _imported_objects(work, given)
+    if len(set(work.doc.object_ids) | {obj.id for obj in objects.values()}) > MAX_OBJECTS:
+        raise UserError(f"'{given.source}' would make more than {MAX_OBJECTS} objects, the most a video can have.")
+    prompts = [(m.frame, objects[("mask", m.obj_id)].id, PromptSpec(mask=PackedMask.pack(m.mask))) for m in given.masks]
+    prompts += [(b.frame, objects[("box", n)].id, PromptSpec(box=b.box)) for n, b in enumerate(given.boxes)]
+    before = work.doc
+    doc = replace(before, object_ids=tuple(dict.fromkeys([*before.object_ids, *(o.id for o in objects.values())])))
+    made: dict[tuple[int, int], PackedMask] = {}
+    try:
+        for frame, obj, prompt in prompts:
+            made[(frame, obj)] = PackedMask.pack(engine.prompt(video.handle, frame, obj, prompt))
+    except BaseException:
+        rebuild(work, engine)  # the predictor back to the document, which has not changed
+        raise
+    add_labels(work, missing)
+    work.registry.update({o.id: o for o in objects.values()})
+    calls = tuple(PromptCall(frame, obj, prompt) for frame, obj, prompt in prompts)
+    work.commit(f"import {given.source}", replace(doc, calls=doc.calls + calls, masks={**doc.masks, **made},
+                                                  tracked=doc.tracked - set(made)))  # fmt: skip
+    work.active = prompts[-1][1]
+    work.pending_corner = None
+    frames = len({frame for frame, _, _ in prompts})
+    return (f"Imported {len(prompts)} prompt(s) of {len({obj for _, obj, _ in prompts})} object(s) on {frames} "
+            f"frame(s) from '{given.source}'. Press Track to follow them through the video.")  # fmt: skip
+
+
+def _imported_objects(work: Work, given: imports.Imported) -> dict[tuple[str, int], ObjectInfo]:
+    """("mask", file id) and ("box", index) -> the object each prompt goes to: a mask goes to
+    the work's object of that id when there is one; everything else gets a new object (its
+    file id when that was never used, else the next free id)."""
+    taken = set(work.registry)
+    result: dict[tuple[str, int], ObjectInfo] = {}
+
+    def new(preferred: int | None, label: str | None, name: str | None) -> ObjectInfo:
+        free = preferred if preferred is not None and preferred not in taken else None
+        if free is None:
+            free = next((i for i in range(1, MAX_OBJECTS + 1) if i not in taken), None)
+        if free is None:
+            raise UserError(f"'{given.source}' would make more than {MAX_OBJECTS} objects, the most a video can have.")
+        taken.add(free)
+        clean = formats.clean_name(label) if label else work.last_label
+        return ObjectInfo(free, formats.clean_name(name or "") or f"object {free}", label=clean or work.last_label)
+
+    for obj_id in given.objects:
+        if obj_id in work.doc.object_ids:
+            result[("mask", obj_id)] = work.registry[obj_id]
+        else:
+            result[("mask", obj_id)] = new(obj_id, given.labels.get(obj_id), given.names.get(obj_id))
+    for index, box in enumerate(given.boxes):
+        result[("box", index)] = new(None, box.label, None)
+    return result
 
 
 def _saved_masks(saved: list[formats.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:

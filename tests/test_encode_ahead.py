@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import sam2
-from annotation.engine import Engine, ModelSpec, PromptSpec
+from annotation.document import PromptSpec
+from annotation.engine import Engine, ModelSpec
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.reference import reference_state_dict
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import sam2
-from annotation.engine import Engine, PromptSpec
+from annotation.document import PromptSpec
+from annotation.engine import Engine
 from sam2.build import load_model
 from tests.reference import reference_state_dict
 
