@@ -20,8 +20,8 @@ import sam2
 from annotation import formats as exporting
 from annotation import operations as annotate
 from annotation import views as core_views
-from annotation.document import PackedMask, UserError
-from annotation.engine import Engine, PromptSpec
+from annotation.document import PackedMask, PromptSpec, UserError
+from annotation.engine import Engine
 from sam2.video_io import DecodedVideo, VideoInfo
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.app_harness import Replay
