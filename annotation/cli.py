@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotation import formats, operations
+from annotation import formats, imports, operations
 from annotation.document import UserError
 from annotation.engine import Engine, ModelSpec
 from annotation.options import (
@@ -62,6 +62,7 @@ class Job:
     video: Path
     session: formats.Session | None = None
     prompts: formats.PromptsFile | None = None
+    imported: Path | None = None  # masks or detections, read once the video is decoded
 
 
 @dataclass
@@ -95,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a prompts file (objects with clicks and boxes, in the video's own pixels); a "
                              "folder: one <video name>_prompts.json (or <video name>.json) per video; one "
                              "file for several videos applies to each")  # fmt: skip
+    source.add_argument("--import", dest="import_", type=Path, metavar="FILE_OR_FOLDER",
+                        help="masks or a detector's boxes to start from: a PNG mask zip, COCO (masks or "
+                             "detection results), YouTube-VIS, YOLO txt (boxes on --start) or a zip of them; "
+                             "a folder: <video name>_<anything> per video")  # fmt: skip
+    parser.add_argument("--classes", type=Path, metavar="FILE",
+                        help="the class list, a classes.txt or YOLO data.yaml: the labels of every video (and the "
+                             "names of YOLO class numbers in --import)")
+    parser.add_argument("--min-score", type=float, default=0.0,
+                        help="with --import of detections: leave out boxes scoring below this (default 0)")
     track = parser.add_argument_group("tracking")
     track.add_argument("--direction", choices=operations.DIRECTIONS, default="both",
                        help="from the start frame: forward, backward or both (default both)")
@@ -143,8 +153,8 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
             parser.error(f"{stems[stem]} and {video} would write files of the same name into --out; "
                          "annotate them in separate runs or rename one")  # fmt: skip
         stems[stem] = video
-    if args.session is None and args.prompts is None and not args.no_track:
-        parser.error("give --session (a session file saved from the page) or --prompts; "
+    if args.session is None and args.prompts is None and args.import_ is None and not args.no_track:
+        parser.error("give --session (a session file saved from the page), --prompts or --import; "
                      "nothing to track without prompts")  # fmt: skip
     jobs = []
     read: dict[Path, formats.PromptsFile] = {}  # one prompts file may serve several videos
@@ -157,8 +167,32 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
                 read[prompts_path] = formats.load_prompts_json(prompts_path)
         except formats.SessionError as exc:
             parser.error(str(exc))
-        jobs.append(Job(video, session, read.get(prompts_path)))
+        jobs.append(Job(video, session, read.get(prompts_path), _imported(args.import_, video, parser)))
     return jobs
+
+
+def _classes(path: Path | None, parser: argparse.ArgumentParser) -> list[str]:
+    if path is None:
+        return []
+    try:
+        names = operations.read_label_file(path)
+    except UserError as exc:
+        parser.error(str(exc))
+    if not names:
+        parser.error(f"{path} names no class")
+    return list(dict.fromkeys(names))
+
+
+def _imported(given: Path | None, video: Path, parser: argparse.ArgumentParser) -> Path | None:
+    """The --import file of ``video``: ``given`` itself, or the file of a folder named after it."""
+    if given is None or given.is_file():
+        return given
+    if not given.is_dir():
+        parser.error(f"no such file to import: {given}")
+    found = sorted(p for p in given.iterdir() if p.is_file() and p.stem.startswith(f"{video.stem}_"))
+    if not found:
+        parser.error(f"no file to import for {video.name} in {given} (looked for {video.stem}_*)")
+    return found[0]
 
 
 def _paired(given: Path | None, video: Path, kind: str, parser: argparse.ArgumentParser, several: bool) -> Path | None:
@@ -204,7 +238,7 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
             outcome.message = "Interrupted: the session file holds every frame done; give it to --session to go on"
         else:
             outcome.message = "Interrupted before anything was done"
-    except (UserError, formats.SessionError) as exc:
+    except (UserError, formats.SessionError, imports.ImportProblem) as exc:
         outcome.status, outcome.message = "failed", str(exc)
     except Exception as exc:  # keep the batch going; the traceback goes to the log
         log.exception("Annotating %s failed", job.video)
@@ -232,6 +266,17 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
         limits = MediaLimits(limits.max_frames, limits.max_seconds, max(saved.video.width, saved.video.height),
                              max(limits.max_fps, saved.video.fps), advice=limits.advice)  # fmt: skip
     operations.load_video(work, engine, job.video, limits, name=job.video.name, fps=fps, image_size=args.image_size)
+    if args.class_list:
+        work.labels, work.last_label = list(args.class_list), args.class_list[0]
+        work.update_object(1, label=args.class_list[0])
+    if job.imported is not None:
+        video = operations.require_video(work)
+        shape = imports.VideoShape(video.count, *video.size)
+        given = imports.read_any(job.imported, shape, args.start or 0, args.min_score, args.class_list or None)
+        operations.apply_import(work, engine, given, add_missing_labels=True)
+        prompted = {obj for _, obj in work.doc.prompts()}
+        for unused in [o for o in work.doc.object_ids if o not in prompted]:  # the empty "object 1" of a new video
+            operations.delete_object(work, engine, unused)
     if saved is not None:
         operations.apply_session(work, engine, saved)
     elif job.prompts is not None:
@@ -304,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} must be at least {0 if name == 'start' else 1}")
     if args.val_every < 0 or args.val_every == 1:
         parser.error("--val-every must be 0 (no validation split) or at least 2")
+    args.class_list = _classes(args.classes, parser)
     jobs = plan_jobs(args, parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -295,11 +295,15 @@ def read_ytvis_masks(path: Path, video: VideoShape) -> Imported:
 # ----------------------------------------------------------------------------- boxes
 
 
-def read_coco_detections(path: Path, video: VideoShape, min_score: float = 0.0) -> Imported:
+def read_coco_detections(
+    path: Path, video: VideoShape, min_score: float = 0.0, names: list[str] | None = None
+) -> Imported:
     """A detector's COCO results: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
     "score"}`` (or a COCO file whose annotations have boxes). Image ids are frames + 1 (this
     project's COCO numbering) unless the file lists its images. Boxes scoring below
-    ``min_score`` are left out. Classes are the file's category names, else "class <id>"."""
+    ``min_score`` are left out. A box's class is the file's category name; else, with
+    ``names`` (a class list), category id ``i`` is ``names[i - 1]`` (ids counted from 1, as
+    COCO does and this project's exports do); else "class <id>"."""
     source = Path(path).name
     document = _read_json(Path(path))
     results = document.get("annotations") if isinstance(document, dict) else document
@@ -321,9 +325,17 @@ def read_coco_detections(path: Path, video: VideoShape, min_score: float = 0.0) 
             raise _problem(source, f"{what} is on image {str(image_id)[:20]}, which is not a frame of this video")
         _check_frame(source, frame, video, what)
         x, y, w, h = _box_numbers(result.get("bbox"), source, what)
-        label = categories.get(result.get("category_id"), f"class {result.get('category_id')}")
+        label = _detection_label(result.get("category_id"), categories, names)
         imported.boxes.append(BoxPrompt(frame, _inside((x, y, x + w, y + h), video, source, what), label, score))
     return _check_count(imported)
+
+
+def _detection_label(category: object, categories: dict[object, str], names: list[str] | None) -> str:
+    if category in categories:
+        return categories[category]
+    if names and isinstance(category, int) and not isinstance(category, bool) and 1 <= category <= len(names):
+        return names[category - 1]
+    return f"class {str(category)[:20]}"
 
 
 def read_yolo_boxes(path: Path, video: VideoShape, frame: int, names: list[str] | None = None) -> Imported:
@@ -406,3 +418,37 @@ def _inside(box: tuple[float, float, float, float], video: VideoShape, source: s
     if x1 - x0 < 1 or y1 - y0 < 1:
         raise _problem(source, f"{what} lies outside the {video.width}x{video.height} frame")
     return x0, y0, x1, y1
+
+
+# ----------------------------------------------------------------------------- any file
+
+
+def read_any(path: Path, video: VideoShape, frame: int = 0, min_score: float = 0.0,
+             names: list[str] | None = None) -> Imported:  # fmt: skip
+    """Whichever of the formats above ``path`` holds, told by its content: a zip of PNGs
+    (masks) or of txt files (YOLO boxes), a YOLO ``.txt`` (boxes on ``frame``), a JSON list
+    (COCO detection results), or a JSON object with ``videos`` (YouTube-VIS) or ``images``
+    (COCO: masks where it has segmentations, else boxes)."""
+    path = Path(path)
+    source = path.name
+    if not path.is_file():
+        raise _problem(source, "there is no such file")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = [n.lower() for n in archive.namelist()]
+        if any(n.endswith(".png") for n in members):
+            return read_png_masks(path, video)
+        return read_yolo_boxes(path, video, frame, names)
+    if path.suffix.lower() == ".txt":
+        return read_yolo_boxes(path, video, frame, names)
+    document = _read_json(path)
+    if isinstance(document, list):
+        return read_coco_detections(path, video, min_score, names)
+    if isinstance(document, dict) and "videos" in document:
+        return read_ytvis_masks(path, video)
+    if isinstance(document, dict) and "images" in document:
+        annotations = document.get("annotations") or []
+        if annotations and all(isinstance(a, dict) and "segmentation" in a for a in annotations):
+            return read_coco_masks(path, video)
+        return read_coco_detections(path, video, min_score, names)
+    raise _problem(source, "it is none of: a PNG mask zip, COCO, YouTube-VIS, COCO detections, YOLO labels")

@@ -228,3 +228,47 @@ def test_bad_input_is_one_plain_line_before_the_model_loads(workdir, video, args
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert "Model:" not in run.stderr and not run.stdout
+
+
+def test_auto_annotation_from_a_detectors_boxes(reference_checkpoint, workdir, video):
+    """One frame's COCO detections and a data.yaml: each box above the score is an object of
+    its class, tracked; the masks are the predictor's for the same boxes."""
+    detections = workdir / "detections.json"
+    detections.write_text(json.dumps([
+        {"image_id": 1, "category_id": 2, "bbox": [10, 10, 60, 40], "score": 0.9},
+        {"image_id": 1, "category_id": 1, "bbox": [90, 50, 50, 50], "score": 0.8},
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1},
+    ]))  # fmt: skip
+    classes = workdir / "data.yaml"
+    classes.write_text("names:\n  0: person\n  1: car\n")
+    out = workdir / "auto"
+    run = cli(reference_checkpoint, video, "--import", detections, "--classes", classes, "--min-score", 0.5,
+              "--export", "coco", "--out", out)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "walk.mp4: done, 2 object(s), 6 of 6 frames tracked" in run.stdout, run.stdout
+
+    frames = decode(video, MediaLimits()).frames
+    ref = Replay.start(reference_checkpoint, frames)
+    ref.prompt(0, 2, box=(10.0, 10.0, 70.0, 50.0))
+    ref.prompt(0, 3, box=(90.0, 50.0, 140.0, 100.0))
+    ref.track(0, len(frames) - 1, False)
+    ref.track(0, 0, True)
+    got = coco_masks(out / "walk_coco.json")
+    assert {k[1] for k in got} == {2, 3}
+    for frame in range(len(frames)):
+        for obj in (2, 3):
+            expected = ref.masks[frame][obj]
+            assert np.array_equal(got.get((frame + 1, obj), np.zeros_like(expected)), expected)
+    document = json.loads((out / "walk_coco.json").read_text())
+    assert [c["name"] for c in document["categories"]] == ["person", "car"]  # category id i = class i - 1
+    assert {(a["track_id"], a["category_id"]) for a in document["annotations"]} == {(2, 2), (3, 1)}
+
+
+def test_a_bad_import_fails_that_video_plainly(reference_checkpoint, workdir, video):
+    wrong = workdir / "wrong-size.json"
+    wrong.write_text(json.dumps({"images": [{"id": 1, "file_name": "a_00000.jpg", "height": 10, "width": 10}],
+                                 "annotations": [{"image_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]]}]}))  # fmt: skip
+    run = cli(reference_checkpoint, video, "--import", wrong, "--out", workdir / "wrong")
+    assert run.returncode == 1, run.stderr
+    assert "walk.mp4: failed. 'wrong-size.json' cannot be imported: images[0] is 10x10, but the video is 160x120" \
+        in run.stdout and "Traceback" not in run.stderr
