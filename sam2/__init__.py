@@ -19,10 +19,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "build_automatic_mask_generator": "build",
     "build_image_predictor": "build",
     "build_model": "build",
     "build_video_predictor": "build",
     "load_model": "build",
+    "SAM2AutomaticMaskGenerator": "automatic_mask_generator",
     "VARIANTS": "config",
     "ModelConfig": "config",
     "get_config": "config",

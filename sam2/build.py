@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .checkpoint import detect_variant, load_weights, read_state_dict
 from .config import ModelConfig, get_config, resolve_variant
 from .image_predictor import SAM2ImagePredictor
@@ -66,3 +67,19 @@ def build_image_predictor(
     """A `SAM2ImagePredictor` (Meta's API)."""
     model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
     return SAM2ImagePredictor(model, **predictor_options)
+
+
+def build_automatic_mask_generator(
+    variant: str | None,
+    checkpoint: CheckpointSource,
+    image_size: int = 1024,
+    device: str | torch.device = "cpu",
+    *,
+    postprocessing: bool = False,
+    **generator_options,
+) -> SAM2AutomaticMaskGenerator:
+    """A `SAM2AutomaticMaskGenerator` (Meta's API); `generator_options` are its parameters
+    (points_per_side, pred_iou_thresh, ..., precision). Like Meta's examples, the model is
+    built without the builders' postprocessing (no single-mask fallback to multimask)."""
+    model = load_model(variant, checkpoint, image_size=image_size, device=device, postprocessing=postprocessing)
+    return SAM2AutomaticMaskGenerator(model, **generator_options)
