@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     # arena per request thread, and stayed flat with two.
     tune_malloc(arenas=2)
     temp_root = prepare_temp_root()  # before importing gradio, which reads it
+    from ui.logs import configure
+
+    configure()  # tracebacks of failed runs and events go to stderr, each line naming its session
 
     from annotation.engine import Engine, ModelSpec
     from annotation.options import checkpoint_problem, resolve_checkpoint

@@ -3,13 +3,18 @@ subprocess): a whole flow checked against the predictor, Cancel, and isolation b
 
 from __future__ import annotations
 
+import copy
+import io
 import json
+import re
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from annotation import formats as exporting
 from sam2.video_io import MediaLimits, decode
@@ -53,6 +58,22 @@ def get(app, c: Client, url: str) -> httpx.Response:
 def export(c: Client, *formats: str) -> list:
     outputs = c.predict(list(formats), api_name="/export")
     return outputs[-1]
+
+
+def plain(markdown: str) -> str:
+    """A message line as the page shows it: its Markdown escapes undone (the page escapes every
+    message so that names in it stay text)."""
+    return re.sub(r"\\(.)", r"\1", str(markdown))
+
+
+def new_log(app, start: int) -> str:
+    """What the app logged since ``start`` (a length of its log)."""
+    return app.log_text()[start:]
+
+
+# The outputs of the page's full refresh (ui.callbacks.Controls.view_outputs) as the API gives
+# them, by name (buttons are not API outputs).
+VIEW = ("viewer", "frame", "status", "objects", "name", "visible", "legend", "timeline", "video", "progress")
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):
@@ -104,7 +125,7 @@ def test_a_failed_export_loses_nothing(app, video, workdir):
         coco_before, session_before = download("coco"), json.loads(download("session").read_text())
         (exports / "api_coco.json").unlink()
         (exports / "api_coco.json").mkdir()
-        status = c.predict(["coco"], api_name="/export")[2]
+        status = plain(c.predict(["coco"], api_name="/export")[2])
         assert status.startswith("**Problem:** Could not write the COCO file (Is a directory)"), status
         assert "unchanged" in status and str(exports) not in status and "Traceback" not in status
         session_after = json.loads(download("session").read_text())
@@ -190,6 +211,171 @@ def test_model_detail_applies_to_the_loaded_video(app, video):
         assert "now runs at 768 px (was 512 px)" in status, status
         after = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
         assert before["areas"]["1"] > 0 and after["areas"]["1"] > 0, (before, after)
+    finally:
+        c.close()
+
+
+def frame_of(image: np.ndarray, frames: list[np.ndarray]) -> int:
+    """Which video frame a view shows: the one most of whose pixels it holds exactly (masks and
+    clicks are drawn over part of it; frames are kept losslessly, so the rest is unchanged)."""
+    same = [int((image == frame).all(-1).sum()) for frame in frames]
+    return int(np.argmax(same)) if sorted(same)[-1] > sorted(same)[-2] else -1
+
+
+def test_frame_changes_and_clicks_while_tracking(app, workdir):
+    """Many frame changes and clicks on one session at once while it tracks (the queue runs up
+    to four of each together): no server error, every picture a response names can be fetched
+    (they once shared names, or were deleted before the browser asked), and each shows the
+    frame asked for, by its pixels."""
+    video = media_factory.testsrc(workdir / "busy.mp4", size=(96, 64), fps=10, seconds=3.0)
+    frames = decode(video, MediaLimits()).frames
+    start = len(app.log_text())
+    c = client(app)
+    try:
+        assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        assert c.predict(frame=0, x=48.0, y=32.0, positive=True, obj_id=1, api_name="/add_point")["areas"]["1"] > 0
+        tracking = c.submit(direction="forward", frame=0, frames=0, api_name="/track")
+        wanted = [int(f) for f in np.random.default_rng(0).integers(0, len(frames), 40)]
+        shows = [c.submit(frame, api_name="/show_frame") for frame in wanted]
+        clicks = [c.submit(frame=f, x=20.0, y=20.0, positive=False, obj_id=1, api_name="/add_point")
+                  for f in wanted[:12]]  # fmt: skip
+        pictures = [job.result(timeout=600) for job in shows]
+        said = [job.result(timeout=600)["message"] for job in clicks]
+        result = tracking.result(timeout=600)
+        assert result["done"] == len(frames) and not result["error"], result
+        # Clicks while tracking runs are refused in words; those after it are made.
+        assert any("Tracking forward is still running" in m for m in said), said
+        assert all("still running" in m or m.startswith("Added a point -") for m in said), said
+        names = [Path(p[0]["path"]).name for p in pictures] + [Path(p[1]["path"]).name for p in pictures]
+        assert len(set(names)) == len(names)  # every response its own files
+        for frame, (viewer, timeline, _) in zip(wanted, pictures, strict=True):
+            for picture in (viewer, timeline):
+                response = get(app, c, file_url(app, picture))
+                assert response.status_code == 200, (frame, picture["path"], response.status_code)
+            image = np.array(Image.open(io.BytesIO(get(app, c, file_url(app, viewer)).content)).convert("RGB"))
+            assert frame_of(image, frames) == frame
+        log = new_log(app, start)
+        assert "Traceback" not in log and "ERROR" not in log, log
+    finally:
+        c.close()
+
+
+def hostile_files(folder: Path, saved: dict) -> list[tuple[Path, str]]:
+    """Hand-made session files for the page, with what its message must say."""
+    folder.mkdir(exist_ok=True)
+    cases = []
+
+    def case(name: str, content: str, message: str) -> None:
+        (folder / name).write_text(content)
+        cases.append((folder / name, message))
+
+    case("garbage.json", "{'version': 2,", "is not a session file: it is not valid JSON")
+    case("nested.json", "[" * 50_000 + "]" * 50_000, "its JSON is nested too deeply")
+    zero = copy.deepcopy(saved)
+    zero["objects"][0]["id"] = 0
+    case("zero.json", json.dumps(zero), "objects[0].id must be a whole number from 1 to 255")
+    far = copy.deepcopy(saved)
+    far["prompts"][0]["points"][0] = [1e300, 5]
+    case("far.json", json.dumps(far), "prompts[0].points[0] (1e+300, 5) is outside the 160x120 frame")
+    again = copy.deepcopy(saved)
+    again["prompts"] = [again["prompts"][0]] * 3000
+    case("again.json", json.dumps(again), "prompts[1] is a second prompt of object 1 on frame 0")
+    return cases
+
+
+def test_hostile_session_files_through_the_page(app, video, workdir):
+    """A few of the hostile files of tests/test_session_files.py through the running app: a
+    plain message (status line) naming the field, the session as it was (its own session file
+    says so), the next click and export work, and nothing in the server's log."""
+    start = len(app.log_text())
+    c = client(app)
+    try:
+        assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        assert not c.predict(direction="forward", frame=0, frames=2, api_name="/track")["error"]
+        (before,) = export(c, "session")
+        saved = json.loads(get(app, c, file_url(app, before)).content)
+        for path, message in hostile_files(workdir / "hostile", saved):
+            started = time.monotonic()
+            outputs = dict(zip((*VIEW, "file"), c.predict(handle_file(str(path)), 0, api_name="/load_session"),
+                               strict=True))  # fmt: skip
+            status = plain(outputs["status"])
+            assert status.startswith(f"**Problem:** '{path.name}' is not a") and message in status, status
+            assert time.monotonic() - started < 30  # refused, not replayed
+            (after,) = export(c, "session")
+            assert json.loads(get(app, c, file_url(app, after)).content) == saved, path.name
+        answer = c.predict(frame=1, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        assert answer["message"].startswith("Added a point +") and answer["areas"]["1"] > 0
+        log = new_log(app, start)
+        assert "Traceback" not in log and "ERROR" not in log, log
+    finally:
+        c.close()
+
+
+def test_a_long_load_shows_progress_and_cancel_keeps_the_work(app, video, workdir):
+    """A session file of many prompts takes a while (a model call each): the progress line
+    counts them, clicks meanwhile are told a load is running (not tracking), Cancel stops it
+    and the session is as it was; loaded again to the end, it replaces the work in one step."""
+    c = client(app)
+    try:
+        assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        (first,) = export(c, "session")
+        saved = json.loads(get(app, c, file_url(app, first)).content)
+        frames = saved["video"]["frames"]
+        big = copy.deepcopy(saved)
+        big["objects"] = [{**saved["objects"][0], "id": i, "name": f"part {i}"} for i in range(1, 21)]
+        big["prompts"] = [{"frame": f, "obj_id": i, "points": [[8.0 * i, 6.0 * i]], "labels": [1], "box": None}
+                          for i in range(1, 21) for f in range(frames)]  # fmt: skip
+        big["masks"] = []
+        path = workdir / "big_session.json"
+        path.write_text(json.dumps(big))
+
+        job = c.submit(handle_file(str(path)), 0, api_name="/load_session")
+        deadline = time.monotonic() + 120
+        while not any("Loading the session file" in plain(o[VIEW.index("progress")] or "") for o in job.outputs()):
+            assert time.monotonic() < deadline and not job.done(), job.outputs()
+            time.sleep(0.1)
+        busy = c.predict(frame=0, x=10.0, y=10.0, positive=True, obj_id=1, api_name="/add_point")
+        assert "Loading the session file is still running" in busy["message"], busy
+        assert "stay as they were" in plain(c.predict(api_name="/cancel"))
+        outputs = dict(zip((*VIEW, "file"), job.result(timeout=120), strict=True))
+        assert "Loading cancelled: your objects, clicks and masks stay as they were." in plain(outputs["status"])
+        assert "Cancelled" in plain(outputs["progress"])
+        (after,) = export(c, "session")
+        assert json.loads(get(app, c, file_url(app, after)).content) == saved
+
+        outputs = dict(zip((*VIEW, "file"), c.predict(handle_file(str(path)), 0, api_name="/load_session"),
+                           strict=True))  # fmt: skip
+        assert plain(outputs["status"]).startswith(f"Loaded 20 object(s) and {20 * frames} prompt(s)")
+        assert f"{20 * frames}/{20 * frames} prompts" in plain(outputs["progress"])
+        undone = plain(c.predict(0, api_name="/undo")[VIEW.index("status")])
+        assert undone.startswith("Undid: load session file"), undone
+        (back,) = export(c, "session")
+        restored = json.loads(get(app, c, file_url(app, back)).content)
+        assert (restored["prompts"], restored["masks"]) == (saved["prompts"], saved["masks"])
+        assert [o["id"] for o in restored["objects"]] == [1]  # (names are not part of the undo history)
+    finally:
+        c.close()
+
+
+def test_an_unexpected_failure_is_a_plain_message_and_a_logged_traceback(app, video):
+    """A request the handlers do not expect (a frame that is no number, sent past the page)
+    gets one plain sentence, not a raw error; the server's log has the traceback, on a line
+    that names the session."""
+    c = client(app)
+    try:
+        assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        start = len(app.log_text())
+        answer = c.predict(frame="first", x=1.0, y=1.0, positive=True, obj_id=1, api_name="/add_point")
+        assert answer["message"].startswith("Problem: Something went wrong on the server (ValueError)"), answer
+        assert "Traceback" not in answer["message"]
+        log = new_log(app, start)
+        line = rf"ERROR ui\.callbacks \[session {re.escape(c.session_hash)}\]: api_add_point failed"
+        assert re.search(line, log), log
+        assert "Traceback" in log and "ValueError" in log
+        ok = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
+        assert ok["message"].startswith("Added a point +")  # the session goes on
     finally:
         c.close()
 

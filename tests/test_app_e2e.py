@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ BROWSER_ARGS = [
 SIZE = (320, 240)
 FPS = 8
 TIMEOUT_MS = 60_000
+EXPORT_TIMEOUT_MS = 240_000  # six files, videos and a YOLO dataset with images: slow on a busy 2-core machine
 APP_LIMITS = ("--max-seconds", "4", "--max-frames", "40")
 # A closed or reloaded page's work is kept this long for a reload (the app's default is the
 # session TTL, 30 minutes); short here so that a closed tab's folder is seen going.
@@ -56,6 +58,11 @@ def app(reference_checkpoint: Path, workdir: Path):
     running = start_app(reference_checkpoint, workdir, *APP_LIMITS, "--resume-grace-s", str(GRACE_S))
     yield running
     running.stop()
+    # Everything the browser tests did (bad input, hostile names, reloads, two browsers) is
+    # answered on the page; nothing may end in an error or a traceback on the server.
+    log = running.log_text()
+    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert not problems, f"the server logged errors during the browser tests:\n{log[-6000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +101,9 @@ def status(page) -> str:
     return page.locator("#status").inner_text()
 
 
-def wait_status(page, text: str) -> str:
+def wait_status(page, text: str, timeout_ms: float = TIMEOUT_MS) -> str:
     page.wait_for_function(
-        "([t]) => (document.querySelector('#status')?.innerText || '').includes(t)", arg=[text], timeout=TIMEOUT_MS
+        "([t]) => (document.querySelector('#status')?.innerText || '').includes(t)", arg=[text], timeout=timeout_ms
     )
     return status(page)
 
@@ -117,13 +124,28 @@ def wait_new_view(page, old: str) -> str:
     return page.locator("#viewer img").evaluate("i => i.src")
 
 
-def click_image(page, selector: str, x: float, y: float) -> None:
-    """Click natural-pixel (x, y) of an image, using Gradio's own mapping (contain, no upscale)."""
-    img = page.locator(f"{selector} img")
-    geometry = img.evaluate(
-        "i => { const r = i.getBoundingClientRect(); return [r.width, r.height, i.naturalWidth, i.naturalHeight]; }"
+def loaded_geometry(page, selector: str) -> list[float]:
+    """[width, height, natural width, natural height] of the image in ``selector`` once the
+    browser has loaded it (a picture just sent is still loading, with natural size 0). One that
+    does not load fails with the status its URL gives, so the cause shows."""
+    script = (
+        "([s]) => { const i = document.querySelector(s + ' img');"
+        " if (!i || !i.complete || !i.naturalWidth) return null;"
+        " const r = i.getBoundingClientRect(); return [r.width, r.height, i.naturalWidth, i.naturalHeight]; }"
     )
-    width, height, nat_w, nat_h = geometry
+    try:
+        return page.wait_for_function(script, arg=[selector], timeout=TIMEOUT_MS).json_value()
+    except playwright_api.TimeoutError:
+        src = page.locator(f"{selector} img").get_attribute("src") if page.locator(f"{selector} img").count() else ""
+        status = fetch(page, src).status if src else "no image"
+        raise AssertionError(f"{selector}: the image {src!r} did not load (fetching it gives {status})") from None
+
+
+def click_image(page, selector: str, x: float, y: float) -> None:
+    """Click natural-pixel (x, y) of an image, using Gradio's own mapping (contain, no upscale),
+    once the image has loaded (its geometry is only known then)."""
+    img = page.locator(f"{selector} img")
+    width, height, nat_w, nat_h = loaded_geometry(page, selector)
     scale = min(width / nat_w, height / nat_h, 1.0)
     off_x, off_y = (width - nat_w * scale) / 2, (height - nat_h * scale) / 2
     img.click(position={"x": off_x + (x + 0.5) * scale, "y": off_y + (y + 0.5) * scale})
@@ -256,7 +278,7 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
 
     # Exports: every file downloaded through the page and checked.
     page.locator("#export").click()
-    wait_status(page, "Made 6 file(s)")
+    wait_status(page, "Made 6 file(s)", EXPORT_TIMEOUT_MS)
     links = page.locator("#downloads a[href]")
     page.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 6")
     files = {}
@@ -379,7 +401,7 @@ def test_two_browsers_do_not_see_each_other(app, browser, video, workdir):
     act(first, lambda: first.locator("#add-object").click())
     act(first, lambda: first.locator("#add-object").click())
     first.locator("#export").click()
-    wait_status(first, "Made 6 file(s)")
+    wait_status(first, "Made 6 file(s)", EXPORT_TIMEOUT_MS)
     first.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 6")
     url = first.locator("#downloads a[href]").first.get_attribute("href")
     frame_url = first.locator("#viewer img").evaluate("i => i.src")
@@ -456,4 +478,70 @@ def test_a_reload_resumes_the_work(app, browser, video, frames, reference_checkp
     assert "object 1" not in other.locator("#legend").inner_text()
     assert fetch(other, src).status == 403
     other.context.close()
+    page.context.close()
+
+
+# ----------------------------------------------------------------------------- names are text
+
+
+def test_names_with_markup_are_shown_as_text(app, browser, workdir):
+    """Object and file names holding HTML, Markdown, a formula and a direction override show as
+    the literal text they are, in the status line, the toasts, the video facts, the legend, the
+    object list and the exports. No element and no request comes from a name (a link there was
+    clickable, and an <img> made the browser fetch its URL)."""
+    folder = workdir / "names"
+    folder.mkdir(exist_ok=True)
+    page = new_page(browser, app)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    # The upload keeps these characters (Gradio strips only <>:"/\|?*!$`{} and controls).
+    video_name = "v [a](q1.png) _b_ &lt;i&gt; \u202egpj.mp4"
+    upload(page, media_factory.testsrc(folder / video_name, size=(96, 64), fps=4, seconds=1))
+    shown_video_name = video_name.replace("\u202e", "\ufffd")  # the override is shown, not obeyed
+    assert f"Loaded '{shown_video_name}'" in wait_status(page, "Loaded")
+    assert f"{shown_video_name}: 4 frames" in page.locator("#video-info").inner_text()
+
+    name = "<img src=/q2.png> [a](/q3) **b** $$x^2$$ \u202ez&lt;"
+    kept = "<img src=/q2.png> [a](/q3) **b** $$x^2$$ z&lt;"  # a name cannot hold direction controls
+    box = page.locator("#obj-name").locator("input, textarea").first
+    box.fill(name)
+    box.press("Enter")
+    assert f"Renamed object 1 to '{kept}'." in wait_status(page, "Renamed object 1")
+    page.wait_for_function("([t]) => document.querySelector('#legend').innerText.includes(t)", arg=[kept])
+    assert f"1: {kept}" in page.locator("#objects").inner_text()
+
+    page.locator("#clear").click()  # no clicks yet: a toast and the status line say so, with the name
+    problem = f"'{kept}' has no clicks on frame 0: nothing to clear."
+    assert problem in wait_status(page, "nothing to clear")
+    toast = page.locator("[data-testid='toast-body']").filter(has_text="nothing to clear").first
+    assert problem in toast.inner_text()
+
+    session_name = "s [a](q4) &lt;b&gt; __c__ \u202e.json"
+    (folder / session_name).write_text("not a session")
+    page.locator("#load-session input[type=file]").set_input_files(str(folder / session_name))
+    shown_session_name = session_name.replace("\u202e", "\ufffd")
+    assert f"'{shown_session_name}' is not a session file" in wait_status(page, "is not a session file")
+
+    for where in ("#status", "#video-info", "#legend", "#objects", "[data-testid='toast-body']"):
+        made = page.locator(where).locator("img, a, em, code, .katex").count()
+        assert made == 0, f"{where} holds elements made from a name"
+    # Bold only where the page puts it: "Problem:" and the video's name, whole.
+    assert page.locator("#status strong").all_inner_texts() == ["Problem:"]
+    assert page.locator("#video-info strong").all_inner_texts() == [shown_video_name]
+
+    page.locator("#export").click()
+    wait_status(page, "Made", EXPORT_TIMEOUT_MS)
+    page.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 2")
+    links = [a.get_attribute("href") for a in page.locator("#downloads a[href]").all()]
+    session_url = next(u for u in links if u.split("?")[0].endswith("_session.json"))
+    masks_url = next(u for u in links if u.split("?")[0].endswith("_masks.zip"))
+    assert json.loads(fetch(page, session_url).body())["objects"][0]["name"] == kept
+    masks = folder / "masks.zip"
+    masks.write_bytes(fetch(page, masks_url).body())
+    with zipfile.ZipFile(masks) as archive:
+        assert json.loads(archive.read("objects.json")) == {"1": kept}
+
+    fetched = [u for u in requested if any(f"/{target}" in u for target in ("q1.png", "q2.png", "q3", "q4"))]
+    assert fetched == [], fetched
     page.context.close()

@@ -637,3 +637,58 @@ def test_detecting_the_precision_closes_proc_cpuinfo():
         Precision.fastest_supported("cpu")
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# ----------------------------------------------------------------------------- messages and the log
+
+
+def test_messages_show_names_as_text():
+    """The page's messages are plain text holding user names: shown through Markdown (status,
+    progress, video facts) every character that could start markup is escaped, and through HTML
+    (toasts, legend) they are entity-escaped; direction controls and lone surrogates show as
+    U+FFFD. Ordinary messages are left as they are (API clients read them too)."""
+    plain = "Loaded 'walk.mp4'. The model now runs at 768 px (was 512 px); press Track: 12/40 frames, 1.5 s."
+    assert views.markdown_text(plain) == plain
+    hostile = "<img src=x> [a](b) ![i](c) **b** _i_ `c` $$x$$ ~~s~~ a|b &amp; http://e.org www.e.org m@e.org \\"
+    escaped = views.markdown_text(hostile)
+    for mark in ("<", ">", "[", "]", "*", "_", "`", "$", "~", "|", "&"):
+        assert escaped.count("\\" + mark) == hostile.count(mark), mark  # every one escaped
+    assert "http\\://" in escaped and "www\\." in escaped and "m\\@e.org" in escaped
+    assert re.sub(r"\\(.)", r"\1", escaped) == hostile  # unescaped, exactly the text
+    assert views.markdown_text("# a\n> b\n- c\n12. d") == "\\# a\n\\> b\n\\- c\n12\\. d"
+    assert views.html_text("<b>&'\"") == "&lt;b&gt;&amp;&#x27;&quot;"
+    assert views.neutral("a\u202eb\u2066c\ud800d") == "a\ufffdb\ufffdc\ufffdd"
+
+
+def test_log_lines_name_the_session_also_from_its_threads():
+    """A log line names the session it came from (ui.logs.SESSION, set by every handler), also
+    from a thread started for the session's work (tracking, loading a file): such a thread runs
+    in a copy of its starter's context; one started plainly would not know the session."""
+    import io
+    import logging
+    import threading
+
+    from annotation import operations
+    from ui import logs
+
+    stream = io.StringIO()
+    handler = logs.configure(stream)
+    log = logging.getLogger("annotation.operations")
+    try:
+        token = logs.SESSION.set("sess-42")
+        for target in (operations._in_this_context(lambda: log.error("from its run")), lambda: log.error("plain")):
+            thread = threading.Thread(target=target)
+            thread.start()
+            thread.join()
+        log.warning("in the request")
+        logs.SESSION.reset(token)
+        log.warning("outside any")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "ERROR annotation.operations [session sess-42]: from its run",
+        "ERROR annotation.operations [session -]: plain",
+        "WARNING annotation.operations [session sess-42]: in the request",
+        "WARNING annotation.operations [session -]: outside any",
+    ]

@@ -3,12 +3,20 @@
 Each handler finds the caller's WorkState (by Gradio's session hash and the browser's owner
 cookie), runs one operation under the session's lock, and returns a dict of component
 updates. A problem the user can fix comes back as a warning toast plus the status line, and
-nothing else on the page changes, so the session keeps working.
+nothing else on the page changes, so the session keeps working. Anything else that goes wrong
+is logged with its traceback and the session id (``ui.logs``) and told to the user in one
+sentence, in the same way (:func:`guarded`): the page never shows a raw error.
+
+Messages are plain text; names and file names in them come from users, so each message is
+shown through ``views.markdown_text`` / ``views.html_text``: as written, never as markup.
 
 (No ``from __future__ import annotations`` here: Gradio reads the ``gr.Request`` /
 ``gr.SelectData`` annotations at run time to inject those arguments.)
 """
 
+import functools
+import inspect
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,18 +26,20 @@ from typing import Any
 
 import gradio as gr
 
-from annotation import operations
+from annotation import formats, operations
 from annotation.document import UserError
 from annotation.engine import Engine
 from annotation.views import TimelineGeometry
 from sam2.video_io import MediaLimits
 from ui import views
+from ui.logs import SESSION
 from ui.sessions import SessionStore, WorkState
 
 OWNER_COOKIE = "sam2_owner"
 MODES = {"Add (+)": "add", "Remove (-)": "remove", "Box": "box"}
 POLL_S = 0.5
 RESUME_WAIT_S = 3.0  # a reload's load event may beat the old page's unload by a moment
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +77,44 @@ def owner_of(request: gr.Request | None) -> str:
         return ""
     cookies = getattr(request, "cookies", None) or {}
     return str(cookies.get(OWNER_COOKIE, "") or "")
+
+
+def _session_of(args: tuple, kwargs: dict) -> str:
+    """The Gradio session hash of the request among a handler's arguments ("-" if none)."""
+    request = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+    return str(getattr(request, "session_hash", None) or "-")
+
+
+def guarded(method: Callable) -> Callable:
+    """A handler that never fails in the page: each call names its session in the log
+    (:data:`ui.logs.SESSION`), and an unexpected exception is logged with its traceback and
+    answered by :meth:`Handlers.failed` (a plain message; the page keeps working). Generator
+    handlers stay generators (Gradio streams them), and name their session again after each
+    update (the next step may run on another thread)."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: "Handlers", *args: Any, **kwargs: Any) -> Iterator[Any]:
+            session = _session_of(args, kwargs)
+            SESSION.set(session)
+            try:
+                for update in method(self, *args, **kwargs):
+                    yield update
+                    SESSION.set(session)
+            except Exception as exc:
+                yield self.failed(method.__name__, exc)
+
+        return stream
+
+    @functools.wraps(method)
+    def call(self: "Handlers", *args: Any, **kwargs: Any) -> Any:
+        SESSION.set(_session_of(args, kwargs))
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            return self.failed(method.__name__, exc)
+
+    return call
 
 
 class Handlers:
@@ -111,13 +159,25 @@ class Handlers:
             self.store.close(session_id)
 
     def warn(self, message: str) -> dict:
-        gr.Warning(message)
-        return {self.c.status: f"**Problem:** {message}"}
+        gr.Warning(views.html_text(message))
+        return {self.c.status: f"**Problem:** {views.markdown_text(message)}"}
+
+    def failed(self, handler: str, exc: Exception) -> Any:
+        """The answer to an unexpected exception in ``handler`` (logged here with its traceback):
+        a plain message in the shape the handler's outputs take."""
+        log.error("%s failed", handler, exc_info=exc)
+        message = (f"Something went wrong on the server ({type(exc).__name__}); it is in the server's log. "
+                   "Your work so far is kept: try again, or reload the page.")  # fmt: skip
+        if handler == "on_unload":
+            return None
+        if handler.startswith("api_"):
+            return {"message": f"Problem: {message}", "frame": 0, "areas": {}, "done": 0, "error": message}
+        return self.warn(message)
 
     def refresh(self, work: WorkState, frame: int | None, message: str) -> dict:
         """Updates for every view of the session, showing ``frame`` (None: keep the slider)."""
         c = self.c
-        out: dict = {c.status: message, c.video_info: views.video_info(work)}
+        out: dict = {c.status: views.markdown_text(message), c.video_info: views.video_info(work)}
         out[c.undo] = gr.Button(interactive=bool(work.undo))
         out[c.redo] = gr.Button(interactive=bool(work.redo))
         if work.video is None:
@@ -137,6 +197,7 @@ class Handlers:
         return out
 
     # ------------------------------------------------------------------ video
+    @guarded
     def on_upload(
         self, file: str | None, sample_fps: float | None, request: gr.Request, detail: float | None = None
     ) -> dict:
@@ -178,6 +239,7 @@ class Handlers:
             return f"Model detail {detail} is not offered here; choose one of {sizes}."
         return int(detail)
 
+    @guarded
     def on_detail(self, detail: float | None, frame: float, request: gr.Request) -> dict:
         """Model detail changed: applies to the loaded video (clicks re-applied) or the next upload."""
         size = self._image_size(detail)
@@ -188,6 +250,7 @@ class Handlers:
             return {self.c.status: f"Videos you upload will be processed at {size} px."}
         return self.run(request, lambda work: (operations.change_detail(work, self.engine, size), int(frame)))
 
+    @guarded
     def on_frame(self, frame: float, request: gr.Request) -> dict:
         """Slider moved: show that frame (read-only, so it also works while tracking runs)."""
         try:
@@ -202,6 +265,7 @@ class Handlers:
                 c.timeline: str(views.timeline_file(work, int(frame)))}
 
     # ------------------------------------------------------------------ prompts
+    @guarded
     def on_click(self, mode: str, frame: float, evt: gr.SelectData, request: gr.Request) -> dict:
         index = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else None
         if index is None:
@@ -210,19 +274,24 @@ class Handlers:
         return self.run(request, lambda w: (operations.click(w, self.engine, int(frame), x, y, MODES.get(mode, "add")),
                                             int(frame)))
 
+    @guarded
     def on_undo(self, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.undo(w, self.engine), int(frame)))
 
+    @guarded
     def on_redo(self, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.redo(w, self.engine), int(frame)))
 
+    @guarded
     def on_clear(self, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.clear_frame(w, self.engine, int(frame)), int(frame)))
 
+    @guarded
     def on_reset(self, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.reset_all(w, self.engine), int(frame)))
 
     # ------------------------------------------------------------------ objects
+    @guarded
     def on_add_object(self, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
             info = operations.add_object(work)
@@ -230,15 +299,17 @@ class Handlers:
 
         return self.run(request, action)
 
+    @guarded
     def on_select_object(self, obj_id: int | None, frame: float, request: gr.Request) -> dict:
         return self.run(request, lambda w: (operations.select_object(w, obj_id), int(frame)))
 
+    @guarded
     def on_rename(self, name: str, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
             obj = work.object(work.active) if work.active is not None else None
             if obj is None:
                 raise UserError("Choose an object to rename.")
-            clean = " ".join(str(name).split())[:60]
+            clean = formats.clean_name(name)  # as names from session and prompts files
             if not clean:
                 raise UserError("An object needs a name.")
             work.update_object(obj.id, name=clean)
@@ -246,6 +317,7 @@ class Handlers:
 
         return self.run(request, action)
 
+    @guarded
     def on_visible(self, visible: bool, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
             if work.active is None:
@@ -255,6 +327,7 @@ class Handlers:
 
         return self.run(request, action)
 
+    @guarded
     def on_delete_object(self, frame: float, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
             if work.active is None:
@@ -264,6 +337,7 @@ class Handlers:
         return self.run(request, action)
 
     # ------------------------------------------------------------------ tracking
+    @guarded
     def on_track(self, direction: str, frame: float, count: float | None, request: gr.Request) -> Iterator[dict]:
         """Start tracking on the session's worker thread, then report progress until it ends."""
         c = self.c
@@ -281,7 +355,7 @@ class Handlers:
             if not running:
                 break
             yield {
-                c.progress: progress.summary(),
+                c.progress: views.markdown_text(progress.summary()),
                 c.viewer: str(views.frame_file(work, shown)),
                 c.timeline: str(views.timeline_file(work, shown)),
                 c.frame: gr.Slider(value=shown),
@@ -289,11 +363,12 @@ class Handlers:
             time.sleep(POLL_S)
         summary = progress.summary()
         if progress.error:
-            gr.Warning(progress.error)
+            gr.Warning(views.html_text(progress.error))
         out = self.refresh(work, shown, summary)
-        out[c.progress] = summary
+        out[c.progress] = views.markdown_text(summary)
         yield out
 
+    @guarded
     def on_cancel(self, request: gr.Request) -> dict:
         try:
             work = self.work(request)
@@ -302,8 +377,9 @@ class Handlers:
         if not work.progress.running:
             return {self.c.status: "Nothing is running."}
         work.cancel.set()
-        return {self.c.status: "Cancelling: the frames already tracked are kept."}
+        return {self.c.status: views.markdown_text(f"Cancelling: {work.progress.kept}.")}
 
+    @guarded
     def on_timeline_click(self, evt: gr.SelectData, request: gr.Request) -> dict:
         try:
             work = self.work(request)
@@ -314,6 +390,7 @@ class Handlers:
         frame = TimelineGeometry.for_frames(video.count).frame_at(float(index[0]))
         return self.refresh(work, frame, f"Frame {frame}.")
 
+    @guarded
     def on_next_lost(self, frame: float, request: gr.Request) -> dict:
         try:
             work = self.work(request)
@@ -323,6 +400,7 @@ class Handlers:
         return self.refresh(work, target, f"Frame {target}: an object is lost here (red in the timeline).")
 
     # ------------------------------------------------------------------ files
+    @guarded
     def on_export(self, formats: list[str], request: gr.Request) -> dict:
         files: list[Path] = []
 
@@ -335,30 +413,52 @@ class Handlers:
             result[self.c.downloads] = [str(p) for p in files]
         return result
 
-    def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> dict:
+    @guarded
+    def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> Iterator[dict]:
+        """Load a session file: checked at once (a problem with it changes nothing), then
+        replayed on the session's worker thread while the progress line counts the prompts;
+        Cancel stops it with the work as it was. The load is all or nothing."""
+        c = self.c
+        done = {c.buttons["session_file"]: None}  # emptied, so the same file can be chosen again
         if not file:
-            return self.warn("No session file was received.")
+            yield {**self.warn("No session file was received."), **done}
+            return
         problem = self._upload_problem(file, "a session file you saved")
         if problem:
-            return self.warn(problem)
-
-        def action(work: WorkState) -> tuple[str, int]:
+            yield {**self.warn(problem), **done}
+            return
+        try:
+            work = self.work(request)
             self.store.hold_upload(work, Path(file))
-            return operations.load_session(work, self.engine, file), int(frame)
-
-        result = self.run(request, action)
+            loading = operations.start_loading(work, self.engine, file)
+        except UserError as exc:
+            self.store.tidy_upload_cache()
+            yield {**self.warn(str(exc)), **done}
+            return
         self.store.tidy_upload_cache()
-        result[self.c.buttons["session_file"]] = None
-        return result
+        while loading.thread.is_alive():
+            yield {c.progress: views.markdown_text(work.progress.summary())}
+            loading.thread.join(POLL_S)
+        progress = work.progress
+        summary = views.markdown_text(progress.summary())
+        if progress.error:
+            yield {**self.warn(progress.error), c.progress: summary, **done}
+        elif progress.cancelled:
+            yield {c.status: views.markdown_text(f"Loading cancelled: {progress.kept}."), c.progress: summary, **done}
+        else:
+            yield {**self.refresh(work, int(frame), loading.message), c.progress: summary, **done}
 
+    @guarded
     def on_page_load(self, request: gr.Request) -> dict:
         """A page opened. After a reload (new session hash, same browser cookie) the browser's
         detached session is taken over and every view shows it as it was; otherwise nothing
-        changes (a fresh page). Never hands over another browser's session."""
+        changes (a fresh page). Never hands over another browser's session. Returns at least one
+        update: Gradio takes an empty dict for a single value and fails (twelve outputs)."""
         session_id = getattr(request, "session_hash", None) or ""
         owner = owner_of(request)
+        unchanged = {self.c.status: gr.skip()}  # a fresh page (an empty dict would not do: see the docstring)
         if not session_id or not owner:
-            return {}
+            return unchanged
         work = self.store.resume(session_id, owner)
         deadline = time.monotonic() + RESUME_WAIT_S
         # The old page's unload may arrive just after this load: wait a moment for it, but only
@@ -367,15 +467,16 @@ class Handlers:
             time.sleep(0.1)
             work = self.store.resume(session_id, owner)
         if work is None or work.video is None:
-            return {}
+            return unchanged
         objects = len(work.doc.object_ids)
         message = f"Welcome back: your video and {objects} object(s) are as you left them."
         if work.progress.running:
-            message += " Tracking is still running; its frames show as they are done."
+            message += f" {work.progress.label} is still running; the page shows what it has done."
         out = self.refresh(work, work.shown_frame, message)
-        out[self.c.progress] = work.progress.summary()
+        out[self.c.progress] = views.markdown_text(work.progress.summary())
         return out
 
+    @guarded
     def on_unload(self, request: gr.Request) -> None:
         """Tab closed or reloaded (the two look the same here): keep the work for the grace
         period so that a reload resumes it (:meth:`on_page_load`); a closed tab's session is
@@ -391,6 +492,7 @@ class Handlers:
             self.store.detach(session_id)
 
     # ------------------------------------------------------------------ API-only endpoints
+    @guarded
     def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:
         """Add a click for object `obj_id` (made if missing) on `frame` at pixel (x, y)."""
         return self._api_prompt(
@@ -398,6 +500,7 @@ class Handlers:
             frame,
         )
 
+    @guarded
     def api_add_box(
         self, frame: int, x0: float, y0: float, x1: float, y1: float, obj_id: int, request: gr.Request,
     ) -> dict:
@@ -427,6 +530,7 @@ class Handlers:
         areas = {str(o): int(work.doc.area(frame, o) or 0) for o in work.doc.object_ids}
         return {"message": message, "frame": frame, "areas": areas}
 
+    @guarded
     def api_track(self, direction: str, frame: int, frames: int, request: gr.Request) -> dict:
         """Track 'forward', 'backward' or 'both' from `frame` (`frames` = 0: to the end); waits."""
         try:
@@ -443,7 +547,8 @@ def locked(work: WorkState, wait_s: float = 60.0) -> Iterator[WorkState]:
     """Hold the session's lock. While tracking runs, refuse at once (the run can take minutes);
     otherwise wait for the step before (quick clicks are done in turn)."""
     if work.progress.running or not work.lock.acquire(timeout=wait_s):
-        raise UserError("Tracking is running. Wait for it to finish, or press Cancel.")
+        running = work.progress.label if work.progress.running else "The last step"
+        raise UserError(f"{running} is still running. Wait for it to finish, or press Cancel.")
     try:
         yield work
     finally:

@@ -4,6 +4,8 @@ page loads them from there), and the video facts and object list as Markdown/HTM
 from __future__ import annotations
 
 import html
+import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,42 @@ def timeline_file(work: WorkState, current: int) -> Path:
 
 # ----------------------------------------------------------------------------- text
 
+# Characters that change the direction of the text around them: a name or file name holding
+# one could show "evil\u202egpj.exe" as "evilexe.jpg" and turn the rest of a message round.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_HIDDEN = re.compile(f"[{BIDI_CONTROLS}\ud800-\udfff]")  # and lone surrogates, which no page can encode
+# What Markdown (CommonMark and GitHub's extensions, as the page renders it) can make markup of:
+# anywhere, \ ` * _ [ ] < > & | ~ $; the ":" of a URL and the "." of "www." (links made from bare
+# addresses) and the "@" of an e-mail address; at the start of a line, a heading, quote, list,
+# or underline. Nothing else is touched, so the messages API clients read stay as they are.
+_INLINE = re.compile(r"[\\`*_\[\]<>&|~$]|(?<=[A-Za-z])(?=:/)|(?i:(?<=\bwww)(?=\.))|(?<=\S)(?=@\S)")
+_LINE_START = re.compile(r"^([ \t]*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
+
+
+def neutral(text: str) -> str:
+    """``text`` with direction controls (and lone surrogates) shown as U+FFFD, the replacement
+    character: they cannot reorder what is around them, and the reader sees something was there."""
+    return _HIDDEN.sub("\ufffd", str(text))
+
+
+def markdown_text(text: str) -> str:
+    """Markdown that shows ``text`` exactly as written: each character that could start markup
+    is backslash-escaped (CommonMark: it then stands for itself), so no link, image, HTML tag,
+    emphasis, formula or heading can come out of an object or file name; direction controls are
+    neutralised. The page's messages are plain text, so each goes through here."""
+    escaped = _INLINE.sub(lambda m: "\\" + m.group(0) if m.group(0) else "\\", neutral(text))
+    return _LINE_START.sub(lambda m: m.group(1) + _escape_marker(m.group(2)), escaped)
+
+
+def _escape_marker(marker: str) -> str:
+    """A line's first mark, made text: "\\#", or "12\\." (the escape goes before the "." or ")")."""
+    return marker + "\\" if marker[0].isdigit() else "\\" + marker
+
+
+def html_text(text: str) -> str:
+    """HTML that shows ``text`` exactly as written (for the toasts, which render HTML)."""
+    return html.escape(neutral(text), quote=True)
+
 
 def video_info(work: WorkState) -> str:
     if work.video is None:
@@ -39,13 +77,14 @@ def video_info(work: WorkState) -> str:
     height, width = video.size
     source = video.decoded.source
     sound = "with sound" if video.decoded.audio_path else "no sound"
-    lines = [
-        f"**{html.escape(video.name)}**: {video.count} frames at {video.decoded.fps:.3g} fps "
-        f"({video.count / video.decoded.fps:.1f} s), {width}x{height} pixels, {sound}.",
-    ]
+    facts = (
+        f"{video.count} frames at {video.decoded.fps:.3g} fps ({video.count / video.decoded.fps:.1f} s), "
+        f"{width}x{height} pixels, {sound}."
+    )
+    lines = [f"**{markdown_text(video.name)}**: {markdown_text(facts)}"]
     if (source.width, source.height) != (width, height):
         lines.append(f"Scaled down from {source.width}x{source.height}.")
-    lines += [f"Note: {html.escape(w)}" for w in video.decoded.warnings]
+    lines += [markdown_text(f"Note: {w}") for w in video.decoded.warnings]
     return "\n\n".join(lines)
 
 
@@ -57,18 +96,19 @@ def legend_html(work: WorkState) -> str:
     """The object list: colour, name, shown or hidden, frames with a mask, frames lost."""
     if not work.objects:
         return "<p>No objects. Press <b>Add object</b>.</p>"
+    # One pass over the masks for every object (a pass per object took seconds with many).
+    with_mask = Counter(obj for (_, obj), m in work.doc.masks.items() if m.area)
+    lost = Counter(obj for (f, obj) in work.doc.tracked if not work.doc.area(f, obj))
     rows = []
     for o in work.objects:
-        with_mask = sum(1 for (f, obj), m in work.doc.masks.items() if obj == o.id and m.area)
-        lost = sum(1 for (f, obj) in work.doc.tracked if obj == o.id and not work.doc.area(f, obj))
         r, g, b = o.color
         swatch = f"#{r:02x}{g:02x}{b:02x}"
         active = " &#9664; clicks go here" if o.id == work.active else ""
         rows.append(
             f"<tr data-object='{o.id}'><td><span style='display:inline-block;width:14px;height:14px;"
             f"background:{swatch};border:1px solid #333'></span></td><td>{o.id}</td>"
-            f"<td>{html.escape(o.name)}{active}</td><td>{'shown' if o.visible else 'hidden'}</td>"
-            f"<td>{with_mask}</td><td>{lost}</td></tr>"
+            f"<td>{html_text(o.name)}{active}</td><td>{'shown' if o.visible else 'hidden'}</td>"
+            f"<td>{with_mask[o.id]}</td><td>{lost[o.id]}</td></tr>"
         )
     head = "<tr><th></th><th>id</th><th>name</th><th>view</th><th>frames with mask</th><th>lost</th></tr>"
     return f"<table class='object-table'>{head}{''.join(rows)}</table>"
