@@ -59,10 +59,12 @@ def app(reference_checkpoint: Path, workdir: Path):
     yield running
     running.stop()
     # Everything the browser tests did (bad input, hostile names, reloads, two browsers) is
-    # answered on the page; nothing may end in an error or a traceback on the server.
+    # answered on the page; nothing may end in an error or a traceback on the server, and every
+    # picture or file the pages were sent could be fetched.
     log = running.log_text()
     problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
     assert not problems, f"the server logged errors during the browser tests:\n{log[-6000:]}"
+    assert not UNFETCHED, f"pages could not fetch what they were sent: {UNFETCHED}"
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +87,13 @@ def frames(video: Path) -> list[np.ndarray]:
     return decode(video, MediaLimits(max_seconds=4, max_frames=40)).frames
 
 
+UNFETCHED: list[tuple[int, str]] = []  # (status, URL) of files the pages asked for and did not get
+
+
 def new_page(browser, app):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
+    page.on("response", lambda r: UNFETCHED.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url)
     page.wait_for_selector("#upload input[type=file]", state="attached")
