@@ -31,6 +31,9 @@ from sam2.automatic_mask_generator import (
 from sam2.build import load_model
 from tests.reference import FIXTURES, load_case, reference_state_dict
 
+# pycocotools' decode (used here to read COCO RLE) warns about numpy 2's copy keyword.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 AMG_CASES = sorted(p.name for p in FIXTURES.glob("amg_*"))
 # Cases at image size 1024 take a minute or more each on two cores (the small model encodes five
 # crops in amg_s21_1024_m2m); they run by default and can be deselected with -m "not slow".
