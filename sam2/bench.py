@@ -6,6 +6,12 @@ the weights' values, so without --checkpoint the model uses freshly initialised 
 The video is synthetic (moving shapes, 854x480 by default), like a typical upload.
 
 --long-frames N also tracks one object over N frames and prints the RSS growth per frame.
+
+--find-objects times the automatic mask generator ("Find objects on this frame") instead: one
+854x480 frame, model image sizes 512 and 1024, 16 and 32 points per side, exact and fast
+mode. Every candidate mask goes through every step (score filters at 0, NMS at upstream's
+0.7), so the figures are an upper bound: with fresh weights few masks would pass upstream's
+filters, with a real checkpoint many do.
 How far fast mode's masks are from exact mode's is measured on the reference cases by
 ``scripts/fast_vs_exact.py`` (they live in the repository's tests/, which this package never
 imports).
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 
 from .allocator import tune_malloc
+from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .build import build_model, load_model
 from .config import get_config, resolve_variant
 from .precision import Precision
@@ -123,6 +130,55 @@ def rss_growth_per_frame(predictor: SAM2VideoPredictor, num_frames: int, warmup:
     return (end_rss - start_rss) / (num_frames - 1 - warmup), end_rss
 
 
+@dataclass
+class FindObjectsFigure:
+    image_size: int
+    points_per_side: int
+    mode: str
+    precision: str
+    seconds: float | None  # None: the same precision as a row above, not measured again
+    masks: int
+
+
+def find_objects_figures(
+    model, device: str, sizes: tuple[int, ...] = (512, 1024), densities: tuple[int, ...] = (16, 32)
+) -> list[FindObjectsFigure]:
+    """Seconds for `generate` on one synthetic 854x480 frame, encoding included, per size,
+    density and mode (fast: the device's fastest supported precision)."""
+    frame = synthetic_video(1)[0]
+    fast = Precision.fastest_supported(device)
+    figures = []
+    for size in sizes:
+        sized = model.at_image_size(size)
+        for density in densities:
+            measured: dict[str, FindObjectsFigure] = {}
+            for mode, precision in (("exact", "float32"), ("fast", fast)):
+                if precision in measured:
+                    figures.append(FindObjectsFigure(size, density, mode, precision, None, measured[precision].masks))
+                    continue
+                generator = SAM2AutomaticMaskGenerator(sized, points_per_side=density, pred_iou_thresh=0.0,
+                                                       stability_score_thresh=0.0, precision=precision)
+                start = time.perf_counter()
+                masks = len(generator.generate(frame))
+                figure = FindObjectsFigure(size, density, mode, precision, time.perf_counter() - start, masks)
+                measured[precision] = figure
+                figures.append(figure)
+    return figures
+
+
+def print_find_objects(model, args, malloc: str) -> None:
+    figures = find_objects_figures(model, args.device)
+    print(f"# find objects (automatic mask generator), {resolve_variant(args.variant)}, {args.device}, "
+          f"{torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, one 854x480 frame, "
+          f"encoding included, score filters off, NMS 0.7")
+    print("| image size | points per side | mode | seconds | masks kept |")
+    print("|---|---|---|---|---|")
+    for f in figures:
+        seconds = f"{f.seconds:.1f} s" if f.seconds is not None else "as exact"
+        print(f"| {f.image_size} | {f.points_per_side} ({f.points_per_side ** 2} points) | {f.mode} ({f.precision}) "
+              f"| {seconds} | {f.masks} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="sam2.1_hiera_t")
@@ -135,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
+    parser.add_argument("--find-objects", action="store_true",
+                        help="time the automatic mask generator instead (512/1024, 16/32 points per side)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
     args = parser.parse_args(argv)
@@ -148,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         torch.manual_seed(0)
         model = build_model(get_config(variant, image_size=args.image_size), device=args.device)
+    if args.find_objects:
+        print_find_objects(model, args, malloc)
+        return
     fast = Precision.fastest_supported(args.device)
     precision = fast if args.mode == "fast" else "float32"
     predictor = SAM2VideoPredictor(model, precision=precision, feature_cache_size=args.frames + 1)
