@@ -65,27 +65,40 @@ def timeline_image(work: Work, current: int) -> np.ndarray:
     image = np.full((height, width, 3), 255, np.uint8)
     x0 = current * geometry.cell
     image[:TIMELINE_HEADER, x0 : x0 + geometry.cell] = (40, 40, 40)
-    prompted = set(work.doc.prompts())
-    for row, obj in enumerate(objects):
+    # One pass over the masks and a row of cells at a time: a cell at a time took seconds for a
+    # frame change with many objects on a long video (255 x 600 cells at most).
+    areas = np.full((len(objects), geometry.frames), -1, np.int64)  # -1: no mask
+    tracked = np.zeros(areas.shape, bool)
+    rows = {obj.id: row for row, obj in enumerate(objects)}
+    for (frame, obj_id), packed in work.doc.masks.items():
+        if obj_id in rows and 0 <= frame < geometry.frames:
+            areas[rows[obj_id], frame] = packed.area
+    for frame, obj_id in work.doc.tracked:
+        if obj_id in rows and 0 <= frame < geometry.frames:
+            tracked[rows[obj_id], frame] = True
+    prompted = sorted((rows[o], f) for f, o in work.doc.prompts() if o in rows and 0 <= f < geometry.frames)
+    cell = geometry.cell
+    colours = [_cell_colours(obj.color, areas[row], tracked[row]) for row, obj in enumerate(objects)]
+    for row, row_colours in enumerate(colours):
         top = TIMELINE_HEADER + row * TIMELINE_ROW
-        areas = [work.doc.area(f, obj.id) for f in range(geometry.frames)]
-        largest = max([a for a in areas if a] or [1])
-        for frame, area in enumerate(areas):
-            colour = _cell_colour(obj.color, area, largest, (frame, obj.id) in work.doc.tracked)
-            left = frame * geometry.cell
-            image[top + 1 : top + TIMELINE_ROW - 1, left : left + geometry.cell] = colour
-            if (frame, obj.id) in prompted:
-                centre = (left + geometry.cell // 2, top + TIMELINE_ROW // 2)
-                cv2.circle(image, centre, max(1, min(4, geometry.cell // 2)), (255, 255, 255), -1)
+        image[top + 1 : top + TIMELINE_ROW - 1, :width] = np.repeat(row_colours, cell, axis=0)[None]
+    for row, frame in prompted:  # in frame order: a dot never shows in the next frame's cell
+        top, left = TIMELINE_HEADER + row * TIMELINE_ROW, frame * cell
+        cv2.circle(image, (left + cell // 2, top + TIMELINE_ROW // 2), max(1, min(4, cell // 2)), (255, 255, 255), -1)
+        if frame + 1 < geometry.frames:
+            image[top + 1 : top + TIMELINE_ROW - 1, left + cell] = colours[row][frame + 1]
     if geometry.cell >= 3:
         image[TIMELINE_HEADER:, x0] = (40, 40, 40)
     return image
 
 
-def _cell_colour(color: tuple[int, int, int], area: int | None, largest: int, tracked: bool) -> tuple[int, ...]:
-    if area is None:
-        return EMPTY_CELL
-    if area == 0:
-        return LOST_CELL if tracked else EMPTY_CELL
-    shade = 0.45 + 0.55 * min(1.0, area / largest)
-    return tuple(int(c * shade + 255 * (1 - shade) * 0.25) for c in color)
+def _cell_colours(color: tuple[int, int, int], areas: np.ndarray, tracked: np.ndarray) -> np.ndarray:
+    """len(areas) x 3 uint8: no mask (-1) grey, empty (0) red where tracked, else grey; a mask
+    the object's colour, darker the smaller it is than the object's largest mask in the row."""
+    largest = int(areas.max()) if areas.size and areas.max() > 0 else 1
+    out = np.tile(np.array(EMPTY_CELL, np.uint8), (len(areas), 1))
+    out[(areas == 0) & tracked] = LOST_CELL
+    found = areas > 0
+    shade = 0.45 + 0.55 * np.minimum(1.0, areas[found] / largest)
+    out[found] = (np.array(color, np.float64) * shade[:, None] + (255 * (1 - shade) * 0.25)[:, None]).astype(np.uint8)
+    return out

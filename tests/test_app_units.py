@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import sam2
 from annotation import formats as exporting
 from annotation import operations as annotate
 from annotation import views as core_views
-from annotation.document import PackedMask, PromptSpec, UserError
+from annotation.document import PackedMask, PromptCall, PromptSpec, UserError
 from annotation.engine import Engine
 from sam2.video_io import DecodedVideo, VideoInfo
 from sam2.video_predictor import SAM2VideoPredictor
@@ -692,3 +693,30 @@ def test_log_lines_name_the_session_also_from_its_threads():
         "WARNING annotation.operations [session sess-42]: in the request",
         "WARNING annotation.operations [session -]: outside any",
     ]
+
+
+def test_timeline_cells_by_the_rule(tmp_path, engine):
+    """The timeline's cells, pixel by pixel: grey without a result, red where tracking lost the
+    object, its colour where found (darker the smaller than its largest mask), a white dot on a
+    prompted frame that stays inside its own cell, and the shown frame marked. 90 frames make
+    cells 8 px wide, where the dot's edge reaches the next cell's first column."""
+    work = make_work(tmp_path, engine, frames=[FRAMES[i % N] for i in range(90)])
+    mask = np.zeros((H, W), bool)
+    packed = {area: PackedMask.pack(mask | (np.arange(H * W).reshape(H, W) < area)) for area in (5, 20)}
+    masks = {(10, 1): packed[5], (11, 1): PackedMask.pack(mask), (20, 1): packed[20]}
+    work.doc = replace(work.doc, masks=masks, tracked=frozenset({(11, 1), (20, 1)}),
+                       calls=(PromptCall(10, 1, PromptSpec(((1.0, 1.0),), (1,))),))  # fmt: skip
+    image = core_views.timeline_image(work, 50)
+    cell, top = 8, core_views.TIMELINE_HEADER
+    assert core_views.TimelineGeometry.for_frames(90).cell == cell and image.shape == (top + 20, 90 * cell, 3)
+    middle = top + 10
+    colour = np.array(work.registry[1].color, float)
+    shade = 0.45 + 0.55 * 5 / 20
+    small = (colour * shade + 255 * (1 - shade) * 0.25).astype(np.uint8)
+    assert tuple(image[top + 2, 10 * cell]) == tuple(small)  # found, a quarter of the largest
+    assert tuple(image[top + 2, 20 * cell]) == tuple(colour.astype(np.uint8))  # the largest
+    assert tuple(image[top + 2, 11 * cell + 1]) == core_views.LOST_CELL
+    assert tuple(image[top + 2, 12 * cell]) == core_views.EMPTY_CELL  # not tracked
+    assert tuple(image[middle, 10 * cell + 4]) == (255, 255, 255)  # the prompt's dot
+    assert tuple(image[middle, 11 * cell]) == core_views.LOST_CELL  # ...not in the next cell
+    assert tuple(image[0, 50 * cell]) == (40, 40, 40) and tuple(image[middle, 50 * cell]) == (40, 40, 40)
