@@ -715,7 +715,8 @@ def _parse_session(data: object, expected: VideoRef | None = None) -> Session:
         _check_video(video, expected)
     objects = _parse_objects(_list(data, "objects", "the file"))
     prompts = _parse_prompts(_list(data, "prompts", "the file"), video, objects)
-    masks = _parse_masks(_list(data, "masks", "the file"), video, objects) if version >= 2 else []
+    left = MAX_MASK_BYTES - sum(len(p.mask.bits) for p in prompts if p.mask is not None)  # one budget for all bits
+    masks = _parse_masks(_list(data, "masks", "the file"), video, objects, left) if version >= 2 else []
     return Session(video, objects, prompts, masks, _labels(data, objects))
 
 
@@ -807,10 +808,12 @@ def _parse_prompts(raw: list, video: VideoRef, objects: list[SessionObject]) -> 
     known = {o.id for o in objects}
     first: dict[tuple[int, int], int] = {}
     prompts = []
+    budget = MAX_MASK_BYTES  # mask prompts' bits count with the masks' (a prompt may be a whole frame)
     for i, entry in enumerate(raw):
         where = f"prompts[{i}]"
         if isinstance(entry, dict) and entry.get("mask") is not None:
-            prompt = _parse_mask_prompt(entry, where, video)
+            prompt = _parse_mask_prompt(entry, where, video, budget)
+            budget -= len(prompt.mask.bits)  # type: ignore[union-attr]
         else:
             prompt = _parse_prompt(entry, where, (video.width, video.height))
         if prompt.obj_id not in known:
@@ -828,15 +831,15 @@ def _parse_prompts(raw: list, video: VideoRef, objects: list[SessionObject]) -> 
     return prompts
 
 
-def _parse_masks(raw: list, video: VideoRef, objects: list[SessionObject]) -> list[SessionMask]:
-    """The masks: one per object and frame at most, inside the frame, and MAX_MASK_BYTES of
-    bits in all (a small file of well-compressed masks could otherwise inflate to gigabytes)."""
+def _parse_masks(raw: list, video: VideoRef, objects: list[SessionObject], budget: int) -> list[SessionMask]:
+    """The masks: one per object and frame at most, inside the frame, and ``budget`` bytes of
+    bits in all (what MAX_MASK_BYTES leaves after the mask prompts: a small file of well-compressed
+    masks could otherwise inflate to gigabytes)."""
     most = len(objects) * video.frames
     if len(raw) > most:
         raise _Invalid(f"'masks' has {len(raw)} masks, more than one per object and frame ({most})")
     known = {o.id for o in objects}
     seen: set[tuple[int, int]] = set()
-    budget = MAX_MASK_BYTES
     masks = []
     for i, entry in enumerate(raw):
         mask = _parse_mask(entry, f"masks[{i}]", video, budget)
@@ -874,15 +877,15 @@ def _parse_mask(data: object, where: str, video: VideoRef, budget: int = MAX_MAS
     return SessionMask(frame, obj_id, bool(tracked), top, left, height, width, bits)
 
 
-def _parse_mask_prompt(data: dict, where: str, video: VideoRef) -> Prompt:
+def _parse_mask_prompt(data: dict, where: str, video: VideoRef, budget: int) -> Prompt:
     """A mask given as a prompt: frame, obj_id and ``mask`` {box, bits}, checked as the masks are
-    (the prompts are at most MAX_PROMPTS, so their bits are bounded too)."""
+    (their bits count with the masks' towards MAX_MASK_BYTES: ``budget`` is what is left)."""
     if data.get("points") or data.get("box") is not None:
         raise _Invalid(f"{where} has a mask and clicks or a box: a prompt is one or the other")
     raw = _typed(data["mask"], dict, f"{where}.mask")
     entry = {"frame": data.get("frame"), "obj_id": data.get("obj_id"), "tracked": False,
              "box": raw.get("box"), "bits": raw.get("bits")}  # type: ignore[union-attr]  # fmt: skip
-    mask = _parse_mask(entry, f"{where}.mask", video)
+    mask = _parse_mask(entry, f"{where}.mask", video, budget)
     return Prompt(mask.frame, mask.obj_id, mask=mask)
 
 

@@ -10,16 +10,19 @@ cancelled part-way. A few of these cases also run through the real app (test_app
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import math
 import re
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -168,11 +171,20 @@ def many_prompts(count: int) -> Edit:
     return edit
 
 
-def mask_bits(data: bytes) -> Edit:
-    import base64
-    import zlib
+def packed_bits(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data)).decode()
 
-    return at("masks", 0, "bits", value=base64.b64encode(zlib.compress(data)).decode())
+
+def mask_bits(data: bytes) -> Edit:
+    return at("masks", 0, "bits", value=packed_bits(data))
+
+
+def mask_prompt(top: int, left: int, height: int, width: int, **extra: object) -> Edit:
+    """prompts[0] (object 1, frame 2) given as a mask instead of its click."""
+    bits = packed_bits(np.packbits(np.ones(height * width, bool)).tobytes())
+    prompt = {"frame": 2, "obj_id": 1, "points": [], "labels": [], "box": None,
+              "mask": {"box": [top, left, height, width], "bits": bits}, **extra}  # fmt: skip
+    return at("prompts", 0, value=prompt)
 
 
 # (id, edit of a real file's document, or the file's raw text, and what the message must say)
@@ -286,6 +298,11 @@ CASES: list[tuple[str, Edit | str | bytes, str]] = [
     ("bits not zlib", at("masks", 0, "bits", value="AAAA"), r"masks\[0\]\.bits is not base64 of zlib data"),
     ("bits too few", mask_bits(b"\xff"), r"masks\[0\]\.bits does not hold the 38 bytes its box needs"),
     ("bits a zip bomb", mask_bits(b"\xff" * 50_000_000), r"does not hold the 38 bytes its box needs"),
+    # a mask given as a prompt
+    ("mask prompt and a click", mask_prompt(0, 0, 4, 4, points=[[1, 1]], labels=[1]), r"prompts\[0\] has a mask and"),
+    ("mask prompt outside", mask_prompt(20, 0, 8, 8), r"prompts\[0\]\.mask\.box reaches outside the 32x24 frame"),
+    ("mask prompt a list", lambda d: (mask_prompt(0, 0, 4, 4)(d), d["prompts"][0].update(mask=[1])),
+     r"prompts\[0\]\.mask has the wrong type"),
 ]
 
 
@@ -345,8 +362,15 @@ def test_masks_past_the_bits_limit_are_refused(target, engine, saved, folder, mo
         annotate.load_session(target, engine, write_case(folder, saved, lambda d: None))
     assert_unchanged(target, engine, before)
     monkeypatch.setattr(formats, "MAX_MASK_BYTES", held)
-    make = formats.load_session_json(write_case(folder, saved, lambda d: None))  # exactly at the limit: fine
-    assert len(make.masks) == len(saved["masks"])
+    made = formats.load_session_json(write_case(folder, saved, lambda d: None))  # exactly at the limit: fine
+    assert len(made.masks) == len(saved["masks"])
+
+    # A mask given as a prompt (here the whole 32x24 frame: 96 bytes) counts towards the same limit.
+    with pytest.raises(formats.SessionError, match="the masks hold more than 0 MB of mask bits"):
+        formats.load_session_json(write_case(folder, saved, mask_prompt(0, 0, 24, 32)))
+    monkeypatch.setattr(formats, "MAX_MASK_BYTES", held + 96)
+    made = formats.load_session_json(write_case(folder, saved, mask_prompt(0, 0, 24, 32)))
+    assert made.prompts[0].mask is not None and len(made.masks) == len(saved["masks"])
 
 
 # ----------------------------------------------------------------------------- what a file may hold
