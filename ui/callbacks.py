@@ -62,12 +62,14 @@ class Controls:
     timeline: Any
     downloads: Any
     buttons: dict[str, Any] = field(default_factory=dict)  # the rest, by name, for the wiring
+    extras: list[Any] = field(default_factory=list)  # more views a full refresh updates (Handlers.refreshers)
 
     def view_outputs(self) -> list[Any]:
-        """Everything a full refresh may change."""
+        """Everything a full refresh may change (the extras last, so the API's outputs keep their places)."""
         return [
             self.viewer, self.frame, self.status, self.undo, self.redo, self.objects,
             self.obj_name, self.obj_visible, self.legend, self.timeline, self.video_info, self.progress,
+            *self.extras,
         ]  # fmt: skip
 
 
@@ -123,6 +125,9 @@ class Handlers:
         self.engine = engine
         self.limits = limits
         self.c = controls
+        # Views that other parts of the page add (ui.datasets_page): each gives its updates for
+        # a work with a video, and its components are in ``controls.extras``.
+        self.refreshers: list[Callable[[WorkState], dict]] = []
 
     # ------------------------------------------------------------------ plumbing
     def work(self, request: gr.Request, create: bool = False) -> WorkState:
@@ -194,6 +199,8 @@ class Handlers:
             out[c.viewer] = str(views.frame_file(work, frame))
             out[c.frame] = gr.Slider(minimum=0, maximum=max(1, work.video.count - 1), value=frame, step=1)
             out[c.timeline] = str(views.timeline_file(work, frame))
+        for extra in self.refreshers:
+            out.update(extra(work))
         return out
 
     # ------------------------------------------------------------------ video
@@ -401,11 +408,15 @@ class Handlers:
 
     # ------------------------------------------------------------------ files
     @guarded
-    def on_export(self, formats: list[str], request: gr.Request) -> dict:
+    def on_export(self, formats: list[str], val_every: float | None, request: gr.Request) -> dict:
+        """Make the chosen files; ``val_every``: every k-th frame to the YOLO dataset's validation
+        split (0 or empty: none)."""
         files: list[Path] = []
 
         def action(work: WorkState) -> tuple[str, None]:
-            files.extend(operations.export(work, list(formats or [])))
+            if val_every not in (None, "") and float(val_every) != int(float(val_every)):
+                raise UserError("Every k-th frame to validation: k must be a whole number (0 = no split).")
+            files.extend(operations.export(work, list(formats or []), val_every=int(float(val_every or 0))))
             return f"Made {len(files)} file(s): click a name under 'Files' to download it.", None
 
         result = self.run(request, action)

@@ -10,6 +10,7 @@ from annotation.engine import Engine
 from annotation.operations import EXPORT_FORMATS
 from sam2.video_io import MediaLimits
 from ui.callbacks import Controls, Handlers
+from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.sessions import SessionStore
 
 TITLE = "SAM 2 video annotator"
@@ -88,13 +89,18 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     # is the backstop for the rest, every 2 minutes, those older than 5; a decoded upload is
     # never read again. Session folders are not Gradio's files and are not touched.
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
-        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size)
+        datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
+        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size, datasets)
+        controls.extras += datasets.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
+        datasets.wire(controls, DatasetHandlers(handlers, datasets))
     return demo
 
 
-def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int) -> Controls:
+def _components(
+    limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage
+) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=3):
@@ -114,6 +120,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
             gr.Markdown(VIEWER_HELP)
             # No formulas in the message lines: a name holding "$$" is text like any other.
             status = gr.Markdown("Upload a video to start.", elem_id="status", latex_delimiters=[])
+            datasets.build_brush()
         with gr.Column(scale=2):
             with gr.Group():
                 gr.Markdown("### 1. Video")
@@ -147,6 +154,8 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                     obj_visible = gr.Checkbox(label="Show", value=True, elem_id="obj-visible", interactive=False)
                 delete = gr.Button("Delete object", elem_id="delete-object", size="sm", variant="stop")
                 legend = gr.HTML(elem_id="legend")
+                datasets.build_labels()
+                datasets.build_imports()
             with gr.Group():
                 gr.Markdown("### 3. Track")
                 gr.Markdown(TRACK_HELP)
@@ -170,6 +179,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
                 gr.Markdown(EXPORT_HELP)
                 formats = gr.CheckboxGroup(EXPORT_CHOICES, value=EXPORT_DEFAULTS, label="Files to make",
                                            elem_id="formats")
+                val_every = datasets.build_split()
                 export = gr.Button("Make files", variant="primary", elem_id="export")
                 downloads = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="downloads")
                 session_file = gr.File(label="Load session (a session JSON saved from this video)", type="filepath",
@@ -178,7 +188,7 @@ def _components(limits: MediaLimits, model: str, sizes: tuple[int, ...], size: i
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
         "formats": formats, "export": export, "session_file": session_file, "sample_fps": sample_fps,
-        "detail": detail,
+        "detail": detail, "val_every": val_every,
     }  # fmt: skip
     return Controls(
         upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,
@@ -214,7 +224,7 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b["cancel"].click(h.on_cancel, None, [c.status], api_name="cancel", concurrency_limit=None, show_progress="hidden")
     c.timeline.select(h.on_timeline_click, None, view, api_visibility="private", **quick)
     b["next_lost"].click(h.on_next_lost, [c.frame], view, api_name="next_lost_frame", **quick)
-    b["export"].click(h.on_export, [b["formats"]], [*view, c.downloads], api_name="export")
+    b["export"].click(h.on_export, [b["formats"], b["val_every"]], [*view, c.downloads], api_name="export")
     b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]],
                              api_name="load_session", show_progress="minimal")
     gr.api(h.api_add_point, api_name="add_point")

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from annotation.document import UserError
 from annotation.work import Work
@@ -186,6 +187,8 @@ class WorkState(Work):
     last_seen: float = field(default_factory=time.monotonic)
     detached_at: float | None = None  # when its page went away (unload); None while a page has it
     uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
+    # An import that waits for the user to add its classes to the labels (ui.datasets_page.PendingImport).
+    pending_import: Any = None
     views: ViewFiles = field(init=False)
 
     def __post_init__(self) -> None:

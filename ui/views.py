@@ -93,7 +93,8 @@ def object_choices(work: WorkState) -> list[tuple[str, int]]:
 
 
 def legend_html(work: WorkState) -> str:
-    """The object list: colour, name, shown or hidden, frames with a mask, frames lost."""
+    """The object list: colour, name, label, shown or hidden, frames with a mask, frames lost;
+    then the video's labels."""
     if not work.objects:
         return "<p>No objects. Press <b>Add object</b>.</p>"
     # One pass over the masks for every object (a pass per object took seconds with many).
@@ -107,8 +108,10 @@ def legend_html(work: WorkState) -> str:
         rows.append(
             f"<tr data-object='{o.id}'><td><span style='display:inline-block;width:14px;height:14px;"
             f"background:{swatch};border:1px solid #333'></span></td><td>{o.id}</td>"
-            f"<td>{html_text(o.name)}{active}</td><td>{'shown' if o.visible else 'hidden'}</td>"
-            f"<td>{with_mask[o.id]}</td><td>{lost[o.id]}</td></tr>"
+            f"<td>{html_text(o.name)}{active}</td><td>{html_text(o.label)}</td>"
+            f"<td>{'shown' if o.visible else 'hidden'}</td><td>{with_mask[o.id]}</td><td>{lost[o.id]}</td></tr>"
         )
-    head = "<tr><th></th><th>id</th><th>name</th><th>view</th><th>frames with mask</th><th>lost</th></tr>"
-    return f"<table class='object-table'>{head}{''.join(rows)}</table>"
+    head = ("<tr><th></th><th>id</th><th>name</th><th>label</th><th>view</th><th>frames with mask</th>"
+            "<th>lost</th></tr>")  # fmt: skip
+    labels = ", ".join(html_text(label) for label in work.labels)
+    return f"<table class='object-table'>{head}{''.join(rows)}</table><p>Labels (classes): {labels}</p>"
