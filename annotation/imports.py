@@ -439,6 +439,8 @@ def read_any(path: Path, video: VideoShape, frame: int = 0, min_score: float = 0
         if any(n.endswith(".png") for n in members):
             return read_png_masks(path, video)
         return read_yolo_boxes(path, video, frame, names)
+    if path.suffix.lower() == ".zip":  # named a zip, but not one: say so (not "it is not valid JSON")
+        raise _problem(source, "it is not a zip file (it may be damaged or cut short)")
     if path.suffix.lower() == ".txt":
         return read_yolo_boxes(path, video, frame, names)
     document = _read_json(path)

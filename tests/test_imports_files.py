@@ -17,6 +17,7 @@ from annotation.formats import export_png_zip
 from annotation.imports import (
     ImportProblem,
     VideoShape,
+    read_any,
     read_coco_detections,
     read_coco_masks,
     read_png_masks,
@@ -204,3 +205,12 @@ def test_bad_yolo_lines(tmp_path):
     path.write_text("0 0.5 0.5 0.1 0.1")
     with pytest.raises(ImportProblem, match="is frame 7, but the video has frames 0 to 3"):
         read_yolo_boxes(path, VIDEO, frame=7)
+
+
+def test_a_damaged_zip_is_called_one(tmp_path):
+    """read_any tells formats by content; a .zip that is not one (cut short) is named as such."""
+    whole = png_zip(tmp_path, ("00000.png", np.ones((H, W), np.uint8)))
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(ImportProblem, match="'cut.zip' cannot be imported: it is not a zip file"):
+        read_any(cut, VIDEO)
