@@ -176,6 +176,17 @@ class Engine:
             )
             return _to_masks(obj_ids, logits)[obj_id]
 
+    def candidates(self, handle: Any, frame: int, obj_id: int) -> list[tuple[np.ndarray, float]]:
+        """The masks the model offered for the object's single click on ``frame``, with their
+        predicted quality (best first in the model's order is not promised: keep the order);
+        [] when its result there came from anything else (more clicks, a box, a mask)."""
+        with self.lock:
+            found = self.predictor_for(handle).prompt_candidates(handle, frame, obj_id)
+        if found is None:
+            return []
+        logits, scores = found
+        return [((logits[i, 0] > 0).cpu().numpy(), float(scores[i])) for i in range(len(scores))]
+
     def clear(self, handle: Any, frame: int, obj_id: int) -> None:
         """Drop the object's prompts on ``frame`` (its result there stays as tracked memory)."""
         with self.lock:

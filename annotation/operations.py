@@ -186,6 +186,31 @@ def set_mask(work: Work, engine: Engine, frame: int, obj: int, mask: np.ndarray,
     return work.doc.masks[(frame, obj)].unpack()
 
 
+def candidates(work: Work, engine: Engine, frame: int) -> list[tuple[np.ndarray, float]]:
+    """The chosen object's candidate masks on ``frame`` with their predicted quality: after
+    its first click there, the model offers three (a point on a shirt can mean the shirt,
+    the person or a pocket) and shows the one it scores best; [] otherwise."""
+    require_video(work)
+    return engine.candidates(work.video.handle, check_frame(work, frame), _active(work))
+
+
+def pick_candidate(work: Work, engine: Engine, frame: int, index: int) -> str:
+    """Make candidate ``index`` (0-based, in :func:`candidates`' order) the object's mask on
+    ``frame``: a mask prompt, which tracking follows. Picking the mask shown changes nothing."""
+    offered = candidates(work, engine, frame)
+    if not offered:
+        raise UserError("There are no masks to choose from here: the model offers three after the first "
+                        "click of an object on a frame.")  # fmt: skip
+    if not 0 <= index < len(offered):
+        raise UserError(f"Choose one of the {len(offered)} masks offered.")
+    obj = _active(work)
+    if np.array_equal(offered[index][0], work.doc.frame_masks(frame).get(obj)):
+        return "That is the mask shown already."
+    set_mask(work, engine, frame, obj, offered[index][0], f"mask {index + 1} of {len(offered)}")
+    name = work.registry[obj].name
+    return f"'{name}' now has mask {index + 1} of {len(offered)} on frame {frame}; tracking follows it."
+
+
 def clear_frame(work: Work, engine: Engine, frame: int) -> str:
     """Remove the active object's clicks/box on this frame, and its mask there."""
     video = require_video(work)

@@ -35,6 +35,10 @@ class FrameOutput:
     is_cond: bool  # conditioning frame (prompted with no memory) or tracked/corrected frame
     from_prompt: bool  # prompted frames' memories see the binarised mask, tracked ones the sigmoid
     memory: torch.Tensor | None = None  # (1, mem_dim, h, w) bfloat16; None until encoded or once evicted
+    # A single click is ambiguous, so the decoder offers three masks and the best scored one is
+    # kept above; the three and their predicted IoU stay for a person to choose among.
+    candidates: torch.Tensor | None = None  # (1, 3, 4h, 4w) low-res logits, hole-filled
+    candidate_scores: torch.Tensor | None = None  # (1, 3) predicted IoU
 
 
 @dataclass

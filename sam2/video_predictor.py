@@ -194,6 +194,26 @@ class SAM2VideoPredictor:
         return frame_idx, session.obj_ids, self._frame_masks(session, frame_idx)
 
     @torch.inference_mode()
+    def prompt_candidates(
+        self, inference_state: VideoSession, frame_idx: int, obj_id: int
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The three masks the decoder offered for an object's single click on a frame, for a
+        person to choose among -> (logits (3, 1, H, W) at video size, predicted IoU (3,)), or
+        None when the object's newest result there came from more than one click, a box, a
+        mask or tracking (then the model gave one mask). The first of the best score is the
+        one `add_new_points_or_box` returned; a chosen other one is given back with
+        `add_new_mask`."""
+        session = inference_state
+        self._check_frame(session, frame_idx)
+        track = session.tracks.get(obj_id)
+        out = track.latest_output(frame_idx) if track is not None else None
+        if out is None or out.candidates is None or out.candidate_scores is None:
+            return None
+        h, w = session.video_height, session.video_width
+        logits = resize_logits(out.candidates.transpose(0, 1), h, w).float().cpu()
+        return logits.to(self.device), out.candidate_scores[0].float().to(self.device)
+
+    @torch.inference_mode()
     def clear_all_prompts_in_frame(
         self, inference_state: VideoSession, frame_idx: int, obj_id: int, need_output: bool = True
     ):
@@ -322,12 +342,15 @@ class SAM2VideoPredictor:
                 pix_feat = self._condition(session, track, frame_idx, reverse, features)
             multimask = self.model.use_multimask(points.labels.shape[1])
             pred = self.model.decode(pix_feat, features.high_res, points, prev_logits, multimask)
+        offered = mask is None and pred.low_res_multimasks.shape[1] > 1
         track.pending[frame_idx] = FrameOutput(
             mask_logits=fill_holes(pred.low_res_masks, self.fill_hole_area),
             obj_ptr=pred.obj_ptr,
             object_score_logits=pred.object_score_logits,
             is_cond=is_init or self.corrections_as_cond,
             from_prompt=True,
+            candidates=fill_holes(pred.low_res_multimasks, self.fill_hole_area) if offered else None,
+            candidate_scores=pred.ious if offered else None,
         )
 
     def _commit_pending(self, session: VideoSession, track: ObjectTrack) -> None:

@@ -363,9 +363,10 @@ class User:
         track = min(flow.track_frames, max(1, frames - 1))
         self.step("track", self.call("/track", _tracked(track), direction="forward", frame=0, frames=track))
         exported = self.step("export", self.call("/export", _exported(2), ["coco", "png"]))
-        by_name = {Path(f["path"]).name: f for f in exported[-1]}
-        self.step("download_coco", self.download(by_name["annotations.json"], _coco_ok))
-        self.step("download_png", self.download(by_name["masks.zip"], _zip_ok(frames)))
+        # Exports are named after the video: <stem>_coco.json, <stem>_masks.zip.
+        by_kind = {Path(f["path"]).name.rpartition("_")[2]: f for f in exported[-1]}
+        self.step("download_coco", self.download(by_kind["coco.json"], _coco_ok))
+        self.step("download_png", self.download(by_kind["masks.zip"], _zip_ok(frames)))
 
     def close(self) -> None:
         if self.client is not None:

@@ -201,7 +201,7 @@ def test_a_failing_video_does_not_stop_the_batch(reference_checkpoint, workdir, 
     ("args", "message"),
     [
         (["missing.mp4", "--prompts", "{prompts}"], "no such video file: missing.mp4"),
-        (["{video}"], "give --session (a session file saved from the page) or --prompts"),
+        (["{video}"], "give --session (a session file saved from the page), --prompts or --import"),
         (["{video}", "--prompts", "{prompts}", "--export", "coco,gif"], "--export: unknown gif"),
         (["{video}", "{video}", "--session", "{prompts}"], "would write files of the same name"),
         (["{video}", "--session", "{folder}"], "no session file for walk.mp4 in"),

@@ -147,3 +147,30 @@ def test_a_failing_import_changes_nothing(tmp_path, predictor):
     thread = operations.start_tracking(work, engine, 0, "forward", 2)
     thread.join()
     assert not work.progress.error and (2, 1) in work.doc.tracked
+
+
+def test_a_clicks_three_candidates_and_picking_another(tmp_path, predictor):
+    """After a first click the model offers three masks and shows its best; picking another
+    makes it the object's mask prompt, and the tracked masks equal add_new_mask with that
+    candidate called directly. More clicks offer none."""
+    engine = Engine(predictor)
+    work = loaded(tmp_path, predictor)
+    operations.click(work, engine, 0, 8, 10, "add")
+    offered = operations.candidates(work, engine, 0)
+    assert len(offered) == 3 and all(m.shape == (H, W) for m, _ in offered)
+    scores = [s for _, s in offered]
+    best = scores.index(max(scores))
+    assert np.array_equal(offered[best][0], work.doc.frame_masks(0)[1])  # the one shown is the model's best
+    assert operations.pick_candidate(work, engine, 0, best) == "That is the mask shown already."
+    other = next(i for i, (m, _) in enumerate(offered) if not np.array_equal(m, offered[best][0]) and m.any())
+    operations.pick_candidate(work, engine, 0, other)
+    assert np.array_equal(work.doc.frame_masks(0)[1], direct(predictor, offered[other][0])[0])
+    operations.start_tracking(work, engine, 0, "forward", None).join()
+    expected = direct(predictor, offered[other][0])
+    assert all(np.array_equal(work.doc.frame_masks(f)[1], expected[f]) for f in range(N))
+    assert operations.candidates(work, engine, 0) == []  # a mask prompt offers no choice
+    with pytest.raises(UserError, match="the model offers three after the first click"):
+        operations.pick_candidate(work, engine, 0, 0)
+    operations.click(work, engine, 2, 9, 9, "add")
+    operations.click(work, engine, 2, 20, 20, "remove")
+    assert operations.candidates(work, engine, 2) == []  # two clicks: one mask
