@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,31 @@ import numpy as np
 from annotation.document import Masks, PromptSpec
 
 FRAME_STORAGES = ("raw", "png", "jpeg")
+FIND_POINTS_PER_BATCH = 32  # grid points decoded at a time: progress and Cancel answer after each batch
+
+
+@dataclass(frozen=True)
+class FindSettings:
+    """The automatic mask generator's filters ("Find objects"), Meta's defaults: a candidate is
+    kept when its predicted IoU is above ``iou_thresh`` and its stability at least
+    ``stability_thresh``, and duplicates whose boxes overlap more than ``nms_thresh`` go."""
+
+    iou_thresh: float = 0.8
+    stability_thresh: float = 0.95
+    nms_thresh: float = 0.7
+
+
+@dataclass(frozen=True)
+class FoundMask:
+    """One mask the generator found: HxW bool at the frame's size, with its scores."""
+
+    mask: np.ndarray
+    score: float  # the model's predicted IoU
+    stability: float
+
+
+class FindingCancelled(Exception):
+    """The progress callback of :meth:`Engine.find_objects` asked to stop."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,7 @@ class ModelSpec:
     precision: str = "float32"
     frame_storage: str = "raw"
     encode_ahead: int = 8  # frames encoded in idle time per session (0: off); ~20 MB each at 1024 px
+    find: FindSettings = field(default_factory=FindSettings)  # "Find objects": the generator's filters
 
 
 class Engine:
@@ -62,6 +89,7 @@ class Engine:
         self._tracking = 0  # tracking runs in progress (they release the lock between frames)
         self._tracking_lock = threading.Lock()
         self._ahead = _EncodeAhead(self)
+        self._generator_models: dict[int, Any] = {}  # image size -> model for "Find objects", weights shared
 
     @classmethod
     def load(cls, spec: ModelSpec) -> Engine:
@@ -225,6 +253,71 @@ class Engine:
                 if step is None:
                     return
                 yield step[0], _to_masks(step[1], step[2])
+        finally:
+            with self._tracking_lock:
+                self._tracking -= 1
+
+    # ------------------------------------------------------------------ finding objects
+    def find_objects(
+        self, handle: Any, frame: int, points_per_side: int, progress: Callable[[int, int], bool] | None = None
+    ) -> list[FoundMask]:
+        """Every object SAM 2's automatic mask generator finds on ``frame`` (a square grid of
+        ``points_per_side`` x ``points_per_side`` single clicks; good, distinct masks kept),
+        best first.
+
+        Runs at the session's input size with the engine's precision and ``spec.find``'s
+        filters. ``progress(points done, points)`` is called before the work and after each
+        batch of points; returning False stops it (FindingCancelled). The model lock is held
+        a batch at a time, so other users' clicks go on meanwhile (a run takes a minute)."""
+        from sam2.automatic_mask_generator import GenerationCancelled, SAM2AutomaticMaskGenerator
+
+        settings = self.spec.find if self.spec is not None else FindSettings()
+        total = points_per_side**2
+        with self._long_run(), self.lock:
+            # A light object (the model is shared), new for each run so that runs never share state.
+            generator = SAM2AutomaticMaskGenerator(
+                self._generator_model(handle.image_size), points_per_side=points_per_side,
+                points_per_batch=FIND_POINTS_PER_BATCH, pred_iou_thresh=settings.iou_thresh,
+                stability_score_thresh=settings.stability_thresh, box_nms_thresh=settings.nms_thresh,
+                precision=self._predictor.precision.name,
+            )  # fmt: skip
+
+            def between_batches(step: Any) -> bool:
+                self.lock.release()  # let waiting model calls in between two batches
+                try:
+                    time.sleep(0)
+                    return progress is None or progress(min(total, step.done * FIND_POINTS_PER_BATCH), total)
+                finally:
+                    self.lock.acquire()
+
+            try:
+                records = generator.generate(np.asarray(handle.frames[frame]), progress=between_batches)
+            except GenerationCancelled:
+                raise FindingCancelled from None
+        return [FoundMask(r["segmentation"], float(r["predicted_iou"]), float(r["stability_score"])) for r in records]
+
+    def _generator_model(self, image_size: int) -> Any:
+        """The loaded model at ``image_size`` without the builders' post-processing, as Meta's
+        generator runs it (and ``sam2.build_automatic_mask_generator`` builds it). Made once per
+        size, sharing every weight tensor with the tracking model (assigned, not copied)."""
+        model = self._generator_models.get(image_size)
+        if model is None:
+            from sam2.modeling.sam2_model import SAM2Model
+
+            base = self._predictor.model
+            model = SAM2Model(base.config.with_postprocessing(False).with_image_size(image_size))
+            model.load_state_dict(base.state_dict(), strict=True, assign=True)
+            model = self._generator_models[image_size] = model.to(base.device).eval()
+        return model
+
+    @contextmanager
+    def _long_run(self) -> Iterator[None]:
+        """A run that releases the model lock now and then (tracking, finding): encoding ahead
+        waits until it ends rather than slipping in between its steps."""
+        with self._tracking_lock:
+            self._tracking += 1
+        try:
+            yield
         finally:
             with self._tracking_lock:
                 self._tracking -= 1

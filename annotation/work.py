@@ -102,6 +102,7 @@ class Work:
     pending_corner: tuple[int, float, float] | None = None  # (frame, x, y) of a box's first click
     shown_frame: int = 0  # the frame shown last (a resumed page shows it again)
     progress: TrackProgress = field(default_factory=TrackProgress)
+    found: Any = None  # masks found on a frame, waiting to be kept (annotation.finding.Found); not undoable
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
