@@ -410,13 +410,11 @@ class Handlers:
     @guarded
     def on_export(self, formats: list[str], val_every: float | None, request: gr.Request) -> dict:
         """Make the chosen files; ``val_every``: every k-th frame to the YOLO dataset's validation
-        split (0 or empty: none)."""
+        split (0 or empty: none; the number box gives whole numbers)."""
         files: list[Path] = []
 
         def action(work: WorkState) -> tuple[str, None]:
-            if val_every not in (None, "") and float(val_every) != int(float(val_every)):
-                raise UserError("Every k-th frame to validation: k must be a whole number (0 = no split).")
-            files.extend(operations.export(work, list(formats or []), val_every=int(float(val_every or 0))))
+            files.extend(operations.export(work, list(formats or []), val_every=int(val_every or 0)))
             return f"Made {len(files)} file(s): click a name under 'Files' to download it.", None
 
         result = self.run(request, action)

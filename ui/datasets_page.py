@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from annotation import imports, operations
+from annotation import formats, imports, operations
 from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
@@ -74,6 +74,12 @@ class PendingImport:
 def split_labels(text: str) -> list[str]:
     """'car, person' -> ['car', 'person'] (commas and line breaks separate labels)."""
     return [part for part in re.split(r"[,\n]", str(text or "")) if part.strip()]
+
+
+def brush_size(size: tuple[int, int]) -> int:
+    """The brush's and eraser's radius in the frame's pixels (the editor's own default is 25,
+    whatever the frame): about a sixtieth of its smaller side; the size button changes it."""
+    return max(2, round(min(size) / 60))
 
 
 def mask_layer(mask: np.ndarray | None, size: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
@@ -272,11 +278,12 @@ class DatasetHandlers:
         return result
 
     def _add(self, work: WorkState, names: list[str]) -> str:
+        names = [clean for clean in (formats.clean_name(n) for n in names) if clean]  # as add_labels keeps them
         if not names:
             raise UserError("Type a label to add (several: separate them with commas).")
         added = operations.add_labels(work, names)
         if not added:
-            return f"{', '.join(repr(n.strip()) for n in names[:8])} are labels already."
+            return f"Nothing to add: the labels have {', '.join(names[:8])} already."
         return f"Added {len(added)} label(s): {', '.join(added)}. The labels are now {', '.join(work.labels)}."
 
     @guarded
@@ -398,7 +405,9 @@ class DatasetHandlers:
         return {
             editor: gr.ImageEditor(
                 value={"background": str(background), "layers": [str(layer)], "composite": None}, visible=True,
-                brush=gr.Brush(colors=[(f"rgb({r}, {g}, {b})", BRUSH_OPACITY)], color_mode="fixed"),
+                brush=gr.Brush(colors=[(f"rgb({r}, {g}, {b})", BRUSH_OPACITY)], color_mode="fixed",
+                               default_size=brush_size(video.size)),
+                eraser=gr.Eraser(default_size=brush_size(video.size)),
             ),
             self.page.brush_target: [frame, info.id],
             status: views.markdown_text(f"Painting '{info.name}' on frame {frame}: the brush adds to its mask, "
