@@ -355,12 +355,14 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
     page.context.close()
 
 
-def test_the_brush_paints_a_mask_that_tracking_follows(app, browser, video, frames, reference_checkpoint, workdir):
+def test_the_brush_paints_a_mask_that_tracking_follows(
+    app, browser, video, frames, reference_checkpoint, workdir, api_video
+):
     """A click gives object 1 a mask on frame 2; in the editor (the frame with that mask as its
     layer) the brush paints a patch beside it and the eraser takes a band out of it; Apply makes
     that the object's mask prompt (undoable), tracking follows it, and the result equals
     add_new_mask with the same mask (read back from the session file) tracked the same way."""
-    n, size = len(frames), frames[0].shape[:2]
+    n, size, other_video = len(frames), frames[0].shape[:2], api_video
     page = new_page(browser, app)
     upload(page, video)
     wait_status(page, "Loaded")
@@ -413,6 +415,12 @@ def test_the_brush_paints_a_mask_that_tracking_follows(app, browser, video, fram
     alone.prompt(2, 1, [(150, 110)], [1])
     alone.track(2, 5, False)
     assert any((got[f][1] != alone.masks[f][1]).any() for f in range(3, n))
+
+    # The editor still holds that painting; on another video, Apply refuses it in words.
+    upload(page, other_video)
+    wait_status(page, "Loaded 'small.mp4'")
+    page.locator("#brush-apply").click()
+    assert "Another video was loaded since: press 'Paint on this frame' again." in wait_status(page, "Another video")
     page.context.close()
 
 

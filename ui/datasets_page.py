@@ -13,6 +13,7 @@ page's own); ``gradio_client`` gets named endpoints that take plain values and a
 """
 
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,27 @@ EDITOR_START = (16, 16)  # the editor's first canvas: smaller than any frame (se
 
 @dataclass
 class PendingImport:
-    """A file read for ``video`` whose classes are not labels yet: kept on the session until
-    the user presses "Add these labels and import" (or imports something else)."""
+    """A file read for a video whose classes are not labels yet: kept on the session until the
+    user presses "Add these labels and import" (or imports something else)."""
 
     imported: imports.Imported
-    video: LoadedVideo
+    video: weakref.ref[LoadedVideo]  # weak: a new upload's frames replace this video's in memory
     frame: int  # the frame shown when it was imported
+
+    def fits(self, work: WorkState) -> bool:
+        return work.video is not None and self.video() is work.video
+
+
+@dataclass(frozen=True)
+class BrushTarget:
+    """What the brush's editor shows: the object and the frame it was loaded for, on which video."""
+
+    frame: int
+    obj: int
+    video: weakref.ref[LoadedVideo]
+
+    def fits(self, work: WorkState) -> bool:
+        return work.video is not None and self.video() is work.video
 
 
 # ----------------------------------------------------------------------------- plain helpers
@@ -187,7 +203,6 @@ class DatasetPage:
                 brush=gr.Brush(colors=[("rgb(255, 255, 255)", BRUSH_OPACITY)], color_mode="fixed"),
                 eraser=gr.Eraser(),
             )  # fmt: skip
-            self.brush_target = gr.State(None)  # [frame, object] the editor was loaded for
 
     def build_split(self) -> gr.Number:
         """In step 4: the YOLO dataset's validation split (passed to the export)."""
@@ -214,8 +229,8 @@ class DatasetPage:
         self.add_missing.click(h.on_add_missing, None, import_outputs, **quick)
         self.brush_load.click(h.on_brush_reset, None, [self.editor], api_visibility="private",
                               show_progress="hidden").then(
-            h.on_brush_load, [c.frame], [self.editor, self.brush_target, c.status], **quick)  # fmt: skip
-        self.brush_apply.click(h.on_brush_apply, [self.editor, self.brush_target], view, **quick)
+            h.on_brush_load, [c.frame], [self.editor, c.status], **quick)  # fmt: skip
+        self.brush_apply.click(h.on_brush_apply, [self.editor], view, **quick)
         gr.api(h.api_labels, api_name="labels")
         gr.api(h.api_add_labels, api_name="add_labels")
         gr.api(h.api_rename_label, api_name="rename_label")
@@ -243,6 +258,8 @@ class DatasetHandlers:
 
     def label_views(self, work: WorkState) -> dict:
         """The label choices for a full refresh: the chosen object's label, and the list."""
+        if isinstance(work.pending_import, PendingImport) and not work.pending_import.fits(work):
+            work.pending_import = None  # read for a video no longer loaded: its masks need not wait
         active = work.registry.get(work.active) if work.active in work.doc.object_ids else None
         return {
             self.page.obj_label: gr.Dropdown(choices=list(work.labels), value=active.label if active else None,
@@ -355,7 +372,8 @@ class DatasetHandlers:
             with locked(work):
                 work.pending_import = None  # a new file replaces one that waited for its labels
                 path = self._uploaded(work, file, "a file of masks or detections")
-                pending = PendingImport(self._read_import(work, path, int(frame), min_score), work.video, int(frame))
+                imported = self._read_import(work, path, int(frame), min_score)
+                pending = PendingImport(imported, weakref.ref(work.video), int(frame))
                 message, shown = self._apply_import(work, pending, add_missing=False)
         except operations.MissingLabels as exc:
             offer = f"{exc} Or press '{ADD_MISSING}' to do both."
@@ -370,7 +388,7 @@ class DatasetHandlers:
     def on_add_missing(self, request: gr.Request) -> dict:
         def action(work: WorkState) -> tuple[str, int]:
             pending = work.pending_import
-            if not isinstance(pending, PendingImport) or pending.video is not work.video:
+            if not isinstance(pending, PendingImport) or not pending.fits(work):
                 work.pending_import = None
                 raise UserError("No import is waiting for its labels: import the file again.")
             return self._apply_import(work, pending, add_missing=True)
@@ -399,6 +417,7 @@ class DatasetHandlers:
                 picture = np.asarray(video.frames[frame])  # the frame itself: only the object's mask is drawn over it
                 background = views.write_png(picture, work.new_file(f"paint{frame:05d}", ".png"))
                 layer = views.write_png(mask_layer(mask, video.size, info.color), work.new_file("paint-mask", ".png"))
+                work.brush_target = BrushTarget(frame, info.id, weakref.ref(video))
         except UserError as exc:
             return self.base.warn(str(exc))
         r, g, b = object_color(info.id)
@@ -409,20 +428,22 @@ class DatasetHandlers:
                                default_size=brush_size(video.size)),
                 eraser=gr.Eraser(default_size=brush_size(video.size)),
             ),
-            self.page.brush_target: [frame, info.id],
             status: views.markdown_text(f"Painting '{info.name}' on frame {frame}: the brush adds to its mask, "
                                         "the eraser takes away. Then press Apply."),
         }  # fmt: skip
 
     @guarded
-    def on_brush_apply(self, value: dict | None, target: list | None, request: gr.Request) -> dict:
+    def on_brush_apply(self, value: dict | None, request: gr.Request) -> dict:
+        """The painted mask becomes the mask of the object and frame the editor was loaded for."""
         mask = painted_mask(value)
 
         def action(work: WorkState) -> tuple[str, int]:
-            if mask is None or not isinstance(target, (list, tuple)) or len(target) != 2:
+            target = work.brush_target
+            if mask is None or not isinstance(target, BrushTarget):
                 raise UserError(f"Press '{PAINT}' first, then paint on the frame.")
-            frame, obj = int(target[0]), int(target[1])
-            return self._paint(work, frame, obj, mask), frame
+            if not target.fits(work):
+                raise UserError(f"Another video was loaded since: press '{PAINT}' again.")
+            return self._paint(work, target.frame, target.obj, mask), target.frame
 
         return self.base.run(request, action)
 
@@ -497,7 +518,8 @@ class DatasetHandlers:
 
         def action(work: WorkState) -> str:
             path = self._uploaded(work, api_file(file), "a file of masks or detections")
-            pending = PendingImport(self._read_import(work, path, int(frame), min_score), work.video, int(frame))
+            imported = self._read_import(work, path, int(frame), min_score)
+            pending = PendingImport(imported, weakref.ref(work.video), int(frame))
             try:
                 return self._apply_import(work, pending, add_missing=bool(add_missing_labels))[0]
             except operations.MissingLabels as exc:

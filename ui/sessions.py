@@ -187,8 +187,10 @@ class WorkState(Work):
     last_seen: float = field(default_factory=time.monotonic)
     detached_at: float | None = None  # when its page went away (unload); None while a page has it
     uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
-    # An import that waits for the user to add its classes to the labels (ui.datasets_page.PendingImport).
+    # An import that waits for the user to add its classes to the labels (ui.datasets_page.PendingImport),
+    # and the frame and object the brush's editor shows (ui.datasets_page.BrushTarget).
     pending_import: Any = None
+    brush_target: Any = None
     views: ViewFiles = field(init=False)
 
     def __post_init__(self) -> None:
