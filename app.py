@@ -46,6 +46,7 @@ class AppOptions:
     max_sessions: int
     queue_size: int
     encode_ahead: int = 8  # frames per session encoded while the model is idle
+    find: tuple[float, float, float] = (0.8, 0.95, 0.7)  # "Find objects": IoU, stability and NMS thresholds
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
@@ -75,6 +76,14 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                       help="while the model is idle, encode the frame a user looks at and the next ones, this "
                            "many per session, one frame at a time (clicks there answer at once; tracking starts "
                            "on encoded frames); each holds ~20 MB at 1024 px, 5 MB at 512. 0 turns it off")
+    finder = parser.add_argument_group("find objects (the automatic mask generator; defaults: Meta's)")
+    finder.add_argument("--find-iou-thresh", type=float, default=0.8,
+                        help="keep a found mask whose predicted IoU is above this (0 to 1)")
+    finder.add_argument("--find-stability-thresh", type=float, default=0.95,
+                        help="keep a found mask whose stability score is at least this (0 to 1)")
+    finder.add_argument("--find-nms-thresh", type=float, default=0.7,
+                        help="of two found masks whose boxes overlap more than this (IoU), keep the better (0 to 1; "
+                             "1 keeps both)")
     args = parser.parse_args(argv)
     limits = media_limits(args, parser, advice="start the app with {flag} {value}")
     if args.resume_grace_s is None:
@@ -82,11 +91,15 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     for name in ("max_upload_mb", "session_ttl_min", "resume_grace_s", "max_sessions", "queue_size"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    find = (args.find_iou_thresh, args.find_stability_thresh, args.find_nms_thresh)
+    for name, value in zip(("iou", "stability", "nms"), find, strict=True):
+        if not 0 <= value <= 1:
+            parser.error(f"--find-{name}-thresh must be from 0 to 1")
     model, precision = resolve_model(args, parser)
     return AppOptions(
         model, args.checkpoint, args.checkpoint_dir, args.image_size, args.device, precision,
         args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
-        args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead),
+        args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead), find=find,
     )  # fmt: skip
 
 
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure()  # tracebacks of failed runs and events go to stderr, each line naming its session
 
-    from annotation.engine import Engine, ModelSpec
+    from annotation.engine import Engine, FindSettings, ModelSpec
     from annotation.options import checkpoint_problem, resolve_checkpoint
     from sam2.checkpoint import CheckpointError
 
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Loading {options.model} from {checkpoint}...", flush=True)
         spec = ModelSpec(
             options.model, checkpoint, options.image_size, options.device, options.precision, options.frame_storage,
-            encode_ahead=options.encode_ahead,
+            encode_ahead=options.encode_ahead, find=FindSettings(*options.find),
         )  # fmt: skip
         engine = Engine.load(spec)
     except CheckpointError as exc:  # CheckpointUnavailable too: offline, or a bad file

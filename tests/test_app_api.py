@@ -74,7 +74,8 @@ def new_log(app, start: int) -> str:
 # The outputs of the page's full refresh (ui.callbacks.Controls.view_outputs) as the API gives
 # them, by name (buttons are not API outputs).
 VIEW = ("viewer", "frame", "status", "objects", "name", "visible", "legend", "timeline", "video", "progress",
-        "label", "labels")  # the last two: ui.datasets_page
+        "label", "labels",  # ui.datasets_page
+        "choices", "found")  # ui.find_page
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):

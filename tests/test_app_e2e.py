@@ -120,7 +120,9 @@ def viewer_src(page) -> str:
 
 
 def wait_new_view(page, old: str) -> str:
-    """Wait until the viewer shows a new picture (every change writes a new file)."""
+    """Wait until the viewer shows a new picture (every change writes a new file), looking at
+    it as a person would (Gradio's pictures load lazily, only near the window)."""
+    page.locator("#viewer").scroll_into_view_if_needed(timeout=TIMEOUT_MS)
     page.wait_for_function(
         "([old]) => { const i = document.querySelector('#viewer img'); return i && i.src && i.src !== old"
         " && i.complete && i.naturalWidth > 0; }",
@@ -139,6 +141,8 @@ def loaded_geometry(page, selector: str) -> list[float]:
         " if (!i || !i.complete || !i.naturalWidth) return null;"
         " const r = i.getBoundingClientRect(); return [r.width, r.height, i.naturalWidth, i.naturalHeight]; }"
     )
+    # Gradio's pictures load lazily: one below the window stays unloaded until scrolled to.
+    page.locator(selector).scroll_into_view_if_needed(timeout=TIMEOUT_MS)
     try:
         return page.wait_for_function(script, arg=[selector], timeout=TIMEOUT_MS).json_value()
     except playwright_api.TimeoutError:

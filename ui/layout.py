@@ -11,6 +11,7 @@ from annotation.operations import EXPORT_FORMATS
 from sam2.video_io import MediaLimits
 from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
+from ui.find_page import FindHandlers, FindPage
 from ui.sessions import SessionStore
 
 TITLE = "SAM 2 video annotator"
@@ -40,7 +41,7 @@ TRACK_HELP = """
 Tracking follows every object from the frame shown in the viewer: forward to the end,
 backward to the start, or both. It takes about a second per frame on a CPU; **Cancel** stops
 it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
-from there. The **timeline** shows each object (rows) on each frame (columns): its colour =
+from there. The **timeline** under the frame shows each object (rows) on each frame (columns): its colour =
 found, red = lost, grey = not tracked yet, white dot = your clicks. Click the timeline to go
 to that frame.
 """
@@ -74,6 +75,7 @@ CSS = """
 .object-table td, .object-table th { padding: 2px 6px; }
 #timeline img { image-rendering: pixelated; cursor: pointer; }
 #viewer img { cursor: crosshair; }
+#found img, #choices img { cursor: pointer; }
 """
 
 
@@ -90,16 +92,18 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     # never read again. Session folders are not Gradio's files and are not touched.
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
-        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size, datasets)
-        controls.extras += datasets.view_outputs()
+        find = FindPage()  # finding objects on a frame and a click's three masks (ui/find_page.py)
+        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size, datasets, find)
+        controls.extras += datasets.view_outputs() + find.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
+        find.wire(controls, FindHandlers(handlers, find))
     return demo
 
 
 def _components(
-    limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage
+    limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage, find: FindPage
 ) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
@@ -110,6 +114,14 @@ def _components(
                 buttons=["fullscreen"], placeholder="Upload a video (step 1) to see its frames here.",
             )  # fmt: skip
             frame = gr.Slider(0, 1, value=0, step=1, label="Frame number", elem_id="frame")
+            # The timeline sits under the frame it navigates: further down, a person scrolls away
+            # from the frame to change it (and the browser does not even load it until then).
+            gr.Markdown("**Timeline** (a row per object, a cell per frame): click it to go to that frame.")
+            timeline = gr.Image(
+                label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline",
+                buttons=[],
+            )
+            next_lost = gr.Button("Go to the next frame where an object is lost", size="sm", elem_id="next-lost")
             with gr.Row():
                 mode = gr.Radio(["Add (+)", "Remove (-)", "Box"], value="Add (+)", label="Click mode", elem_id="mode")
             with gr.Row():
@@ -120,7 +132,9 @@ def _components(
             gr.Markdown(VIEWER_HELP)
             # No formulas in the message lines: a name holding "$$" is text like any other.
             status = gr.Markdown("Upload a video to start.", elem_id="status", latex_delimiters=[])
+            find.build_choices()
             datasets.build_brush()
+            find.build_finder()
         with gr.Column(scale=2):
             with gr.Group():
                 gr.Markdown("### 1. Video")
@@ -168,12 +182,6 @@ def _components(
                                       elem_id="count")
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
                 progress = gr.Markdown("", elem_id="progress", latex_delimiters=[])
-                gr.Markdown("**Timeline**: click it to go to that frame.")
-                timeline = gr.Image(
-                    label="Timeline", show_label=False, interactive=False, type="filepath", elem_id="timeline",
-                    buttons=[],
-                )
-                next_lost = gr.Button("Go to the next frame where an object is lost", size="sm", elem_id="next-lost")
             with gr.Group():
                 gr.Markdown("### 4. Download")
                 gr.Markdown(EXPORT_HELP)
