@@ -460,6 +460,8 @@ def track(work: Work, engine: Engine, frame: int, direction: Direction, count: i
     stops the run: Ctrl-C (KeyboardInterrupt, raised again), ``work.cancel`` or an error (in
     the returned progress)."""
     runs = plan_tracking(work, frame, direction, count)
+    if work.progress.running:  # say what runs (finding objects, loading a session), not just "busy"
+        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     _begin_tracking(work, runs, direction)
@@ -474,6 +476,8 @@ def start_tracking(work: Work, engine: Engine, frame: int, direction: Direction,
     is pressed (checked between frames), and the page polls ``work.progress`` meanwhile.
     """
     runs = plan_tracking(work, frame, direction, count)
+    if work.progress.running:  # say what runs (finding objects, loading a session), not just "busy"
+        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     _begin_tracking(work, runs, direction)

@@ -126,6 +126,23 @@ def test_cancel_or_failure_leaves_the_work_as_it_was(tmp_path, predictor, monkey
     assert len(work.undo) == steps + 1
 
 
+def test_while_a_find_runs_other_long_steps_are_refused_by_name(tmp_path, predictor):
+    engine = engine_with(predictor)
+    work = loaded(tmp_path, predictor)
+    operations.click(work, engine, 0, 8, 10, "add")
+    with engine.lock:  # the find waits for the model, so it is surely still running below
+        run = finding.start_finding(work, engine, 2, 4)
+        running = "Finding objects on frame 2 is still running. Wait for it to finish, or press Cancel."
+        with pytest.raises(UserError, match=running):
+            finding.start_finding(work, engine, 2, 4)
+        with pytest.raises(UserError, match=running):
+            operations.start_tracking(work, engine, 0, "forward", None)
+    run.thread.join()
+    assert run.message.startswith("Found") and not work.progress.running and not work.lock.locked()
+    operations.start_tracking(work, engine, 0, "forward", None).join()  # and then it goes on
+    assert work.progress.done == N
+
+
 def test_a_failing_keep_changes_nothing(tmp_path, predictor, monkeypatch):
     engine = engine_with(predictor)
     work = loaded(tmp_path, predictor)
