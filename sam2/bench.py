@@ -8,7 +8,7 @@ The video is synthetic (moving shapes, 854x480 by default), like a typical uploa
 --long-frames N also tracks one object over N frames and prints the RSS growth per frame.
 
 --find-objects times the automatic mask generator ("Find objects on this frame") instead: one
-854x480 frame, model image sizes 512 and 1024, 16 and 32 points per side, exact and fast
+854x480 frame, model image sizes 512 and 1024, 8, 16 and 32 points per side, exact and fast
 mode. Every candidate mask goes through every step (score filters at 0, NMS at upstream's
 0.7), so the figures are an upper bound: with fresh weights few masks would pass upstream's
 filters, with a real checkpoint many do.
@@ -142,7 +142,7 @@ class FindObjectsFigure:
 
 
 def find_objects_figures(
-    model, device: str, sizes: tuple[int, ...] = (512, 1024), densities: tuple[int, ...] = (16, 32)
+    model, device: str, sizes: tuple[int, ...] = (512, 1024), densities: tuple[int, ...] = (8, 16, 32)
 ) -> list[FindObjectsFigure]:
     """Seconds for `generate` on one synthetic 854x480 frame, encoding included, per size,
     density and mode (fast: the device's fastest supported precision)."""
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
     parser.add_argument("--find-objects", action="store_true",
-                        help="time the automatic mask generator instead (512/1024, 16/32 points per side)")
+                        help="time the automatic mask generator instead (512/1024, 8/16/32 points per side)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
     args = parser.parse_args(argv)
