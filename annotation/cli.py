@@ -162,7 +162,7 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
     model is loaded (missing files, two videos whose exports would have one name)."""
     missing = [str(v) for v in args.videos if not (v.is_file() or v.is_dir())]
     if missing:
-        parser.error(f"no such video file, folder or zip: {', '.join(missing)}")
+        parser.error(f"no such video file: {', '.join(missing)}")
     if args.images:
         _one_image_set(args, parser)
     stems: dict[str, Path] = {}

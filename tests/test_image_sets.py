@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import sam2
-from annotation import operations
+from annotation import datasets, formats, imports, operations
 from annotation.document import UserError
 from annotation.engine import Engine
 from annotation.work import Work
@@ -193,6 +193,25 @@ def disc_centre_in(width: int, height: int, shift: int) -> tuple[float, float]:
     return width * (0.3 + 0.1 * shift), height / 3
 
 
+def test_an_image_sets_exports_import_back_frame_by_frame(tmp_path):
+    """PNG masks and COCO of an image set are found again by their images' names, each mask at
+    its image's size; a mask of the wrong size names the image."""
+    sizes = tuple((h, w) for w, h in (IMAGES[n] for n in ORDER))
+    images = formats.ImageFrames(tuple(ORDER), sizes)
+    masks = {f: {4: np.eye(*size, dtype=bool)} for f, size in enumerate(sizes)}
+    shape = imports.VideoShape(3, *sizes[0], sizes, tuple(ORDER))
+    png = formats.export_png_zip(masks, 3, sizes[0], {4: "line"}, tmp_path, images=images)
+    data = datasets.Annotations("set.zip", [np.zeros((*s, 3), np.uint8) for s in sizes], masks, {4: "object"},
+                                ("object",), sizes[0], 1.0, images)  # fmt: skip
+    coco = datasets.export_coco(data, tmp_path)
+    for imported in (imports.read_png_masks(png, shape), imports.read_coco_masks(coco, shape)):
+        got = {m.frame: m.mask for m in imported.masks}
+        assert got.keys() == {0, 1, 2} and all(np.array_equal(got[f], masks[f][4]) for f in got)
+    swapped = imports.VideoShape(3, *sizes[0], (sizes[1], sizes[0], sizes[2]), tuple(ORDER))
+    with pytest.raises(imports.ImportProblem, match=r"'img1.png' is 320x240, but image 'img1.jpg' is 200x300"):
+        imports.read_png_masks(png, swapped)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -278,11 +297,13 @@ def test_the_predictor_gives_each_frame_its_own_size_and_videos_are_unchanged(pr
 # ----------------------------------------------------------------------------- command line and app
 
 
-def replayed(checkpoint: Path, image_files: list[Path]) -> dict[int, np.ndarray]:
+@pytest.fixture(scope="module")
+def replayed(reference_checkpoint: Path, image_files: list[Path]) -> dict[int, np.ndarray]:
     """What the app's and the command line's model (tiny, 512 px, float32) gives for a click on
     image 2, tracked forward then backward: the predictor driven directly."""
     by_name = {p.name: p for p in image_files}
-    ref = Replay.start(checkpoint, [np.array(Image.open(by_name[name]).convert("RGB")) for name in ORDER])
+    frames = [np.array(Image.open(by_name[name]).convert("RGB")) for name in ORDER]
+    ref = Replay.start(reference_checkpoint, frames)
     ref.prompt(1, 1, [disc_centre("img2.png")], [1])
     ref.track(1, None, False)
     ref.track(1, None, True)
@@ -303,7 +324,7 @@ def assert_exports(png: Path, coco: Path, expected: dict[int, np.ndarray]) -> No
         assert np.array_equal(api.annToMask(annotation).astype(bool), expected[frame]), name
 
 
-def test_the_command_line_takes_a_folder_of_images(reference_checkpoint, tmp_path, image_files):
+def test_the_command_line_takes_a_folder_of_images(reference_checkpoint, tmp_path, image_files, replayed):
     """A folder is an image set; a prompts file's click is in image 2's own pixels; --images
     takes image files as one set, and refuses a video among them before the model loads."""
     prompts = tmp_path / "prompts.json"
@@ -313,16 +334,15 @@ def test_the_command_line_takes_a_folder_of_images(reference_checkpoint, tmp_pat
     run = cli(reference_checkpoint, folder, "--prompts", prompts, "--export", "png,coco", "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     assert f"{folder.name}: done, 1 object(s), 3 of 3 frames tracked" in run.stdout, run.stdout
-    expected = replayed(reference_checkpoint, image_files)
     stem = folder.name
-    assert_exports(tmp_path / "out" / f"{stem}_masks.zip", tmp_path / "out" / f"{stem}_coco.json", expected)
+    assert_exports(tmp_path / "out" / f"{stem}_masks.zip", tmp_path / "out" / f"{stem}_coco.json", replayed)
 
     video = media_factory.testsrc(tmp_path / "clip.mp4", size=(64, 48), fps=5, seconds=0.4)
     refused = cli(reference_checkpoint, *image_files, video, "--images", "--prompts", prompts)
     assert refused.returncode == 2 and "--images takes image files" in refused.stderr and "clip.mp4" in refused.stderr
 
 
-def test_three_images_through_the_app_api(reference_checkpoint, tmp_path, image_files):
+def test_three_images_through_the_app_api(reference_checkpoint, tmp_path, image_files, replayed):
     """The real app: upload_files with three images, a click on image 2, tracking both ways,
     PNG masks and COCO downloaded: each mask at its image's size and name, the predictor's."""
     app = start_app(reference_checkpoint, tmp_path / "app", quick_close=True)
@@ -347,4 +367,4 @@ def test_three_images_through_the_app_api(reference_checkpoint, tmp_path, image_
         c.close()
         app.stop()
     assert [p.name for p in paths] == ["images_masks.zip", "images_coco.json"]
-    assert_exports(paths[0], paths[1], replayed(reference_checkpoint, image_files))
+    assert_exports(paths[0], paths[1], replayed)
