@@ -80,7 +80,8 @@ def load_upload(
         return load_video(work, engine, paths[0], limits, name=name, fps=fps, image_size=image_size)
     videos = [p.name for p in paths if not (p.is_dir() or is_zip_name(p.name) or is_image_name(p.name))]
     if videos and len(videos) == len(paths):
-        raise UserError(f"These are {len(paths)} videos ({', '.join(videos[:3])}...); upload one video at a time.")
+        shown = ", ".join(videos[:3]) + (", ..." if len(videos) > 3 else "")
+        raise UserError(f"These are {len(paths)} videos ({shown}); upload one video at a time.")
     if videos:
         raise UserError(
             f"'{videos[0]}' is a video (or not an image), uploaded together with images. Upload either one "
@@ -100,10 +101,8 @@ def load_images(
         decoded = read_image_set(paths, limits)
     except MediaError as exc:
         raise UserError(str(exc)) from None
-    default = paths[0].name if len(paths) == 1 else "images"
-    message = open_video(work, engine, decoded, name or default, image_size)
-    sizes = "" if require_video(work).uniform else ", of different sizes (each keeps its own)"
-    return message.replace("Loaded ", f"Loaded {len(decoded.frames)} images{sizes} from ", 1)
+    default = paths[0].name if len(paths) == 1 else "images"  # several files: exports are images_coco.json...
+    return open_video(work, engine, decoded, name or default, image_size)
 
 
 def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
@@ -124,7 +123,15 @@ def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, ima
     work.pending_corner = None
     work.progress = TrackProgress()
     notes = " ".join(decoded.warnings)
-    return f"Loaded '{work.video.name}'. Click on the object you want to follow. {notes}".strip()
+    return f"Loaded {_what_was_loaded(work.video)}. Click on the object you want to follow. {notes}".strip()
+
+
+def _what_was_loaded(video: LoadedVideo) -> str:
+    """"'walk.mp4'", or for an image set "3 images, of different sizes (each keeps its own) from 'set.zip'"."""
+    if not video.is_image_set:
+        return f"'{video.name}'"
+    sizes = "" if video.uniform else ", of different sizes (each keeps its own)"
+    return f"{video.count} images{sizes} from '{video.name}'"
 
 
 def change_detail(work: Work, engine: Engine, image_size: int) -> str:
