@@ -27,6 +27,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import zipfile
@@ -78,12 +79,13 @@ def read_image_set(paths: Sequence[str | Path], limits: MediaLimits = _DEFAULT_L
     if not paths:
         raise MediaError("No images were given.")
     notes: list[str] = []
-    members = [m for path in paths for m in _members_of(path, notes)]
-    if not members:
-        raise MediaError(f"There are no images ({_suffix_list()}) in {_names(paths)}.")
-    _check_members(members, limits)
-    members.sort(key=lambda m: _natural_key(m.name))
-    decoded = [_decode_member(m, limits.max_side, notes) for m in members]
+    with contextlib.ExitStack() as open_zips:  # closed again whatever happens
+        members = [m for path in paths for m in _members_of(path, notes, open_zips)]
+        if not members:
+            raise MediaError(f"There are no images ({_suffix_list()}) in {_names(paths)}.")
+        _check_members(members, limits)
+        members.sort(key=lambda m: _natural_key(m.name))
+        decoded = [_decode_member(m, limits.max_side, notes) for m in members]
     frames = [frame for frame, _ in decoded]
     decoded_video = _as_decoded(paths[0], frames, [m.name for m in members], notes)
     decoded_video.source_sizes = [source for _, source in decoded]
@@ -93,14 +95,14 @@ def read_image_set(paths: Sequence[str | Path], limits: MediaLimits = _DEFAULT_L
 # ----------------------------------------------------------------------------- gathering
 
 
-def _members_of(path: Path, notes: list[str]) -> list[_Member]:
+def _members_of(path: Path, notes: list[str], open_zips: contextlib.ExitStack) -> list[_Member]:
     """The images one given path stands for (itself, a zip's members, a folder's images)."""
     if not path.exists():
         raise MediaError(f"The file '{path.name}' does not exist (was the upload interrupted?).")
     if path.is_dir():
         return _folder_members(path, notes)
-    if is_zip_name(path.name) or (not is_image_name(path.name) and zipfile.is_zipfile(path)):
-        return _zip_members(path, notes)
+    if is_zip_name(path.name):  # by name only: .docx, .apk... are zips too, and not image sets
+        return _zip_members(path, notes, open_zips)
     if not is_image_name(path.name):
         raise MediaError(
             f"'{path.name}' is not an image ({_suffix_list()}). Upload one video on its own, or images "
@@ -119,9 +121,9 @@ def _folder_members(folder: Path, notes: list[str]) -> list[_Member]:
     return [_Member(p.name, p.stat().st_size, p.read_bytes) for p in files]
 
 
-def _zip_members(path: Path, notes: list[str]) -> list[_Member]:
+def _zip_members(path: Path, notes: list[str], open_zips: contextlib.ExitStack) -> list[_Member]:
     try:
-        archive = zipfile.ZipFile(path)
+        archive = open_zips.enter_context(zipfile.ZipFile(path))
     except (zipfile.BadZipFile, OSError) as exc:
         raise MediaError(f"'{path.name}' is not a readable zip file ({exc}). Upload the complete zip.") from None
     infos = [info for info in archive.infolist() if not info.is_dir()]
