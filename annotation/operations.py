@@ -225,8 +225,8 @@ def set_mask(work: Work, engine: Engine, frame: int, obj: int, mask: np.ndarray,
     work.object(obj)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != video.frame_size(frame):
-        (h, w), (height, width) = mask.shape, video.frame_size(frame)
-        raise UserError(f"The mask is {w}x{h}, but frame {frame} is {width}x{height}.")
+        (h, w) = mask.shape
+        raise UserError(f"The mask is {w}x{h}, but {video.size_text(frame)}.")
     if not mask.any():
         raise UserError("The mask is empty: paint some of the object, or use 'Clear this frame'.")
     work.pending_corner = None
@@ -910,9 +910,9 @@ def apply_import(work: Work, engine: Engine, given: imports.Imported, add_missin
         check_frame(work, frame)
     wrong = next((m for m in given.masks if m.mask.shape != video.frame_size(m.frame)), None)
     if wrong is not None:
-        (height, width), what = video.frame_size(wrong.frame), "image" if video.is_image_set else "video"
-        raise UserError(f"'{given.source}' has masks of another size than the {width}x{height} {what}"
-                        + (f" (frame {wrong.frame})." if video.is_image_set else "."))  # fmt: skip
+        (height, width) = video.frame_size(wrong.frame)
+        what = f"image '{video.frame_names[wrong.frame]}'" if video.is_image_set else "video"
+        raise UserError(f"'{given.source}' has masks of another size than the {width}x{height} {what}.")
     objects = _imported_objects(work, given)
     if len(set(work.doc.object_ids) | {obj.id for obj in objects.values()}) > MAX_OBJECTS:
         raise UserError(f"'{given.source}' would make more than {MAX_OBJECTS} objects, the most a video can have.")

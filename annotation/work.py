@@ -68,8 +68,17 @@ class LoadedVideo:
         return tuple(self.decoded.frame_names)
 
     def frame_size(self, frame: int) -> tuple[int, int]:
-        """(H, W) of one frame."""
+        """(H, W) of one frame (IndexError, worded as the predictor's, for a frame outside the video)."""
+        if not 0 <= frame < len(self.sizes):
+            raise IndexError(f"Frame index {frame} is outside the video (0 to {len(self.sizes) - 1}).")
         return self.sizes[frame]
+
+    def size_text(self, frame: int) -> str:
+        """"the video is 640x360", or "image 'a.jpg' (frame 2) is 200x300", for messages."""
+        height, width = self.sizes[frame]
+        if self.is_image_set:
+            return f"image '{self.frame_names[frame]}' (frame {frame}) is {width}x{height}"
+        return f"the video is {width}x{height}"
 
     @property
     def size(self) -> tuple[int, int]:
