@@ -8,7 +8,10 @@ the long videos here (on a bigger machine, overnight, in a batch) and export. A 
 prompts file works too (``--prompts``, format in :func:`annotation.formats.load_prompts_json`).
 
 Each video is decoded with the same limits as the page (``--max-frames`` and the others); a
-session file also gives the frame rate and size it was saved at, so its frames line up. Then
+session file also gives the frame rate and size it was saved at, so its frames line up. An
+image set stands where a video does: a folder of images or a zip of them, or (``--images``)
+the image files given, as one set; its frames are the images in name order, each at its own
+size, and its exports name the masks after the images. Then
 its objects and prompts are replayed, tracking runs from ``--start`` (default: the first frame
 with a prompt) forward, backward or both, and the chosen files are written into ``--out``,
 named after the video (``walk_coco.json``...).
@@ -42,6 +45,7 @@ from annotation.options import (
     resolve_model,
 )
 from annotation.work import Work
+from sam2.image_set import IMAGE_SUFFIXES, is_image_name
 from sam2.video_io import MediaLimits
 
 log = logging.getLogger("annotation.cli")
@@ -55,14 +59,22 @@ POLL_S = 0.2
 
 @dataclass(frozen=True)
 class Job:
-    """One video and its prompts: a session file's, a prompts file's, or none (``--no-track``
-    then exports an empty document). Files are read when the job is planned, so a bad one
-    is refused before the model loads."""
+    """One video (or image set) and its prompts: a session file's, a prompts file's, or none
+    (``--no-track`` then exports an empty document). Files are read when the job is planned,
+    so a bad one is refused before the model loads.
+
+    ``video`` is the file, folder or zip given; with ``images`` (``--images``), the folder of
+    those image files, which names the set."""
 
     video: Path
     session: formats.Session | None = None
     prompts: formats.PromptsFile | None = None
     imported: Path | None = None  # masks or detections, read once the video is decoded
+    images: tuple[Path, ...] = ()  # --images: the image files of one set
+
+    @property
+    def inputs(self) -> list[Path]:
+        return list(self.images) or [self.video]
 
 
 @dataclass
@@ -87,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "written by hand (a prompts file), and write masks and dataset files.",
         epilog="Example: sam2-annotate walk.mp4 --session walk_session.json --export coco,png --out results/",
     )
-    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files (or images) to annotate")
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
+                        help="video files to annotate (or images); a folder of images or a zip of them is an image "
+                             "set: its images, in name order, are the frames")  # fmt: skip
+    parser.add_argument("--images", action="store_true",
+                        help="the image files given are one image set (named after their folder), not one "
+                             "single-frame video each")  # fmt: skip
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--session", type=Path, metavar="FILE_OR_FOLDER",
                         help="a session file saved from the page; with several videos, a folder holding "
@@ -143,9 +160,11 @@ def parse_exports(text: str, parser: argparse.ArgumentParser) -> list[str]:
 def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:
     """Pair every video with its session or prompts file; refuse what cannot work before the
     model is loaded (missing files, two videos whose exports would have one name)."""
-    missing = [str(v) for v in args.videos if not v.is_file()]
+    missing = [str(v) for v in args.videos if not (v.is_file() or v.is_dir())]
     if missing:
         parser.error(f"no such video file: {', '.join(missing)}")
+    if args.images:
+        _one_image_set(args, parser)
     stems: dict[str, Path] = {}
     for video in args.videos:
         stem = formats.file_stem(video.name)
@@ -167,8 +186,18 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
                 read[prompts_path] = formats.load_prompts_json(prompts_path)
         except formats.SessionError as exc:
             parser.error(str(exc))
-        jobs.append(Job(video, session, read.get(prompts_path), _imported(args.import_, video, parser)))
+        images = tuple(args.image_files) if args.images else ()
+        jobs.append(Job(video, session, read.get(prompts_path), _imported(args.import_, video, parser), images))
     return jobs
+
+
+def _one_image_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--images: the files given become one job, named after the folder of the first."""
+    others = [str(v) for v in args.videos if not (v.is_file() and is_image_name(v.name))]
+    if others:
+        parser.error(f"--images takes image files ({', '.join(sorted(IMAGE_SUFFIXES))}); not: {', '.join(others[:3])}")
+    args.image_files = list(args.videos)
+    args.videos = [args.videos[0].resolve().parent]
 
 
 def _classes(path: Path | None, parser: argparse.ArgumentParser) -> list[str]:
@@ -263,15 +292,16 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
     if saved is not None:
         fps = fps or saved.video.fps
         # The page may have scaled the video down: decode to the same size so that frames match.
-        limits = MediaLimits(limits.max_frames, limits.max_seconds, max(saved.video.width, saved.video.height),
-                             max(limits.max_fps, saved.video.fps), advice=limits.advice)  # fmt: skip
-    operations.load_video(work, engine, job.video, limits, name=job.video.name, fps=fps, image_size=args.image_size)
+        largest = max(max(size) for size in [(saved.video.width, saved.video.height), *saved.video.sizes])
+        limits = MediaLimits(limits.max_frames, limits.max_seconds, largest, max(limits.max_fps, saved.video.fps),
+                             advice=limits.advice)  # fmt: skip
+    operations.load_upload(work, engine, job.inputs, limits, name=job.video.name, fps=fps, image_size=args.image_size)
     if args.class_list:
         work.labels, work.last_label = list(args.class_list), args.class_list[0]
         work.update_object(1, label=args.class_list[0])
     if job.imported is not None:
         video = operations.require_video(work)
-        shape = imports.VideoShape(video.count, *video.size)
+        shape = operations.video_shape(video)
         given = imports.read_any(job.imported, shape, args.start or 0, args.min_score, args.class_list or None)
         operations.apply_import(work, engine, given, add_missing_labels=True)
         prompted = {obj for _, obj in work.doc.prompts()}
@@ -280,13 +310,7 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
     if saved is not None:
         operations.apply_session(work, engine, saved)
     elif job.prompts is not None:
-        operations.apply_prompts(work, engine, job.prompts, source_size=_source_size(work))
-
-
-def _source_size(work: Work) -> tuple[int, int]:
-    """(H, W) of the video as it is, before the decoder scaled it down (prompts files use it)."""
-    source = operations.require_video(work).decoded.source
-    return source.height, source.width
+        operations.apply_prompts(work, engine, job.prompts)
 
 
 def _track(work: Work, engine: Engine, args: argparse.Namespace, name: str) -> None:

@@ -7,7 +7,9 @@ semantic pixel value ``i + 1`` (0 stays background and COCO ids start at 1). Ins
 the object ids, the same in every format and in the instance PNG masks.
 
 Frames are named after the video: ``walk_00000.jpg``... wherever a format names images, so a
-dataset of several videos can be merged without clashes.
+dataset of several videos can be merged without clashes. An image set's frames keep their own
+names and sizes (``Annotations.images``): COCO's ``file_name`` is the image's name, its width
+and height the image's, and PNG masks and YOLO labels are named after the images.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import json
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from annotation.formats import MaskTrack, file_stem, writing
+from annotation.formats import ImageFrames, MaskTrack, file_stem, writing
 from annotation.render import PALETTE, label_map
 
 JPEG_QUALITY = 95
@@ -41,6 +43,8 @@ class Annotations:
     objects: object id -> its class label, in the user's order (later objects win where
         single-label formats have to choose).
     labels: the class list; every object's label is in it.
+    size: (H, W) of a video's frames; images: an image set's names and per-frame sizes
+        (frames of different sizes), which then name and size each frame.
     """
 
     name: str
@@ -50,6 +54,7 @@ class Annotations:
     labels: Sequence[str]
     size: tuple[int, int]  # (H, W)
     fps: float
+    images: ImageFrames | None = None
 
     def __post_init__(self) -> None:
         missing = sorted({label for label in self.objects.values() if label not in self.labels})
@@ -67,7 +72,16 @@ class Annotations:
         return len(self.frames)
 
     def frame_file(self, frame: int) -> str:
-        return f"{self.stem}_{frame:05d}.jpg"
+        """The frame's image file in datasets: the image's own name, or ``walk_00000.jpg``."""
+        return self.images.names[frame] if self.images is not None else f"{self.stem}_{frame:05d}.jpg"
+
+    def frame_size(self, frame: int) -> tuple[int, int]:
+        """(H, W) of one frame."""
+        return self.images.sizes[frame] if self.images is not None else self.size
+
+    def frame_bytes(self, frame: int) -> bytes:
+        """The frame as its file: an image set's in its name's format, a video's as JPEG."""
+        return _encoded(self.frames[frame], self.frame_file(frame))
 
     def class_index(self, obj_id: int) -> int:
         """0-based class of an object (YOLO's numbering; COCO's category id is this + 1)."""
@@ -80,9 +94,12 @@ class Annotations:
         return {obj: mask for obj, mask in found.items() if mask.any()}
 
 
-def _jpeg(frame: np.ndarray) -> bytes:
+def _encoded(frame: np.ndarray, name: str) -> bytes:
+    """HxWx3 uint8 -> the bytes of a file called ``name`` (JPEG, PNG, BMP, WebP or TIFF by its suffix)."""
+    image_format = Image.registered_extensions().get(Path(name).suffix.lower(), "JPEG")
+    options = {"quality": JPEG_QUALITY} if image_format in ("JPEG", "WEBP") else {}
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(buffer, format=image_format, **options)
     return buffer.getvalue()
 
 
@@ -125,10 +142,9 @@ def coco_document(data: Annotations) -> dict:
     """COCO instance segmentation: one image per frame, one annotation per object and frame
     where it has a mask; ``iscrowd`` 0 (each is one instance, so evaluators and trainers use
     it), compressed RLE, area, bbox [x, y, w, h], ``track_id``/``instance_id`` = object id."""
-    height, width = data.size
     images = [
-        {"id": f + 1, "file_name": data.frame_file(f), "frame_index": f, "width": width, "height": height,
-         "video": data.name}
+        {"id": f + 1, "file_name": data.frame_file(f), "frame_index": f, "width": data.frame_size(f)[1],
+         "height": data.frame_size(f)[0], "video": data.name}
         for f in range(data.count)
     ]  # fmt: skip
     annotations = []
@@ -159,7 +175,7 @@ def export_coco(data: Annotations, out_dir: Path, with_images: bool = False) -> 
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("annotations.json", document)
         for frame in range(data.count):
-            archive.writestr(f"images/{data.frame_file(frame)}", _jpeg(data.frames[frame]))
+            archive.writestr(f"images/{data.frame_file(frame)}", data.frame_bytes(frame))
     return path
 
 
@@ -169,11 +185,15 @@ def export_coco(data: Annotations, out_dir: Path, with_images: bool = False) -> 
 def ytvis_document(data: Annotations) -> dict:
     """YouTube-VIS (2019 and 2021 use this layout): one video, one annotation per object with
     a segmentation (uncompressed RLE, as the dataset's files have it), area and box per frame,
-    null where the object is absent."""
-    height, width = data.size
+    null where the object is absent. It holds one size per video: images of different sizes
+    are refused (ValueError)."""
+    if data.images is not None and not data.images.uniform:
+        raise ValueError("YouTube-VIS holds one frame size per video; these images differ in size")
+    height, width = data.frame_size(0)
+    names = data.images.names if data.images is not None else [f"{frame:05d}.jpg" for frame in range(data.count)]
     video = {
         "id": 1, "width": width, "height": height, "length": data.count,
-        "file_names": [f"{data.stem}/{frame:05d}.jpg" for frame in range(data.count)],
+        "file_names": [f"{data.stem}/{name}" for name in names],
     }  # fmt: skip
     annotations = []
     for obj in data.objects:
@@ -223,11 +243,13 @@ def export_yolo_dataset(data: Annotations, out_dir: Path, val_every: int = 0) ->
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for frame in range(data.count):
             split = "val" if val_every and (frame + 1) % val_every == 0 else "train"
-            name = data.frame_file(frame).removesuffix(".jpg")
+            image = data.frame_file(frame)
+            name = str(PurePosixPath(image).with_suffix(""))  # YOLO pairs images/x.jpg with labels/x.txt
             polygons = {obj: instance_polygon(mask) for obj, mask in data.frame_masks(frame).items()}
-            lines = [yolo_line(data.class_index(obj), p, data.size) for obj, p in polygons.items() if p is not None]
+            size = data.frame_size(frame)
+            lines = [yolo_line(data.class_index(obj), p, size) for obj, p in polygons.items() if p is not None]
             archive.writestr(f"labels/{split}/{name}.txt", "".join(line + "\n" for line in lines))
-            archive.writestr(zipfile.ZipInfo(f"images/{split}/{name}.jpg"), _jpeg(data.frames[frame]))
+            archive.writestr(zipfile.ZipInfo(f"images/{split}/{image}"), data.frame_bytes(frame))
         archive.writestr("data.yaml", _data_yaml(data.labels, has_val=val_every > 0))
     return path
 
@@ -282,13 +304,14 @@ def export_semantic_png(data: Annotations, out_dir: Path) -> Path:
     0 = background), the DAVIS palette, and ``classes.json`` mapping values to labels. Where
     objects overlap, the one later in the object list wins, as in the instance masks."""
     path = Path(out_dir) / f"{data.stem}_semantic.zip"
+    files = data.images.mask_names() if data.images is not None else [f"{f:05d}.png" for f in range(data.count)]
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for frame in range(data.count):
-            instances = label_map(data.size, data.frame_masks(frame), order=list(data.objects))
-            classes = np.zeros(data.size, np.uint8)
+            instances = label_map(data.frame_size(frame), data.frame_masks(frame), order=list(data.objects))
+            classes = np.zeros(data.frame_size(frame), np.uint8)
             for obj in np.unique(instances[instances > 0]):
                 classes[instances == obj] = data.class_index(int(obj)) + 1
-            archive.writestr(f"{frame:05d}.png", indexed_png(classes))
+            archive.writestr(files[frame], indexed_png(classes))
         names = {"0": "background", **{str(i + 1): label for i, label in enumerate(data.labels)}}
         archive.writestr("classes.json", json.dumps(names, indent=1))
     return path

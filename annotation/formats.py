@@ -7,7 +7,8 @@ Shared arguments of the mask exports:
   subset.
 * ``frames_count``: number of frames in the video (files are written for every frame, empty
   ones included, so frame numbering stays aligned with the video).
-* ``size``: (H, W) of the masks.
+* ``size``: (H, W) of the masks; an image set's frames may differ, given by ``images``
+  (:class:`ImageFrames`), whose sizes and names then replace ``size`` and ``00000.png``.
 * ``objects``: ``{object id: name}`` in the user's order (a dict keeps insertion order), or
   None for every object found in ``masks`` by increasing id, named "object <id>". The order
   decides overlaps (later objects win in single-label formats) and YOLO class indices.
@@ -31,9 +32,9 @@ import re
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import imageio_ffmpeg
@@ -47,7 +48,7 @@ __all__ = [
     "MaskTrack", "export_png_zip", "read_png_zip", "read_coco", "read_yolo_zip", "export_mask_video",
     "export_overlay_video", "SESSION_VERSION", "SessionError", "VideoRef", "SessionObject", "Prompt",
     "SessionMask", "Session", "video_fingerprint", "video_ref", "export_session_json", "load_session_json",
-    "check_session_video", "PromptsFile", "load_prompts_json", "clean_name", "file_stem", "writing",
+    "check_session_video", "PromptsFile", "load_prompts_json", "clean_name", "file_stem", "writing", "ImageFrames",
 ]
 
 MaskTrack = Mapping[int, Mapping[int, np.ndarray]]
@@ -68,15 +69,53 @@ def _object_names(objects: Mapping[int, str] | None, masks: MaskTrack) -> dict[i
     return {obj_id: f"object {obj_id}" for obj_id in ids}
 
 
-def _check_masks(masks: MaskTrack, frames_count: int, size: tuple[int, int]) -> None:
+@dataclass(frozen=True)
+class ImageFrames:
+    """An image set's frames as exports see them: each image's name and (H, W), in frame order."""
+
+    names: tuple[str, ...]  # e.g. ("a.jpg", "left/b.png"): relative paths, unique
+    sizes: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.sizes):
+            raise ValueError(f"{len(self.names)} image names for {len(self.sizes)} frames")
+
+    @property
+    def uniform(self) -> bool:
+        return len(set(self.sizes)) == 1
+
+    def mask_names(self, suffix: str = ".png") -> list[str]:
+        """The file each frame's mask is written to: the image's name with ``suffix``
+        ("a.jpg" -> "a.png"); when two images would share one ("a.jpg", "a.png"), the
+        whole name is kept ("a.jpg.png")."""
+        plain = [str(PurePosixPath(name).with_suffix(suffix)) for name in self.names]
+        clashing = {name for name in plain if plain.count(name) > 1}
+        chosen: list[str] = []
+        for frame, (name, original) in enumerate(zip(plain, self.names, strict=True)):
+            if name in clashing:
+                name = original + suffix
+            if name in chosen:  # only for names made to clash ("a.jpg" beside "a.jpg.jpg")
+                name = f"{frame:05d}_{name}"
+            chosen.append(name)
+        return chosen
+
+
+def _frame_size(size: tuple[int, int], images: ImageFrames | None, frame: int) -> tuple[int, int]:
+    return images.sizes[frame] if images is not None else size
+
+
+def _check_masks(
+    masks: MaskTrack, frames_count: int, size: tuple[int, int], images: ImageFrames | None = None
+) -> None:
     """ValueError for a frame index outside the video or a mask of the wrong shape."""
     for frame, per_frame in masks.items():
         if not 0 <= frame < frames_count:
             raise ValueError(f"masks given for frame {frame}, but the video has {frames_count} frames")
+        expected = _frame_size(size, images, frame)
         for obj_id, mask in per_frame.items():
-            if np.shape(mask) != tuple(size):
+            if np.shape(mask) != tuple(expected):
                 shape = np.shape(mask)
-                raise ValueError(f"mask of object {obj_id} on frame {frame} has shape {shape}, expected {size}")
+                raise ValueError(f"mask of object {obj_id} on frame {frame} has shape {shape}, expected {expected}")
 
 
 def _frame_masks(masks: MaskTrack, frame: int, names: Mapping[int, str]) -> dict[int, np.ndarray]:
@@ -121,8 +160,10 @@ def export_png_zip(
     out_dir: Path,
     *,
     stem: str = "masks",
+    images: ImageFrames | None = None,
 ) -> Path:
-    """DAVIS-style masks: a zip of ``00000.png``... one indexed ("P") PNG per frame.
+    """DAVIS-style masks: a zip of ``00000.png``... one indexed ("P") PNG per frame; for an
+    image set (``images``), each named after its image ("a.jpg" -> "a.png") at its size.
 
     Pixel value = object id (1..255, 0 = background) and the palette is :data:`PALETTE`, so
     viewers show the UI's colours. One label per pixel: where masks overlap, the object later
@@ -132,12 +173,14 @@ def export_png_zip(
     bad = [obj_id for obj_id in names if not 1 <= obj_id <= 255]
     if bad:
         raise ValueError(f"PNG masks hold object ids 1..255; got {bad}")
-    _check_masks(masks, frames_count, size)
+    _check_masks(masks, frames_count, size, images)
+    files = images.mask_names() if images is not None else [f"{frame:05d}.png" for frame in range(frames_count)]
     path = Path(out_dir) / f"{stem}.zip"
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for frame in range(frames_count):
-            labels = label_map(size, _frame_masks(masks, frame, names), order=list(names))
-            archive.writestr(f"{frame:05d}.png", _indexed_png(labels.astype(np.uint8)))
+            frame_size = _frame_size(size, images, frame)
+            labels = label_map(frame_size, _frame_masks(masks, frame, names), order=list(names))
+            archive.writestr(files[frame], _indexed_png(labels.astype(np.uint8)))
         archive.writestr("objects.json", json.dumps({str(k): v for k, v in names.items()}, indent=1))
     return path
 
@@ -342,7 +385,11 @@ class SessionError(ValueError):
 
 @dataclass(frozen=True)
 class VideoRef:
-    """Which decoded video a session belongs to (size after decoding and scaling)."""
+    """Which decoded video a session belongs to (size after decoding and scaling).
+
+    width, height: frame 0's; ``sizes``: (width, height) of every frame when they differ (an
+    image set), else empty (a video, and every file written before image sets).
+    """
 
     name: str
     frames: int
@@ -350,6 +397,12 @@ class VideoRef:
     height: int
     fps: float
     fingerprint: str
+    sizes: tuple[tuple[int, int], ...] = ()
+
+    def frame_size(self, frame: int) -> tuple[int, int]:
+        """(width, height) of one frame (frame 0's for a frame outside the video, which the
+        file's checks refuse on their own)."""
+        return self.sizes[frame] if 0 <= frame < len(self.sizes) else (self.width, self.height)
 
 
 @dataclass
@@ -427,10 +480,14 @@ def video_fingerprint(frames: Sequence[np.ndarray], samples: int = 5) -> str:
     return digest.hexdigest()[:16]
 
 
-def video_ref(name: str, frames: Sequence[np.ndarray], fps: float) -> VideoRef:
-    """The VideoRef of decoded ``frames`` (N x HxWx3)."""
+def video_ref(
+    name: str, frames: Sequence[np.ndarray], fps: float, sizes: Sequence[tuple[int, int]] = ()
+) -> VideoRef:
+    """The VideoRef of decoded ``frames`` (N x HxWx3); ``sizes``: each frame's (H, W) when
+    they may differ (an image set; the frames' own sizes are then kept in the ref)."""
     height, width = frames[0].shape[:2]
-    return VideoRef(name, len(frames), int(width), int(height), float(fps), video_fingerprint(frames))
+    per_frame = tuple((int(w), int(h)) for h, w in sizes) if len(set(sizes)) > 1 else ()
+    return VideoRef(name, len(frames), int(width), int(height), float(fps), video_fingerprint(frames), per_frame)
 
 
 def export_session_json(session: Session, out_dir: Path, *, stem: str = "session") -> Path:
@@ -448,7 +505,7 @@ def _session_document(session: Session) -> dict:
     zlib-compressed packed bits of the box}]}"""
     return {
         "version": SESSION_VERSION,
-        "video": asdict(session.video),
+        "video": _video_document(session.video),
         "labels": list(session.labels),
         "objects": [
             {"id": o.id, "name": o.name, "color": [int(c) for c in o.color], "visible": o.visible, "label": o.label}
@@ -457,6 +514,15 @@ def _session_document(session: Session) -> dict:
         "prompts": [_prompt_document(p) for p in session.prompts],
         "masks": [_mask_document(m) for m in session.masks],
     }
+
+
+def _video_document(video: VideoRef) -> dict:
+    """The video's fields; ``sizes`` ([[width, height], ...]) only when the frames differ in size."""
+    document = asdict(video)
+    document["sizes"] = [list(size) for size in video.sizes]
+    if not video.sizes:
+        del document["sizes"]  # a video's file stays as before image sets
+    return document
 
 
 def _mask_document(mask: SessionMask) -> dict:
@@ -629,7 +695,7 @@ def check_session_video(session: Session, expected: VideoRef) -> None:
 
 
 def _check_video(saved: VideoRef, expected: VideoRef) -> None:
-    if (saved.width, saved.height) != (expected.width, expected.height):
+    if (saved.width, saved.height, saved.sizes) != (expected.width, expected.height, expected.sizes):
         raise SessionError(
             f"This session was saved for a {saved.width}x{saved.height} video ('{saved.name}'), "
             f"but the loaded video is {expected.width}x{expected.height}. Load '{saved.name}' "
@@ -736,7 +802,25 @@ def _parse_video(data: object) -> VideoRef:
         height=_whole(data, "height", "video", 1, MAX_VIDEO_SIDE),
         fps=fps,
         fingerprint=fingerprint,
+        sizes=_parse_sizes(data),
     )
+
+
+def _parse_sizes(data: dict) -> tuple[tuple[int, int], ...]:
+    """An image set's per-frame [width, height] pairs (absent for a video): one per frame."""
+    raw = data.get("sizes")
+    if raw is None:
+        return ()
+    frames = _whole(data, "frames", "video", 1, MAX_VIDEO_FRAMES)
+    if not isinstance(raw, list) or len(raw) != frames:
+        raise _Invalid(f"video.sizes must be a list of {frames} [width, height] pairs, one per frame")
+    sizes = []
+    for i, pair in enumerate(raw):
+        whole = isinstance(pair, list) and all(type(v) is int and 1 <= v <= MAX_VIDEO_SIDE for v in pair)
+        if not (whole and len(pair) == 2):
+            raise _Invalid(f"video.sizes[{i}] must be [width, height], two whole numbers from 1 to {MAX_VIDEO_SIDE}")
+        sizes.append((pair[0], pair[1]))
+    return tuple(sizes)
 
 
 def _parse_objects(raw: list) -> list[SessionObject]:
@@ -815,7 +899,7 @@ def _parse_prompts(raw: list, video: VideoRef, objects: list[SessionObject]) -> 
             prompt = _parse_mask_prompt(entry, where, video, budget)
             budget -= len(prompt.mask.bits)  # type: ignore[union-attr]
         else:
-            prompt = _parse_prompt(entry, where, (video.width, video.height))
+            prompt = _parse_prompt(entry, where, video.frame_size)
         if prompt.obj_id not in known:
             raise _Invalid(f"{where} is for object {prompt.obj_id}, which is not in 'objects'")
         if not 0 <= prompt.frame < video.frames:
@@ -867,8 +951,9 @@ def _parse_mask(data: object, where: str, video: VideoRef, budget: int = MAX_MAS
     if len(box) != 4 or not all(type(v) is int and v >= 0 for v in box):
         raise _Invalid(f"{where}.box must be four whole numbers >= 0 (top, left, height, width)")
     top, left, height, width = box
-    if top + height > video.height or left + width > video.width:
-        raise _Invalid(f"{where}.box reaches outside the {video.width}x{video.height} frame")
+    frame_width, frame_height = video.frame_size(frame)
+    if top + height > frame_height or left + width > frame_width:
+        raise _Invalid(f"{where}.box reaches outside the {frame_width}x{frame_height} frame")
     size = (height * width + 7) // 8
     if size > budget:
         raise _Invalid(f"the masks hold more than {MAX_MASK_BYTES // 2**20} MB of mask bits, the most a file may "
@@ -902,8 +987,8 @@ def _inflate(text: str, size: int, what: str) -> bytes:
     return raw
 
 
-def _parse_prompt(data: object, where: str, frame_size: tuple[int, int] | None = None) -> Prompt:
-    """A prompt's frame, object, clicks and box. With ``frame_size`` (width, height), the clicks
+def _parse_prompt(data: object, where: str, frame_size: Callable[[int], tuple[int, int]] | None = None) -> Prompt:
+    """A prompt's frame, object, clicks and box. With ``frame_size`` (frame -> its width, height), the clicks
     and the box must lie inside the frame, as clicks on the page do (a prompts file's are in
     the source video's pixels, checked when it is applied)."""
     if not isinstance(data, dict):
@@ -924,7 +1009,7 @@ def _parse_prompt(data: object, where: str, frame_size: tuple[int, int] | None =
     if box is not None and not (box[0] < box[2] and box[1] < box[3]):
         raise _Invalid(f"{where}.box must be [left, top, right, bottom], right of and below its first corner")
     if frame_size is not None:
-        width, height = frame_size
+        width, height = frame_size(frame)
         for i, (x, y) in enumerate(points):
             if not (0 <= x <= width and 0 <= y <= height):
                 raise _Invalid(f"{where}.points[{i}] ({x:.6g}, {y:.6g}) is outside the {width}x{height} frame")

@@ -7,9 +7,10 @@ Everything is checked against the video before anything is used: the frame size,
 numbers, the object ids (1..255) and the number of objects; a problem is an :class:`ImportProblem`
 naming the file and what is wrong, and nothing changes.
 
-Frames are found by, in order: a ``frame_index`` field, a number at the end of the image's
-file name (``walk_00012.jpg``, ``00012.png``), or (COCO) the image id minus 1, as this
-project's COCO files number them.
+Frames are found by, in order: (an image set) the image's file name or its mask's (``a.jpg``,
+``a.png``), a ``frame_index`` field, a number at the end of the image's file name
+(``walk_00012.jpg``, ``00012.png``), or (COCO) the image id minus 1, as this project's COCO
+files number them. An image set's masks and boxes are checked against each image's own size.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from annotation.formats import MAX_OBJECT_ID, clean_name
+from annotation.formats import MAX_OBJECT_ID, ImageFrames, clean_name
 
 MAX_IMPORT_BYTES = 512 * 2**20  # an uncompressed zip member or JSON file larger than this is refused
 _NUMBER_AT_END = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$|$)")
@@ -67,11 +68,34 @@ class Imported:
 
 @dataclass(frozen=True)
 class VideoShape:
-    """The video an import must fit: its frame count and frame size."""
+    """The video an import must fit: its frame count and frame size (frame 0's); an image
+    set's frames have their own ``sizes`` ((H, W) each) and ``names`` (its files')."""
 
     frames: int
     height: int
     width: int
+    sizes: tuple[tuple[int, int], ...] = ()
+    names: tuple[str, ...] = ()
+
+    def frame_size(self, frame: int) -> tuple[int, int]:
+        """(H, W) of one frame."""
+        return self.sizes[frame] if 0 <= frame < len(self.sizes) else (self.height, self.width)
+
+    def frame_of_file(self, name: str) -> int | None:
+        """An image set's frame whose image (``a.jpg``) or mask (``a.png``, as exported) is
+        called ``name``; None for a video or another name."""
+        if not self.names:
+            return None
+        masks = ImageFrames(self.names, self.sizes or ((self.height, self.width),) * len(self.names)).mask_names()
+        found = {**{m: i for i, m in enumerate(masks)}, **{n: i for i, n in enumerate(self.names)}}
+        return found.get(name)
+
+    def size_text(self, frame: int) -> str:
+        """'the video is 64x48' or "image 'a.jpg' is 200x300", for messages."""
+        height, width = self.frame_size(frame)
+        if self.names and 0 <= frame < len(self.names):
+            return f"image '{self.names[frame]}' is {width}x{height}"
+        return f"the video is {width}x{height}"
 
 
 # ----------------------------------------------------------------------------- shared checks
@@ -138,17 +162,18 @@ def read_png_masks(path: Path, video: VideoShape) -> Imported:
                 continue
             if not info.filename.lower().endswith(".png"):
                 continue
-            frame = _frame_of_name(info.filename)
+            frame = video.frame_of_file(info.filename)
+            frame = _frame_of_name(info.filename) if frame is None else frame
             if frame is None:
                 raise _problem(source, f"'{info.filename}' has no frame number in its name")
             _check_frame(source, frame, video, f"'{info.filename}'")
-            for obj_id, mask in _png_objects(archive, info, video, source).items():
+            for obj_id, mask in _png_objects(archive, info, video, frame, source).items():
                 imported.masks.append(MaskPrompt(frame, obj_id, mask))
     return _check_count(imported)
 
 
 def _png_objects(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, video: VideoShape, source: str
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, video: VideoShape, frame: int, source: str
 ) -> dict[int, np.ndarray]:
     if info.file_size > MAX_IMPORT_BYTES:
         raise _problem(source, f"'{info.filename}' is larger than {MAX_IMPORT_BYTES // 2**20} MB")
@@ -159,9 +184,9 @@ def _png_objects(
             values = np.array(image)
     except (OSError, zipfile.BadZipFile, Image.DecompressionBombError) as exc:
         raise _problem(source, f"'{info.filename}' is not a readable PNG ({exc})") from None
-    if values.shape != (video.height, video.width):
+    if values.shape != video.frame_size(frame):
         raise _problem(source, f"'{info.filename}' is {values.shape[1]}x{values.shape[0]}, "
-                               f"but the video is {video.width}x{video.height}")  # fmt: skip
+                               f"but {video.size_text(frame)}")  # fmt: skip
     return {_check_object(source, int(v), f"'{info.filename}'"): values == v for v in np.unique(values) if v}
 
 
@@ -198,7 +223,7 @@ def read_coco_masks(path: Path, video: VideoShape) -> Imported:
             raise _problem(source, f"{what} is on image {image}, which 'images' does not list")
         instance = next((annotation[k] for k in ("track_id", "instance_id") if k in annotation), number + 1)
         obj_id = _check_object(source, instance, what)
-        mask = _decode_segmentation(mask_utils, annotation["segmentation"], video, source, what)
+        mask = _decode_segmentation(mask_utils, annotation["segmentation"], video.frame_size(frame), source, what)
         imported.masks.append(MaskPrompt(frame, obj_id, mask))
         if annotation.get("category_id") in categories:
             imported.labels[obj_id] = categories[annotation["category_id"]]
@@ -213,18 +238,28 @@ def _coco_frames(document: dict, video: VideoShape, source: str) -> dict[object,
     for number, image in enumerate(images):
         if not isinstance(image, dict) or "id" not in image:
             raise _problem(source, f"images[{number}] has no id")
-        if (image.get("height"), image.get("width")) != (video.height, video.width):
-            raise _problem(source, f"images[{number}] is {image.get('width')}x{image.get('height')}, "
-                                   f"but the video is {video.width}x{video.height}")  # fmt: skip
-        frame = image.get("frame_index")
-        if not isinstance(frame, int):
-            frame = _frame_of_name(str(image.get("file_name", "")))
-        if frame is None:
-            frame = image["id"] - 1 if isinstance(image["id"], int) else None
+        frame = _coco_frame(image, video)
         if frame is None:
             raise _problem(source, f"images[{number}] says no frame (no frame_index, no number in its file name)")
-        frames[image["id"]] = _check_frame(source, frame, video, f"images[{number}]")
+        _check_frame(source, frame, video, f"images[{number}]")
+        if (image.get("height"), image.get("width")) != video.frame_size(frame):
+            raise _problem(source, f"images[{number}] is {image.get('width')}x{image.get('height')}, "
+                                   f"but {video.size_text(frame)}")  # fmt: skip
+        frames[image["id"]] = frame
     return frames
+
+
+def _coco_frame(image: dict, video: VideoShape) -> int | None:
+    """An image entry's frame: its file among an image set's, its frame_index, the number
+    its file name ends in, or its id - 1."""
+    frame = video.frame_of_file(str(image.get("file_name", "")))
+    if frame is None:
+        frame = image.get("frame_index")
+    if not isinstance(frame, int):
+        frame = _frame_of_name(str(image.get("file_name", "")))
+    if frame is None:
+        frame = image["id"] - 1 if isinstance(image["id"], int) else None
+    return frame
 
 
 def _category_names(document: dict) -> dict[object, str]:
@@ -235,9 +270,11 @@ def _category_names(document: dict) -> dict[object, str]:
     return found
 
 
-def _decode_segmentation(mask_utils, segmentation: object, video: VideoShape, source: str, what: str) -> np.ndarray:
-    """HxW bool from compressed RLE, uncompressed RLE or polygons, checked for the video's size."""
-    h, w = video.height, video.width
+def _decode_segmentation(
+    mask_utils, segmentation: object, size: tuple[int, int], source: str, what: str
+) -> np.ndarray:
+    """HxW bool from compressed RLE, uncompressed RLE or polygons, checked for the frame's size (H, W)."""
+    h, w = size
     try:
         if isinstance(segmentation, list):  # polygons
             rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
@@ -270,6 +307,8 @@ def read_ytvis_masks(path: Path, video: VideoShape) -> Imported:
     videos = document.get("videos") or []
     if len(videos) != 1 or not isinstance(videos[0], dict):
         raise _problem(source, f"it describes {len(videos)} videos; import a file of one video")
+    if len(set(video.sizes)) > 1:
+        raise _problem(source, "YouTube-VIS holds one frame size per video, but these images differ in size")
     if (videos[0].get("height"), videos[0].get("width")) != (video.height, video.width):
         raise _problem(source, f"its video is {videos[0].get('width')}x{videos[0].get('height')}, "
                                f"but this one is {video.width}x{video.height}")  # fmt: skip
@@ -285,7 +324,8 @@ def read_ytvis_masks(path: Path, video: VideoShape) -> Imported:
         obj_id = _check_object(source, annotation.get("instance_id", number + 1), what)
         for frame, segmentation in enumerate(segmentations):
             if segmentation is not None:
-                mask = _decode_segmentation(mask_utils, segmentation, video, source, f"{what}, frame {frame}")
+                size = video.frame_size(frame)
+                mask = _decode_segmentation(mask_utils, segmentation, size, source, f"{what}, frame {frame}")
                 imported.masks.append(MaskPrompt(frame, obj_id, mask))
         if annotation.get("category_id") in categories:
             imported.labels[obj_id] = categories[annotation["category_id"]]
@@ -326,7 +366,8 @@ def read_coco_detections(
         _check_frame(source, frame, video, what)
         x, y, w, h = _box_numbers(result.get("bbox"), source, what)
         label = _detection_label(result.get("category_id"), categories, names)
-        imported.boxes.append(BoxPrompt(frame, _inside((x, y, x + w, y + h), video, source, what), label, score))
+        box = _inside((x, y, x + w, y + h), video.frame_size(frame), source, what)
+        imported.boxes.append(BoxPrompt(frame, box, label, score))
     return _check_count(imported)
 
 
@@ -389,10 +430,11 @@ def _yolo_box(line: str, frame: int, video: VideoShape, names: list[str] | None,
         raise _problem(source, f"{what} has values outside 0..1 (YOLO boxes are divided by the image size)")
     index = int(parts[0])
     label = names[index] if names is not None and index < len(names) else f"class {index}"
-    x0, x1 = (cx - w / 2) * video.width, (cx + w / 2) * video.width
-    y0, y1 = (cy - h / 2) * video.height, (cy + h / 2) * video.height
+    height, width = video.frame_size(frame)  # an image set's: YOLO divides by each image's own size
+    x0, x1 = (cx - w / 2) * width, (cx + w / 2) * width
+    y0, y1 = (cy - h / 2) * height, (cy + h / 2) * height
     box = (x0, y0, x1, y1)
-    return BoxPrompt(frame, _inside(box, video, source, what), label, conf[0] if conf else None)
+    return BoxPrompt(frame, _inside(box, (height, width), source, what), label, conf[0] if conf else None)
 
 
 def _finite(value: object, source: str, what: str) -> float:
@@ -410,13 +452,14 @@ def _box_numbers(value: object, source: str, what: str) -> tuple[float, float, f
     return x, y, w, h
 
 
-def _inside(box: tuple[float, float, float, float], video: VideoShape, source: str, what: str):
-    """The box clipped to the frame (detectors overshoot the edge a little); refused when it
-    lies outside the frame altogether."""
+def _inside(box: tuple[float, float, float, float], size: tuple[int, int], source: str, what: str):
+    """The box clipped to the frame of ``size`` (H, W) (detectors overshoot the edge a little);
+    refused when it lies outside the frame altogether."""
+    height, width = size
     x0, y0 = max(0.0, box[0]), max(0.0, box[1])
-    x1, y1 = min(float(video.width), box[2]), min(float(video.height), box[3])
+    x1, y1 = min(float(width), box[2]), min(float(height), box[3])
     if x1 - x0 < 1 or y1 - y0 < 1:
-        raise _problem(source, f"{what} lies outside the {video.width}x{video.height} frame")
+        raise _problem(source, f"{what} lies outside the {width}x{height} frame")
     return x0, y0, x1, y1
 
 

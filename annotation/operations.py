@@ -19,7 +19,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,7 @@ from annotation import datasets, formats, imports
 from annotation.document import MAX_OBJECTS, ObjectInfo, PackedMask, PromptCall, PromptSpec, Snapshot, UserError
 from annotation.engine import Engine
 from annotation.work import LoadedVideo, TrackProgress, Work
+from sam2.image_set import is_image_name, is_zip_name, read_image_set
 from sam2.video_io import DecodedVideo, MediaError, MediaLimits, decode
 
 Mode = Literal["add", "remove", "box"]
@@ -65,6 +66,45 @@ def load_video(
     return open_video(work, engine, decoded, name or path.name, image_size)
 
 
+def load_upload(
+    work: Work, engine: Engine, paths: Sequence[str | Path], limits: MediaLimits, name: str | None = None,
+    fps: float | None = None, image_size: int | None = None,
+) -> str:
+    """What the user gave: one video or image (:func:`load_video`), or an image set (several
+    images, a zip of them, a folder of them: :func:`load_images`). A mix of videos and images,
+    or several videos, is refused before anything is read, and the work loaded before stays."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise UserError("Choose a video, or images (several files or a zip), to upload.")
+    if len(paths) == 1 and not (paths[0].is_dir() or is_zip_name(paths[0].name)):
+        return load_video(work, engine, paths[0], limits, name=name, fps=fps, image_size=image_size)
+    videos = [p.name for p in paths if not (p.is_dir() or is_zip_name(p.name) or is_image_name(p.name))]
+    if videos and len(videos) == len(paths):
+        shown = ", ".join(videos[:3]) + (", ..." if len(videos) > 3 else "")
+        raise UserError(f"These are {len(paths)} videos ({shown}); upload one video at a time.")
+    if videos:
+        raise UserError(
+            f"'{videos[0]}' is a video (or not an image), uploaded together with images. Upload either one "
+            "video, or images (several image files or a zip of them), not both."
+        )
+    return load_images(work, engine, paths, limits, name=name, image_size=image_size)
+
+
+def load_images(
+    work: Work, engine: Engine, paths: Sequence[str | Path], limits: MediaLimits, name: str | None = None,
+    image_size: int | None = None,
+) -> str:
+    """An image set as frames, in name order, each at its own size (``max_frames`` bounds the
+    number of images); every problem is refused before the loaded work is touched."""
+    paths = [Path(p) for p in paths]
+    try:
+        decoded = read_image_set(paths, limits)
+    except MediaError as exc:
+        raise UserError(str(exc)) from None
+    default = paths[0].name if len(paths) == 1 else "images"  # several files: exports are images_coco.json...
+    return open_video(work, engine, decoded, name or default, image_size)
+
+
 def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
     """Start afresh on decoded frames: they are handed to one store that the predictor and
     the page share (``decoded`` keeps the facts, not a second copy of the pixels)."""
@@ -83,7 +123,15 @@ def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, ima
     work.pending_corner = None
     work.progress = TrackProgress()
     notes = " ".join(decoded.warnings)
-    return f"Loaded '{work.video.name}'. Click on the object you want to follow. {notes}".strip()
+    return f"Loaded {_what_was_loaded(work.video)}. Click on the object you want to follow. {notes}".strip()
+
+
+def _what_was_loaded(video: LoadedVideo) -> str:
+    """"'walk.mp4'", or for an image set "3 images, of different sizes (each keeps its own) from 'set.zip'"."""
+    if not video.is_image_set:
+        return f"'{video.name}'"
+    sizes = "" if video.uniform else ", of different sizes (each keeps its own)"
+    return f"{video.count} images{sizes} from '{video.name}'"
 
 
 def change_detail(work: Work, engine: Engine, image_size: int) -> str:
@@ -128,7 +176,7 @@ def click(work: Work, engine: Engine, frame: int, x: float, y: float, mode: Mode
     video = require_video(work)
     frame = check_frame(work, frame)
     obj = _active(work)
-    height, width = video.size
+    height, width = video.frame_size(frame)
     if not (0 <= x < width and 0 <= y < height):
         raise UserError(f"The click ({x:.0f}, {y:.0f}) is outside the {width}x{height} frame.")
     current = work.doc.prompts().get((frame, obj), PromptSpec())
@@ -176,9 +224,9 @@ def set_mask(work: Work, engine: Engine, frame: int, obj: int, mask: np.ndarray,
     frame = check_frame(work, frame)
     work.object(obj)
     mask = np.asarray(mask, dtype=bool)
-    if mask.shape != video.size:
-        (h, w), (height, width) = mask.shape, video.size
-        raise UserError(f"The mask is {w}x{h}, but the video is {width}x{height}.")
+    if mask.shape != video.frame_size(frame):
+        (h, w) = mask.shape
+        raise UserError(f"The mask is {w}x{h}, but {video.size_text(frame)}.")
     if not mask.any():
         raise UserError("The mask is empty: paint some of the object, or use 'Clear this frame'.")
     work.pending_corner = None
@@ -566,19 +614,21 @@ def export(work: Work, chosen: list[str], out_dir: Path | None = None, val_every
         raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
     if val_every < 0 or val_every == 1:
         raise UserError("Every k-th frame to validation: k must be 0 (no validation split) or at least 2.")
+    _check_one_size(video, chosen)
     names = {o.id: o.name for o in work.objects}
     masks = work.doc.all_masks(video.count) if set(chosen) - {"session"} else {}
-    size, count, fps = video.size, video.count, video.decoded.fps
+    size, count, fps = video.frame_size(0), video.count, video.decoded.fps
+    images = formats.ImageFrames(video.frame_names, video.sizes) if video.is_image_set else None
     stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
     data = datasets.Annotations(video.name, video.frames, masks, {o.id: o.label for o in work.objects},
-                                tuple(work.labels), size, fps)  # fmt: skip
+                                tuple(work.labels), size, fps, images)  # fmt: skip
     writers: dict[str, Callable[[Path], Path]] = {
         "overlay": lambda out: formats.export_overlay_video(
             video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
             hidden=[o.id for o in work.objects if not o.visible], stem=f"{stem}_overlay",
         ),
         "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps, stem=f"{stem}_masks"),
-        "png": lambda out: formats.export_png_zip(masks, count, size, names, out, stem=f"{stem}_masks"),
+        "png": lambda out: formats.export_png_zip(masks, count, size, names, out, stem=f"{stem}_masks", images=images),
         "semantic": lambda out: datasets.export_semantic_png(data, out),
         "coco": lambda out: datasets.export_coco(data, out),
         "coco_images": lambda out: datasets.export_coco(data, out, with_images=True),
@@ -600,11 +650,39 @@ def export(work: Work, chosen: list[str], out_dir: Path | None = None, val_every
     return made
 
 
+ONE_SIZE_FORMATS = ("overlay", "mask_video", "ytvis")  # a video, or a format with one size per video
+
+
+def _check_one_size(video: LoadedVideo, chosen: list[str]) -> None:
+    """Images of different sizes cannot be one video: refuse the exports that need one size,
+    before anything is written, saying which formats work instead."""
+    needing = [EXPORT_NAMES[f] for f in ONE_SIZE_FORMATS if f in chosen]
+    if video.uniform or not needing:
+        return
+    (h0, w0), (h1, w1) = video.sizes[0], next(s for s in video.sizes if s != video.sizes[0])
+    raise UserError(
+        f"The images differ in size ({w0}x{h0}, {w1}x{h1}...), and {' and '.join(needing)} need one size for "
+        "all frames. Choose PNG masks, semantic masks, COCO, YOLO, MOT or the session file: they keep "
+        "each image at its own size."
+    )
+
+
+def video_shape(video: LoadedVideo) -> imports.VideoShape:
+    """What an import must fit: the frame count and each frame's size (and an image set's names)."""
+    height, width = video.frame_size(0)
+    return imports.VideoShape(video.count, height, width, video.sizes if not video.uniform else (), video.frame_names)
+
+
+def video_ref(video: LoadedVideo) -> formats.VideoRef:
+    """What a session file says about the loaded video (an image set's sizes included)."""
+    return formats.video_ref(video.name, video.frames, video.decoded.fps, video.sizes)
+
+
 def session_record(work: Work) -> formats.Session:
     """The objects, prompts and masks as the session file stores them."""
     video = require_video(work)
     doc = work.doc
-    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
+    ref = video_ref(video)
     objects = [formats.SessionObject(o.id, o.name, o.color, o.visible, o.label) for o in work.objects]
     prompts = [_prompt_record(frame, obj, p) for (frame, obj), p in doc.prompts().items()]
     masks = [
@@ -642,7 +720,7 @@ def read_session(work: Work, path: str | Path) -> formats.Session:
     that cannot be used raises UserError with a message naming the field)."""
     video = require_video(work)
     try:
-        return formats.load_session_json(Path(path), formats.video_ref(video.name, video.frames, video.decoded.fps))
+        return formats.load_session_json(Path(path), video_ref(video))
     except formats.SessionError as exc:
         raise UserError(str(exc)) from None
 
@@ -668,7 +746,7 @@ def apply_session(
     the prompts replayed."""
     video = require_video(work)
     try:
-        formats.check_session_video(saved, formats.video_ref(video.name, video.frames, video.decoded.fps))
+        formats.check_session_video(saved, video_ref(video))
     except formats.SessionError as exc:
         raise UserError(str(exc)) from None
     if not saved.objects:
@@ -684,14 +762,14 @@ def apply_session(
     for p in saved.prompts:
         if cancel is not None and cancel.is_set():
             raise LoadCancelled
-        prompt = _prompt_spec(p, video.size)
+        prompt = _prompt_spec(p, video.frame_size(p.frame))
         masks[(p.frame, p.obj_id)] = PackedMask.pack(engine.prompt(handle, p.frame, p.obj_id, prompt))
         calls.append(PromptCall(p.frame, p.obj_id, prompt))
         if progress is not None:
             progress.done += 1
     doc = Snapshot(object_ids=tuple(objects), calls=tuple(calls), masks=masks)
     if saved.masks:
-        doc = replace(doc, masks=_saved_masks(saved.masks, video.size), tracked=frozenset(
+        doc = replace(doc, masks=_saved_masks(saved.masks, video), tracked=frozenset(
             (m.frame, m.obj_id) for m in saved.masks if m.tracked))  # fmt: skip
     if cancel is not None and cancel.is_set():
         raise LoadCancelled
@@ -778,28 +856,35 @@ def _in_this_context(function: Callable) -> Callable:
     return functools.partial(contextvars.copy_context().run, function)
 
 
-def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile, source_size: tuple[int, int]) -> str:
+def apply_prompts(work: Work, engine: Engine, given: formats.PromptsFile) -> str:
     """Replace objects and prompts with a prompts file's, whose coordinates are pixels of the
-    video at ``source_size`` (H, W): before the decoder scaled it down to the frames."""
+    video (or of each image) as it was given: before the decoder scaled it down to the frames."""
     video = require_video(work)
-    (src_h, src_w), (height, width) = source_size, video.size
-    sx, sy = width / src_w, height / src_h
     prompts = []
     for p in given.prompts:
         name = next(o.name for o in given.objects if o.id == p.obj_id)
         if p.frame >= video.count:
             raise UserError(f"The prompt of '{name}' on frame {p.frame} is outside the video (0 to {video.count - 1}).")
+        (src_h, src_w), (height, width) = source_size(video, p.frame), video.frame_size(p.frame)
+        sx, sy = width / src_w, height / src_h
         corners = [*p.points, *([] if p.box is None else [p.box[:2], p.box[2:]])]
         if not all(0 <= x <= src_w and 0 <= y <= src_h for x, y in corners):
-            raise UserError(f"A click or box of '{name}' on frame {p.frame} is outside the {src_w}x{src_h} video.")
+            what = f"image '{video.frame_names[p.frame]}'" if video.is_image_set else "video"
+            raise UserError(f"A click or box of '{name}' on frame {p.frame} is outside the {src_w}x{src_h} {what}.")
         if p.box is not None and not (p.box[0] < p.box[2] and p.box[1] < p.box[3]):
             raise UserError(f"The box of '{name}' on frame {p.frame} must be [left, top, right, bottom].")
         box = None if p.box is None else (p.box[0] * sx, p.box[1] * sy, p.box[2] * sx, p.box[3] * sy)
         points = [(x * sx, y * sy) for x, y in p.points]
         prompts.append(formats.Prompt(p.frame, p.obj_id, points, list(p.labels), box))
-    ref = formats.video_ref(video.name, video.frames, video.decoded.fps)
-    session = formats.Session(ref, given.objects, prompts, labels=given.labels)
+    session = formats.Session(video_ref(video), given.objects, prompts, labels=given.labels)
     return apply_session(work, engine, session, what="the prompts file")
+
+
+def source_size(video: LoadedVideo, frame: int) -> tuple[int, int]:
+    """(H, W) of a frame as it was given, before the decoder scaled it down: an image's own, or the video's."""
+    if video.decoded.source_sizes:
+        return video.decoded.source_sizes[frame]
+    return video.decoded.source.height, video.decoded.source.width
 
 
 class MissingLabels(UserError):
@@ -827,8 +912,11 @@ def apply_import(work: Work, engine: Engine, given: imports.Imported, add_missin
         raise UserError(f"'{given.source}' would make more than {MAX_LABELS} labels, the most a video can have.")
     for frame in sorted({m.frame for m in given.masks} | {b.frame for b in given.boxes}):
         check_frame(work, frame)
-    if any(m.mask.shape != video.size for m in given.masks):
-        raise UserError(f"'{given.source}' has masks of another size than the {video.size[1]}x{video.size[0]} video.")
+    wrong = next((m for m in given.masks if m.mask.shape != video.frame_size(m.frame)), None)
+    if wrong is not None:
+        (height, width) = video.frame_size(wrong.frame)
+        what = f"image '{video.frame_names[wrong.frame]}'" if video.is_image_set else "video"
+        raise UserError(f"'{given.source}' has masks of another size than the {width}x{height} {what}.")
     objects = _imported_objects(work, given)
     if len(set(work.doc.object_ids) | {obj.id for obj in objects.values()}) > MAX_OBJECTS:
         raise UserError(f"'{given.source}' would make more than {MAX_OBJECTS} objects, the most a video can have.")
@@ -882,7 +970,8 @@ def _imported_objects(work: Work, given: imports.Imported) -> dict[tuple[str, in
     return result
 
 
-def _saved_masks(saved: list[formats.SessionMask], size: tuple[int, int]) -> dict[tuple[int, int], PackedMask]:
+def _saved_masks(saved: list[formats.SessionMask], video: LoadedVideo) -> dict[tuple[int, int], PackedMask]:
     return {
-        (m.frame, m.obj_id): PackedMask.from_bits(size, m.top, m.left, (m.height, m.width), m.bits) for m in saved
+        (m.frame, m.obj_id): PackedMask.from_bits(video.frame_size(m.frame), m.top, m.left, (m.height, m.width), m.bits)
+        for m in saved
     }  # fmt: skip

@@ -25,26 +25,72 @@ MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's me
 
 @dataclass
 class LoadedVideo:
-    """A decoded upload and the predictor's session on it.
+    """A decoded upload (a video, or an image set) and the predictor's session on it.
 
     ``frames`` is the only copy of the pixels, shared with the predictor's session (from
     ``Engine.keep_frames``; it may hold them compressed, so indexing can decode). ``decoded``
-    keeps the upload's facts (rate, source, sound, warnings) with its own frame list emptied.
+    keeps the upload's facts (rate, source, sound, warnings, an image set's file names) with
+    its own frame list emptied.
+
+    An image set's frames may differ in size: ``sizes`` holds each frame's (H, W), and
+    whatever is per frame (clicks, masks, exports) uses :meth:`frame_size`. ``size`` is the
+    one size of a video's frames, for what needs one (an exported video).
     """
 
     name: str
     decoded: DecodedVideo
-    frames: Sequence[np.ndarray]  # N x HxWx3 uint8
+    frames: Sequence[np.ndarray]  # N x HxWx3 uint8; H, W may differ per frame in an image set
     handle: Any  # the predictor's VideoSession; only annotation.engine looks inside
-    size: tuple[int, int] = field(init=False)  # (H, W) of the frames
+    sizes: tuple[tuple[int, int], ...] = field(init=False)  # (H, W) of each frame
 
     def __post_init__(self) -> None:
-        height, width = self.frames[0].shape[:2]
-        self.size = (int(height), int(width))
+        # A FrameStore knows its sizes without decoding a frame; a plain list is measured.
+        known = getattr(self.frames, "sizes", None)
+        sizes = known if known is not None else [frame.shape[:2] for frame in self.frames]
+        self.sizes = tuple((int(h), int(w)) for h, w in sizes)
 
     @property
     def count(self) -> int:
         return len(self.frames)
+
+    @property
+    def uniform(self) -> bool:
+        """One size for every frame (always so for a video)."""
+        return len(set(self.sizes)) == 1
+
+    @property
+    def is_image_set(self) -> bool:
+        return bool(self.decoded.frame_names)
+
+    @property
+    def frame_names(self) -> tuple[str, ...]:
+        """An image set's file names in frame order; () for a video."""
+        return tuple(self.decoded.frame_names)
+
+    def frame_size(self, frame: int) -> tuple[int, int]:
+        """(H, W) of one frame (IndexError, worded as the predictor's, for a frame outside the video)."""
+        if not 0 <= frame < len(self.sizes):
+            raise IndexError(f"Frame index {frame} is outside the video (0 to {len(self.sizes) - 1}).")
+        return self.sizes[frame]
+
+    def size_text(self, frame: int) -> str:
+        """"the video is 640x360", or "image 'a.jpg' (frame 2) is 200x300", for messages."""
+        height, width = self.sizes[frame]
+        if self.is_image_set:
+            return f"image '{self.frame_names[frame]}' (frame {frame}) is {width}x{height}"
+        return f"the video is {width}x{height}"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) shared by all frames. Images of different sizes have none: asked for one (to
+        make a video of them), it says so rather than stretching them."""
+        if not self.uniform:
+            (h0, w0), other = self.sizes[0], next(s for s in self.sizes if s != self.sizes[0])
+            raise UserError(
+                f"The images differ in size ({w0}x{h0}, {other[1]}x{other[0]}...), so they cannot be one video. "
+                "Export masks per image instead (PNG masks, COCO, YOLO)."
+            )
+        return self.sizes[0]
 
 
 @dataclass

@@ -80,26 +80,36 @@ class FrameStore:
     """Video frames kept compact: uint8 at source size, or (encoding="jpeg"/"png") as
     compressed bytes decoded on use, for long videos. "png" is lossless; "jpeg" (quality
     95) is about 10x smaller and changes pixels slightly. Resizing for the model happens
-    on use."""
+    on use.
+
+    Frames may differ in size (an image set): each keeps its own (H, W), in ``sizes``; the
+    model resizes every frame to its square input anyway, and masks come back at each
+    frame's own size. ``height``/``width`` are frame 0's (a video's one size).
+    """
 
     def __init__(self, frames: Sequence[np.ndarray], encoding: str | None = None) -> None:
         if len(frames) == 0:
             raise ValueError("The video has no frames.")
-        first = np.asarray(frames[0])
-        if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
-            raise ValueError(
-                f"Frames must be H x W x 3 uint8 RGB arrays; got shape {first.shape}, dtype {first.dtype}."
-            )
         if encoding not in (None, "jpeg", "png"):
             raise ValueError(f"Unknown frame encoding {encoding!r}: use None, 'jpeg' or 'png'.")
-        self.height, self.width = first.shape[:2]
         self.encoding = encoding
         self._frames: list = []
+        self.sizes: list[tuple[int, int]] = []  # (H, W) of each frame
         for i, frame in enumerate(frames):
             frame = np.asarray(frame)
-            if frame.shape != first.shape or frame.dtype != np.uint8:
-                raise ValueError(f"Frame {i} is {frame.shape} {frame.dtype}; frame 0 is {first.shape} uint8.")
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"Frames must be H x W x 3 uint8 RGB arrays; frame {i} has shape {frame.shape}, "
+                    f"dtype {frame.dtype}."
+                )
+            self.sizes.append((int(frame.shape[0]), int(frame.shape[1])))
             self._frames.append(self._encode(frame) if encoding else frame)
+        self.height, self.width = self.sizes[0]
+
+    @property
+    def uniform(self) -> bool:
+        """Do all frames have one size (a video), or do they differ (an image set)?"""
+        return len(set(self.sizes)) == 1
 
     def _encode(self, frame: np.ndarray) -> bytes:
         ext, params = ((".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]) if self.encoding == "jpeg"
@@ -173,6 +183,11 @@ class VideoSession:
     @property
     def video_width(self) -> int:
         return self.frames.width
+
+    def frame_size(self, frame_idx: int) -> tuple[int, int]:
+        """(H, W) of one frame: clicks are in its pixels and its masks come back at its size
+        (an image set's frames differ; a video's are all ``(video_height, video_width)``)."""
+        return self.frames.sizes[frame_idx]
 
     @property
     def obj_ids(self) -> list[int]:

@@ -159,6 +159,10 @@ class DecodedVideo:
     audio_path: the first audio track copied without re-encoding into a .mka in ``workdir``
         (for the overlay export), or None.
     warnings: plain-language notes for the user, e.g. the file was cut off.
+    frame_names: an image set's file names in frame order (``sam2.image_set``), which exports
+        name their masks after; empty for a video, whose frames have no names.
+    source_sizes: an image set's (H, W) of each image before any scaling (clicks written by
+        hand are in those pixels); empty for a video (``source`` has its size).
     """
 
     frames: list[np.ndarray]
@@ -167,6 +171,8 @@ class DecodedVideo:
     audio_path: Path | None
     timestamps: list[float]
     warnings: list[str] = field(default_factory=list)
+    frame_names: list[str] = field(default_factory=list)
+    source_sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- probe
@@ -723,7 +729,8 @@ def load_video_frames(video: VideoSource, limits: MediaLimits = PREDICTOR_LIMITS
     """A video file, a folder of images or arrays -> list of HxWx3 uint8 RGB frames.
 
     Files go through :func:`decode` (format allow-list, limits); a folder's images are read in
-    name order (numbered names by number) and must all have one size. Notes about the file
+    name order (numbered names by number), each at its own size (the predictor gives each
+    frame's masks at its size). Notes about the file
     (damage, scaling) are issued as warnings.
     """
     if isinstance(video, (str, Path)):
@@ -768,10 +775,5 @@ def _read_folder(folder: Path, limits: MediaLimits) -> list[np.ndarray]:
                 frame = np.asarray(image.convert("RGB"))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise MediaError(f"'{path.name}' in {folder} is not a readable image ({exc}).") from None
-        if frames and frame.shape != frames[0].shape:
-            raise MediaError(
-                f"'{path.name}' is {frame.shape[1]}x{frame.shape[0]}, but the first image of {folder} is "
-                f"{frames[0].shape[1]}x{frames[0].shape[0]}: the frames of a video must all have one size."
-            )
-        frames.append(frame)
+        frames.append(frame)  # sizes may differ: the predictor handles each frame at its own
     return frames

@@ -3,7 +3,12 @@
 Semantics follow Meta's sam2 1.1.0: each object is tracked on its own; prompts on a frame the
 object has not been tracked through make a conditioning frame (no memory); prompts on a
 tracked frame make a memory-conditioned correction. Masks are returned as logits at the
-video's resolution, shape (num_objects, 1, H, W), objects in the order they were added.
+frame's resolution, shape (num_objects, 1, H, W), objects in the order they were added.
+
+Frames may differ in size (an image set, given as a list of arrays or a folder): every frame
+is resized to the model's square input anyway, so only the way back differs: clicks are in
+the frame's own pixels and its masks come back at its own (H, W). For a video, whose frames
+share one size, this is exactly Meta's behaviour.
 """
 
 from __future__ import annotations
@@ -152,7 +157,8 @@ class SAM2VideoPredictor:
         session = inference_state
         self._check_frame(session, frame_idx)
         coords, point_labels = _points_tensor(points, labels, box, clear_old_points)
-        scale = torch.tensor([float(session.video_width), float(session.video_height)])
+        height, width = session.frame_size(frame_idx)
+        scale = torch.tensor([float(width), float(height)])
         if normalize_coords:
             coords = coords / scale
         prompt = Points((coords * self.image_size)[None].to(self.device), point_labels[None].to(self.device))
@@ -173,7 +179,8 @@ class SAM2VideoPredictor:
     def add_new_mask(
         self, inference_state: VideoSession, frame_idx: int, obj_id: int, mask
     ) -> tuple[int, list[int], torch.Tensor]:
-        """Give an object's mask (H x W, bool or 0/1) on a frame as its prompt."""
+        """Give an object's mask (H x W, bool or 0/1; any size, usually the frame's) on a frame
+        as its prompt."""
         session = inference_state
         self._check_frame(session, frame_idx)
         mask = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
@@ -198,7 +205,7 @@ class SAM2VideoPredictor:
         self, inference_state: VideoSession, frame_idx: int, obj_id: int
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The three masks the decoder offered for an object's single click on a frame, for a
-        person to choose among -> (logits (3, 1, H, W) at video size, predicted IoU (3,)), or
+        person to choose among -> (logits (3, 1, H, W) at the frame's size, predicted IoU (3,)), or
         None when the object's newest result there came from more than one click, a box, a
         mask or tracking (then the model gave one mask). The first of the best score is the
         one `add_new_points_or_box` returned; a chosen other one is given back with
@@ -209,7 +216,7 @@ class SAM2VideoPredictor:
         out = track.latest_output(frame_idx) if track is not None else None
         if out is None or out.candidates is None or out.candidate_scores is None:
             return None
-        h, w = session.video_height, session.video_width
+        h, w = session.frame_size(frame_idx)
         logits = resize_logits(out.candidates.transpose(0, 1), h, w).float().cpu()
         return logits.to(self.device), out.candidate_scores[0].float().to(self.device)
 
@@ -291,7 +298,7 @@ class SAM2VideoPredictor:
             for track in session.tracks.values():
                 track.tracked[frame_idx] = reverse
                 logits.append(self._output_logits(track.latest_output(frame_idx)))
-            masks = resize_logits(torch.cat(logits), session.video_height, session.video_width)
+            masks = resize_logits(torch.cat(logits), *session.frame_size(frame_idx))
             yield frame_idx, session.obj_ids, masks
 
     def _processing_order(
@@ -425,9 +432,9 @@ class SAM2VideoPredictor:
         return fill_holes(out.mask_logits, self.fill_hole_area)
 
     def _frame_masks(self, session: VideoSession, frame_idx: int) -> torch.Tensor:
-        """Every object's newest mask logits on a frame at video size -> (N, 1, H, W);
+        """Every object's newest mask logits on a frame at its size -> (N, 1, H, W);
         objects with no result there get NO_OBJ_SCORE."""
-        h, w = session.video_height, session.video_width
+        h, w = session.frame_size(frame_idx)
         masks = torch.full((len(session.tracks), 1, h, w), NO_OBJ_SCORE, dtype=torch.float32)
         for i, track in enumerate(session.tracks.values()):
             out = track.latest_output(frame_idx)

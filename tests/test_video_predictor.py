@@ -197,13 +197,17 @@ def test_init_state_reads_files_through_the_hardened_decoder(predictor, tmp_path
     assert state.num_frames == 50 and all(np.array_equal(state.frames[i], f) for i, f in enumerate(expected))
 
 
-def test_init_state_refuses_a_folder_of_mixed_sizes_and_unreadable_images(predictor, frames, tmp_path):
+def test_init_state_reads_a_folder_of_mixed_sizes_and_refuses_unreadable_images(predictor, frames, tmp_path):
+    """Images of different sizes (an image set) are frames at their own sizes: masks come back
+    at each frame's size (they used to be refused, before the predictor knew per-frame sizes)."""
     folder = tmp_path / "frames"
     folder.mkdir()
     Image.fromarray(frames[0]).save(folder / "0.png")
     Image.fromarray(frames[1][:100]).save(folder / "1.png")
-    with pytest.raises(ValueError, match="'1.png' is 320x100, but the first image .* is 320x240"):
-        predictor.init_state(folder)
+    state = predictor.init_state(folder)
+    assert [state.frame_size(i) for i in range(2)] == [(240, 320), (100, 320)]
+    predictor.add_new_points_or_box(state, 0, 1, points=[[100, 100]], labels=[1])
+    assert [m.shape for _, _, m in predictor.propagate_in_video(state)] == [(1, 1, 240, 320), (1, 1, 100, 320)]
     (folder / "1.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="'1.png' in .* is not a readable image"):
         predictor.init_state(folder)

@@ -208,15 +208,24 @@ class Handlers:
     def on_upload(
         self, file: str | None, sample_fps: float | None, request: gr.Request, detail: float | None = None
     ) -> dict:
-        """Decode the upload; the upload box is emptied again (the video's name and size show
-        under it) so that another file can be dropped at once. The session holds the upload
-        until it closes, then the store deletes it unless another session holds it too (Gradio
+        """One file (the API's ``upload_video``): a video or an image, as :meth:`on_upload_files`."""
+        return self.on_upload_files([file] if file else None, sample_fps, request, detail)
+
+    @guarded
+    def on_upload_files(
+        self, files: list[str] | None, sample_fps: float | None, request: gr.Request, detail: float | None = None
+    ) -> dict:
+        """Decode the upload: a video, an image, or several images or a zip of them (an image
+        set). The upload box is emptied again (the video's name and size show under it) so
+        that another file can be dropped at once. The session holds the uploads until it
+        closes, then the store deletes them unless another session holds them too (Gradio
         stores uploads by content, so two users' identical files share one path)."""
-        if not file:
-            return self.warn("No file was received. Choose a video or an image file.")
-        problem = self._upload_problem(file, "a video or an image file")
-        if problem:
-            return self.warn(problem)
+        if not files:
+            return self.warn("No file was received. Choose a video, an image, or several images.")
+        for file in files:
+            problem = self._upload_problem(file, "a video, an image, or several images")
+            if problem:
+                return self.warn(problem)
 
         fps = float(sample_fps) if sample_fps else None  # 0 or empty: the video's own rate
         size = self._image_size(detail)
@@ -224,9 +233,11 @@ class Handlers:
             return self.warn(size)
 
         def action(work: WorkState) -> tuple[str, int]:
-            self.store.hold_upload(work, Path(file))
-            name = Path(file).name
-            return operations.load_video(work, self.engine, file, self.limits, name=name, fps=fps, image_size=size), 0
+            for file in files:
+                self.store.hold_upload(work, Path(file))
+            name = Path(files[0]).name if len(files) == 1 else None  # several images: "images"
+            return operations.load_upload(work, self.engine, files, self.limits, name=name, fps=fps,
+                                          image_size=size), 0  # fmt: skip
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)

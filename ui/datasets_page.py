@@ -119,7 +119,7 @@ def painted_mask(value: dict | None) -> np.ndarray | None:
 
 
 def read_mask_png(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A mask picture the size of the video (H, W) -> HxW bool: painted on transparent (alpha
+    """A mask picture the size of the frame (H, W) -> HxW bool: painted on transparent (alpha
     at least half = the object), or else any pixel that is not black."""
     height, width = size
     try:
@@ -345,7 +345,7 @@ class DatasetHandlers:
         score = float(min_score or 0)
         if not 0 <= score <= 1:
             raise UserError("The lowest score to keep must be between 0 and 1.")
-        shape = imports.VideoShape(video.count, *video.size)
+        shape = operations.video_shape(video)
         try:
             return imports.read_any(path, shape, operations.check_frame(work, frame), score, list(work.labels))
         except imports.ImportProblem as exc:
@@ -416,7 +416,8 @@ class DatasetHandlers:
                 mask = work.doc.frame_masks(frame).get(info.id)
                 picture = np.asarray(video.frames[frame])  # the frame itself: only the object's mask is drawn over it
                 background = views.write_png(picture, work.new_file(f"paint{frame:05d}", ".png"))
-                layer = views.write_png(mask_layer(mask, video.size, info.color), work.new_file("paint-mask", ".png"))
+                size = video.frame_size(frame)  # an image set's frames differ in size
+                layer = views.write_png(mask_layer(mask, size, info.color), work.new_file("paint-mask", ".png"))
                 work.brush_target = BrushTarget(frame, info.id, weakref.ref(video))
         except UserError as exc:
             return self.base.warn(str(exc))
@@ -425,8 +426,8 @@ class DatasetHandlers:
             editor: gr.ImageEditor(
                 value={"background": str(background), "layers": [str(layer)], "composite": None}, visible=True,
                 brush=gr.Brush(colors=[(f"rgb({r}, {g}, {b})", BRUSH_OPACITY)], color_mode="fixed",
-                               default_size=brush_size(video.size)),
-                eraser=gr.Eraser(default_size=brush_size(video.size)),
+                               default_size=brush_size(size)),
+                eraser=gr.Eraser(default_size=brush_size(size)),
             ),
             status: views.markdown_text(f"Painting '{info.name}' on frame {frame}: the brush adds to its mask, "
                                         "the eraser takes away. Then press Apply."),
@@ -536,7 +537,7 @@ class DatasetHandlers:
         add_point does), as the brush does: painted on transparent, or white on black."""
         try:  # the picture is read first: a bad one changes nothing, not even a new object
             work = self.base.work(request)
-            size = operations.require_video(work).size
+            size = operations.require_video(work).frame_size(operations.check_frame(work, int(frame)))
             painted = read_mask_png(self._uploaded(work, api_file(mask), "a PNG of the mask"), size)
         except UserError as exc:
             return {"message": f"Problem: {exc}", "frame": frame, "areas": {}}

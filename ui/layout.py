@@ -150,11 +150,15 @@ def _components(
                     elem_id="detail",
                 )  # fmt: skip
                 upload = gr.File(
-                    label="Video (mp4, mov, webm, mkv, avi, gif) or an image", type="filepath", elem_id="upload"
+                    label="Video (mp4, mov, webm, mkv, avi, gif), an image, or several images (files or a zip)",
+                    type="filepath", file_count="multiple", elem_id="upload",
                 )
+                # The one-file upload of the API ("upload_video"), as it was before image sets.
+                upload_one = gr.File(type="filepath", visible=False, elem_id="upload-one")
                 gr.Markdown(
                     f"Up to {limits.max_seconds:g} s and {limits.max_frames} frames; frames larger than "
-                    f"{limits.max_side} pixels are scaled down."
+                    f"{limits.max_side} pixels are scaled down. Images become the frames in name order, each "
+                    f"at its own size ({limits.max_frames} images at most)."
                 )
                 video_info = gr.Markdown("No video yet.", elem_id="video-info", latex_delimiters=[])
                 gr.Markdown(f"Model: {model}.", elem_id="model-info")
@@ -196,7 +200,7 @@ def _components(
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
         "formats": formats, "export": export, "session_file": session_file, "sample_fps": sample_fps,
-        "detail": detail, "val_every": val_every,
+        "detail": detail, "val_every": val_every, "upload_one": upload_one,
     }  # fmt: skip
     return Controls(
         upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,
@@ -208,8 +212,10 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b = c.buttons
     view = c.view_outputs()
     quick = {"show_progress": "minimal"}
-    c.upload.upload(h.on_upload, [c.upload, b["sample_fps"], b["detail"]], [*view, c.upload, c.downloads],
-                    api_name="upload_video")
+    c.upload.upload(h.on_upload_files, [c.upload, b["sample_fps"], b["detail"]], [*view, c.upload, c.downloads],
+                    api_name="upload_files")
+    b["upload_one"].upload(h.on_upload, [b["upload_one"], b["sample_fps"], b["detail"]],
+                           [*view, c.upload, c.downloads], api_name="upload_video")
     b["detail"].input(h.on_detail, [b["detail"], c.frame], view, api_name="set_detail")
     c.frame.input(h.on_frame, [c.frame], [c.viewer, c.timeline, c.status], trigger_mode="always_last",
                   api_name="show_frame", **quick)

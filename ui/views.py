@@ -74,6 +74,8 @@ def video_info(work: WorkState) -> str:
     if work.video is None:
         return "No video yet."
     video = work.video
+    if video.is_image_set:
+        return _image_set_info(video)
     height, width = video.size
     source = video.decoded.source
     sound = "with sound" if video.decoded.audio_path else "no sound"
@@ -84,6 +86,22 @@ def video_info(work: WorkState) -> str:
     lines = [f"**{markdown_text(video.name)}**: {markdown_text(facts)}"]
     if (source.width, source.height) != (width, height):
         lines.append(f"Scaled down from {source.width}x{source.height}.")
+    lines += [markdown_text(f"Note: {w}") for w in video.decoded.warnings]
+    return "\n\n".join(lines)
+
+
+def _image_set_info(video) -> str:
+    """An image set's facts: how many images, in which order, at which sizes."""
+    names = video.frame_names
+    order = f"'{names[0]}' first, '{names[-1]}' last" if len(names) > 1 else f"'{names[0]}'"
+    if video.uniform:
+        height, width = video.sizes[0]
+        sizes = f"{width}x{height} pixels"
+    else:
+        (h0, w0), (h1, w1) = min(video.sizes, key=lambda s: s[0] * s[1]), max(video.sizes, key=lambda s: s[0] * s[1])
+        sizes = f"sizes from {w0}x{h0} to {w1}x{h1} pixels, each image kept at its own"
+    facts = f"{video.count} images as frames, in name order ({order}), {sizes}."
+    lines = [f"**{markdown_text(video.name)}**: {markdown_text(facts)}"]
     lines += [markdown_text(f"Note: {w}") for w in video.decoded.warnings]
     return "\n\n".join(lines)
 
