@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Model: {engine.describe()}; video frames kept as {options.frame_storage}; attention kernels: "
           f"{options.kernels}.", flush=True)
+    if not zero_gpu:  # there the GPU comes with a call, and a call spends the user's quota
+        print(f"Speed: {engine.measure_speed().describe()}.", flush=True)
 
     from starlette.middleware import Middleware
 

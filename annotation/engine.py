@@ -54,6 +54,27 @@ class FoundMask:
     stability: float
 
 
+@dataclass(frozen=True)
+class SpeedEstimate:
+    """Seconds per tracked frame on this machine, from the encoding of one frame timed there.
+
+    Tracking a frame costs its encoding plus, per object, memory attention, decoding and the
+    memory encoder: about 1.1 encodings per object at 1024 px, 0.85 at 768 and 0.55 at 512 (the
+    README's tables, exact and fast mode alike), i.e. in proportion to the input size.
+    """
+
+    image_size: int
+    encode_s: float
+
+    def frame_s(self, objects: int) -> float:
+        return self.encode_s * (1 + 1.1 * self.image_size / 1024 * objects)
+
+    def describe(self) -> str:
+        return (f"On this machine it takes about {self.frame_s(1):.1f} s per frame with one object and "
+                f"{self.frame_s(3):.1f} s with three, at {self.image_size} px (estimated from encoding a "
+                f"frame here at start: {self.encode_s:.2f} s)")
+
+
 class FindingCancelled(Exception):
     """The progress callback of :meth:`Engine.find_objects` asked to stop."""
 
@@ -115,6 +136,7 @@ class Engine:
         self._ahead = _EncodeAhead(self)
         self._generator_models: dict[int, Any] = {}  # image size -> model for "Find objects", weights shared
         self._zero_gpu = spec is not None and spec.zero_gpu
+        self.speed: SpeedEstimate | None = None  # set by measure_speed
         decorate = gpu or (lambda fn, duration: fn)
         self._device_call = decorate(self._run_on_device, self._call_seconds)
 
@@ -134,6 +156,21 @@ class Engine:
             feature_cache_size=spec.encode_ahead + 4,
         )  # fmt: skip
         return cls(predictor, spec, gpu)
+
+    def measure_speed(self) -> SpeedEstimate:
+        """Time the encoding of one frame at the default size (the second of two: the first
+        pays for first use, including the attention-kernel measurements, which the first
+        user's click then does not) -> the estimate the page shows, kept as ``speed``."""
+        size = self._predictor.image_size
+        frame = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        with self.lock:
+            session = self._predictor.init_state([frame])
+            self._predictor.encode_ahead(session, 0)
+            session = self._predictor.init_state([frame])
+            start = time.perf_counter()
+            self._predictor.encode_ahead(session, 0)
+            self.speed = SpeedEstimate(size, time.perf_counter() - start)
+        return self.speed
 
     def describe(self) -> str:
         """The model in one line, e.g. 'sam2.1_hiera_tiny, 1024 px, bfloat16 on cpu'."""
