@@ -47,6 +47,7 @@ class AppOptions:
     queue_size: int
     encode_ahead: int = 8  # frames per session encoded while the model is idle
     find: tuple[float, float, float] = (0.8, 0.95, 0.7)  # "Find objects": IoU, stability and NMS thresholds
+    kernels: str = "measure"  # attention kernels: measured at first use, or pinned ("fused", "blockwise")
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
@@ -100,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         model, args.checkpoint, args.checkpoint_dir, args.image_size, args.device, precision,
         args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
         args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead), find=find,
+        kernels=args.kernels,
     )  # fmt: skip
 
 
@@ -116,6 +118,9 @@ def prepare_temp_root() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from annotation.hosting import gpu_decorator, on_zero_gpu
+
+    gpu = gpu_decorator()  # imports `spaces` where installed: before torch starts CUDA, as ZeroGPU needs
     options = parse_args(argv)
     from sam2.allocator import tune_malloc
 
@@ -135,15 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checkpoint = resolve_checkpoint(options.model, options.checkpoint, options.checkpoint_dir)
         print(f"Loading {options.model} from {checkpoint}...", flush=True)
+        zero_gpu = on_zero_gpu()  # model calls in GPU calls, no encoding ahead (annotation/hosting.py)
         spec = ModelSpec(
             options.model, checkpoint, options.image_size, options.device, options.precision, options.frame_storage,
-            encode_ahead=options.encode_ahead, find=FindSettings(*options.find),
+            encode_ahead=0 if zero_gpu else options.encode_ahead, find=FindSettings(*options.find),
+            kernels=options.kernels, zero_gpu=zero_gpu,
         )  # fmt: skip
-        engine = Engine.load(spec)
+        engine = Engine.load(spec, gpu)
     except CheckpointError as exc:  # CheckpointUnavailable too: offline, or a bad file
         print(f"Error: {checkpoint_problem(exc, checkpoint, options.model)}", file=sys.stderr)
         return 1
-    print(f"Model: {engine.describe()}; video frames kept as {options.frame_storage}.", flush=True)
+    print(f"Model: {engine.describe()}; video frames kept as {options.frame_storage}; attention kernels: "
+          f"{options.kernels}.", flush=True)
+    if not zero_gpu:  # there the GPU comes with a call, and a call spends the user's quota
+        print(f"Speed: {engine.measure_speed().describe()}.", flush=True)
 
     from starlette.middleware import Middleware
 

@@ -386,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint = None
     try:
         checkpoint = resolve_checkpoint(model, args.checkpoint, args.checkpoint_dir)
-        spec = ModelSpec(model, checkpoint, args.image_size, args.device, precision, args.frame_storage, encode_ahead=0)
+        spec = ModelSpec(model, checkpoint, args.image_size, args.device, precision, args.frame_storage, encode_ahead=0,
+                         kernels=args.kernels)
         engine = Engine.load(spec)
     except CheckpointError as exc:
         return _fail(checkpoint_problem(exc, checkpoint, model), EXIT_FAILED)

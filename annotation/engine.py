@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from annotation.document import Masks, PromptSpec
+from annotation.hosting import GpuBudget, GpuDecorator
 
 FRAME_STORAGES = ("raw", "png", "jpeg")
 FIND_POINTS_PER_BATCH = 32  # grid points decoded at a time: progress and Cancel answer after each batch
@@ -53,6 +54,27 @@ class FoundMask:
     stability: float
 
 
+@dataclass(frozen=True)
+class SpeedEstimate:
+    """Seconds per tracked frame on this machine, from the encoding of one frame timed there.
+
+    Tracking a frame costs its encoding plus, per object, memory attention, decoding and the
+    memory encoder: about 1.1 encodings per object at 1024 px, 0.85 at 768 and 0.55 at 512 (the
+    README's tables, exact and fast mode alike), i.e. in proportion to the input size.
+    """
+
+    image_size: int
+    encode_s: float
+
+    def frame_s(self, objects: int) -> float:
+        return self.encode_s * (1 + 1.1 * self.image_size / 1024 * objects)
+
+    def describe(self) -> str:
+        return (f"On this machine it takes about {self.frame_s(1):.1f} s per frame with one object and "
+                f"{self.frame_s(3):.1f} s with three, at {self.image_size} px (estimated from encoding a "
+                f"frame here at start: {self.encode_s:.2f} s)")
+
+
 class FindingCancelled(Exception):
     """The progress callback of :meth:`Engine.find_objects` asked to stop."""
 
@@ -66,6 +88,8 @@ class ModelSpec:
     "raw" (uint8, 2.8 MB a 1280x720 frame), "png" (lossless and smaller; about 20 ms to store
     and 9 ms to read back a 1280x720 frame on a CPU core) or "jpeg" (quality 95, smaller
     still, changes pixels slightly).
+    kernels: "measure" (attention kernels timed at first use, the faster kept) or "fused" /
+    "blockwise" (pinned: masks bit-identical to another process's with the same pin).
     """
 
     variant: str
@@ -76,12 +100,33 @@ class ModelSpec:
     frame_storage: str = "raw"
     encode_ahead: int = 8  # frames encoded in idle time per session (0: off); ~20 MB each at 1024 px
     find: FindSettings = field(default_factory=FindSettings)  # "Find objects": the generator's filters
+    kernels: str = "measure"
+    # ZeroGPU (see annotation.hosting): model calls in GPU calls, the memory bank on the CPU
+    # between them, tracking in chunks that fit a call; no encoding ahead (it would spend the
+    # user's GPU quota on frames they may never click).
+    zero_gpu: bool = False
+    gpu_budget: GpuBudget = field(default_factory=GpuBudget)
+
+
+@dataclass(frozen=True)
+class DeviceCall:
+    """One model call made inside a GPU call (ZeroGPU): a prompt on ``frame``, or tracking
+    ``frames`` frames from ``frame`` (``frame`` included)."""
+
+    kind: str  # "prompt" or "track"
+    frame: int
+    obj_id: int = 0
+    prompt: PromptSpec | None = None
+    frames: int = 1
+    reverse: bool = False
 
 
 class Engine:
     """A shared predictor behind a lock. Handles (``VideoHandle``) are opaque to callers."""
 
-    def __init__(self, predictor: Any, spec: ModelSpec | None = None) -> None:
+    def __init__(self, predictor: Any, spec: ModelSpec | None = None, gpu: GpuDecorator | None = None) -> None:
+        """gpu: how model calls get a GPU on ZeroGPU (``annotation.hosting.gpu_decorator()``),
+        used when ``spec.zero_gpu``; None runs them as they are."""
         self._predictor = predictor
         self._predictors = {predictor.image_size: predictor}  # image size -> predictor, weights shared
         self.spec = spec
@@ -90,9 +135,13 @@ class Engine:
         self._tracking_lock = threading.Lock()
         self._ahead = _EncodeAhead(self)
         self._generator_models: dict[int, Any] = {}  # image size -> model for "Find objects", weights shared
+        self._zero_gpu = spec is not None and spec.zero_gpu
+        self.speed: SpeedEstimate | None = None  # set by measure_speed
+        decorate = gpu or (lambda fn, duration: fn)
+        self._device_call = decorate(self._run_on_device, self._call_seconds)
 
     @classmethod
-    def load(cls, spec: ModelSpec) -> Engine:
+    def load(cls, spec: ModelSpec, gpu: GpuDecorator | None = None) -> Engine:
         """Build the predictor once (a few seconds); ``corrections_as_cond`` keeps a correction
         on an already-tracked frame when the user tracks again."""
         import sam2  # imported here so the UI modules load without torch
@@ -101,12 +150,27 @@ class Engine:
             raise ValueError(f"Unknown frame storage {spec.frame_storage!r}: use one of {', '.join(FRAME_STORAGES)}.")
         predictor = sam2.build_video_predictor(
             spec.variant, str(spec.checkpoint), image_size=spec.image_size, device=spec.device,
-            corrections_as_cond=True, precision=spec.precision,
+            corrections_as_cond=True, precision=spec.precision, kernels=spec.kernels,
             frame_encoding=None if spec.frame_storage == "raw" else spec.frame_storage,
             # Room for the frames encoded ahead plus the few in use.
             feature_cache_size=spec.encode_ahead + 4,
         )  # fmt: skip
-        return cls(predictor, spec)
+        return cls(predictor, spec, gpu)
+
+    def measure_speed(self) -> SpeedEstimate:
+        """Time the encoding of one frame at the default size (the second of two: the first
+        pays for first use, including the attention-kernel measurements, which the first
+        user's click then does not) -> the estimate the page shows, kept as ``speed``."""
+        size = self._predictor.image_size
+        frame = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        with self.lock:
+            session = self._predictor.init_state([frame])
+            self._predictor.encode_ahead(session, 0)
+            session = self._predictor.init_state([frame])
+            start = time.perf_counter()
+            self._predictor.encode_ahead(session, 0)
+            self.speed = SpeedEstimate(size, time.perf_counter() - start)
+        return self.speed
 
     def describe(self) -> str:
         """The model in one line, e.g. 'sam2.1_hiera_tiny, 1024 px, bfloat16 on cpu'."""
@@ -134,10 +198,13 @@ class Engine:
         (512, 768 or 1024; default :attr:`image_size`). Frames from :meth:`keep_frames` are
         used as they are, not copied."""
         with self.lock:
-            predictor = self._predictors.get(image_size or self.image_size)
-            if predictor is None:  # a few ms: the weights are shared, not copied
-                predictor = self._predictors[image_size] = self._predictor.at_image_size(image_size)
-            return predictor.init_state(frames)
+            return self._predictor_at(image_size or self.image_size).init_state(frames)
+
+    def _predictor_at(self, image_size: int) -> Any:
+        predictor = self._predictors.get(image_size)
+        if predictor is None:  # a few ms: the weights are shared, not copied
+            predictor = self._predictors[image_size] = self._predictor.at_image_size(image_size)
+        return predictor
 
     def fresh_session(self, handle: Any) -> Any:
         """A new, empty predictor session on ``handle``'s frames at its size, sharing its image
@@ -165,7 +232,7 @@ class Engine:
     def encode_ahead(self, handle: Any, frame: int) -> None:
         """In idle time, encode ``frame`` and the following ones (``spec.encode_ahead`` in
         all) for this video; replaces the video's earlier request. Returns at once."""
-        count = self.spec.encode_ahead if self.spec is not None else 0
+        count = self.spec.encode_ahead if self.spec is not None and not self._zero_gpu else 0
         if count > 0:
             last = min(frame + count, handle.num_frames)  # handle: the predictor's VideoSession
             self._ahead.request(handle, list(range(max(frame, 0), last)))
@@ -190,19 +257,24 @@ class Engine:
     def prompt(self, handle: Any, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
         """Replace the object's prompt on ``frame`` (clicks and box, or a mask); returns its
         new mask there."""
-        predictor = self.predictor_for(handle)
+        if self._zero_gpu:
+            return self._in_gpu_call(handle, DeviceCall("prompt", frame, obj_id, prompt))
+        with self.lock:
+            return self._prompt(self.predictor_for(handle), handle, frame, obj_id, prompt)
+
+    @staticmethod
+    def _prompt(predictor: Any, handle: Any, frame: int, obj_id: int, prompt: PromptSpec) -> np.ndarray:
+        """The prompt call itself (the caller holds the model lock)."""
         if prompt.mask is not None:
-            with self.lock:
-                _, obj_ids, logits = predictor.add_new_mask(handle, frame, obj_id, prompt.mask.unpack())
-                return _to_masks(obj_ids, logits)[obj_id]
+            _, obj_ids, logits = predictor.add_new_mask(handle, frame, obj_id, prompt.mask.unpack())
+            return _to_masks(obj_ids, logits)[obj_id]
         points = [list(p) for p in prompt.points] or None
         labels = list(prompt.labels) or None
         box = list(prompt.box) if prompt.box is not None else None
-        with self.lock:
-            _, obj_ids, logits = predictor.add_new_points_or_box(
-                handle, frame, obj_id, points=points, labels=labels, clear_old_points=True, box=box
-            )
-            return _to_masks(obj_ids, logits)[obj_id]
+        _, obj_ids, logits = predictor.add_new_points_or_box(
+            handle, frame, obj_id, points=points, labels=labels, clear_old_points=True, box=box
+        )
+        return _to_masks(obj_ids, logits)[obj_id]
 
     def candidates(self, handle: Any, frame: int, obj_id: int) -> list[tuple[np.ndarray, float]]:
         """The masks the model offered for the object's single click on ``frame``, with their
@@ -236,6 +308,9 @@ class Engine:
         interleave with a long run instead of waiting for all of it. Raises ValueError (with
         the predictor's plain message) when there is nothing to track.
         """
+        if self._zero_gpu:
+            yield from self._track_in_chunks(handle, start, count, reverse)
+            return
         with self._tracking_lock:
             self._tracking += 1  # encoding ahead waits, also between frames
         try:
@@ -256,6 +331,54 @@ class Engine:
         finally:
             with self._tracking_lock:
                 self._tracking -= 1
+
+    # ------------------------------------------------------------------ ZeroGPU
+    def _track_in_chunks(
+        self, handle: Any, start: int, count: int | None, reverse: bool
+    ) -> Iterator[tuple[int, Masks]]:
+        """Tracking as GPU calls of a chunk of frames each (ZeroGPU); the same masks as one
+        uninterrupted run, because each chunk goes on from the memory bank the last left."""
+        budget = self.spec.gpu_budget if self.spec is not None else GpuBudget()
+        size = budget.chunk_frames(len(handle.tracks))
+        for chunk in tracking_chunks(handle.num_frames, start, count, reverse, size):
+            yield from self._in_gpu_call(handle, DeviceCall("track", chunk[0], frames=len(chunk), reverse=reverse))
+
+    def _in_gpu_call(self, handle: Any, call: DeviceCall) -> Any:
+        """Run ``call`` through the GPU decorator on a light copy of the session (its frames
+        and tracks, no cached features: on ZeroGPU it is pickled into the GPU worker), and
+        keep the tracks it gives back."""
+        from sam2.session import FeatureCache, VideoSession
+
+        with self._long_run(), self.lock:
+            light = VideoSession(frames=handle.frames, features=FeatureCache(handle.features.capacity),
+                                 image_size=handle.image_size, tracks=handle.tracks)
+            tracks, result = self._device_call(light, call)
+            handle.tracks = tracks
+        return result
+
+    def _run_on_device(self, session: Any, call: DeviceCall) -> tuple[dict, Any]:
+        """Inside a GPU call: the session's tracks to the model's device, the call, the
+        tracks back on the CPU -> (tracks, a mask for a prompt or [(frame, masks)] tracked)."""
+        predictor = self._predictor_at(session.image_size)
+        session.tracks_to(predictor.device)
+        try:
+            if call.kind == "prompt":
+                result: Any = self._prompt(predictor, session, call.frame, call.obj_id, call.prompt)
+            else:
+                steps = predictor.propagate_in_video(
+                    session, start_frame_idx=call.frame, max_frame_num_to_track=call.frames - 1, reverse=call.reverse
+                )
+                result = [(frame, _to_masks(ids, logits)) for frame, ids, logits in steps]
+        finally:
+            session.tracks_to("cpu")
+        return session.tracks, result
+
+    def _call_seconds(self, session: Any, call: DeviceCall) -> float:
+        """The GPU time to ask for (ZeroGPU's duration), from the call itself."""
+        budget = self.spec.gpu_budget if self.spec is not None else GpuBudget()
+        if call.kind == "prompt":
+            return budget.prompt_s
+        return budget.track_seconds(len(session.tracks), call.frames)
 
     # ------------------------------------------------------------------ finding objects
     def find_objects(
@@ -305,7 +428,7 @@ class Engine:
             from sam2.modeling.sam2_model import SAM2Model
 
             base = self._predictor.model
-            model = SAM2Model(base.config.with_postprocessing(False).with_image_size(image_size))
+            model = SAM2Model(base.config.with_postprocessing(False).with_image_size(image_size), base.kernels)
             model.load_state_dict(base.state_dict(), strict=True, assign=True)
             model = self._generator_models[image_size] = model.to(base.device).eval()
         return model
@@ -321,6 +444,24 @@ class Engine:
         finally:
             with self._tracking_lock:
                 self._tracking -= 1
+
+
+def tracking_chunks(num_frames: int, start: int, count: int | None, reverse: bool, size: int) -> list[list[int]]:
+    """The frames a run from ``start`` tracks (``count`` past it, None: to the end), as the
+    predictor orders them, cut into chunks of ``size``. Reverse tracking that starts at
+    frame 0 tracks nothing (the predictor's rule), so a last reverse chunk of frame 0 alone
+    takes the frame before it from the chunk before."""
+    if reverse:
+        end = max(start - (num_frames if count is None else count), 0)
+        order = list(range(start, end - 1, -1)) if start > 0 else []
+    else:
+        end = min(start + (num_frames if count is None else count), num_frames - 1)
+        order = list(range(start, end + 1))
+    chunks = [order[i : i + size] for i in range(0, len(order), size)]
+    if reverse and len(chunks) > 1 and chunks[-1] == [0]:
+        chunks[-1].insert(0, chunks[-2].pop())
+        chunks = [chunk for chunk in chunks if chunk]
+    return chunks
 
 
 def _to_masks(obj_ids: Sequence[int], logits: Any) -> Masks:

@@ -11,10 +11,11 @@ from sam2.video_io import MediaLimits
 
 IMAGE_SIZES = (512, 768, 1024)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+KERNEL_POLICIES = ("measure", "fused", "blockwise")  # sam2.kernels.POLICIES, without importing torch
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --checkpoint, --checkpoint-dir, --image-size, --device, --precision, --frame-storage."""
+    """--model, --checkpoint, --checkpoint-dir, --image-size, --device, --precision, --kernels, --frame-storage."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="sam2.1_hiera_tiny",
                        help="SAM 2 variant, long or short name: sam2[.1]_hiera_{tiny,small,base_plus,large} or "
@@ -29,6 +30,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="arithmetic of the model: auto (default) = bfloat16 on GPUs and on CPUs with "
                             "AVX-512 BF16/AMX (faster; masks differ slightly), else float32 (exact masks)")
+    group.add_argument("--kernels", default="measure", choices=KERNEL_POLICIES,
+                       help="attention kernels: measure (default) times PyTorch's fused kernel against the "
+                            "blockwise one at first use and keeps the faster on this machine; fused or blockwise "
+                            "pins one, so that another process (the app and the command line) gives bit-identical "
+                            "masks")
     group.add_argument("--frame-storage", default="png", choices=FRAME_STORAGES,
                        help="how a video's frames are kept in memory, once for the model and the drawing: png "
                             "(default: lossless and smaller than raw; about 20 ms a 720p frame), jpeg "

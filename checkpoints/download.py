@@ -68,8 +68,34 @@ def checkpoint_path(variant: str, directory: str | os.PathLike[str] = DEFAULT_DI
 def ensure_checkpoint(
     variant: str, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY, progress: bool = True
 ) -> Path:
-    """The local checkpoint file of `variant`, downloaded and verified first if it is missing."""
-    return fetch(checkpoint_info(variant), directory, progress)
+    """The local checkpoint file of `variant`, downloaded and verified first if it is missing.
+    A copy that a Hugging Face Space preloaded at build time (`preload_from_hub` in the
+    README's front matter) is used where it is, when the folder holds none."""
+    info = checkpoint_info(variant)
+    if not _is_complete(Path(directory).resolve() / info.filename, info):
+        cached = preloaded(info)
+        if cached is not None:
+            return cached
+    return fetch(info, directory, progress)
+
+
+def preloaded(info: CheckpointInfo) -> Path | None:
+    """The file in the Hugging Face cache (no network: where `preload_from_hub` puts it), if
+    it is there with the registry's SHA-256; None otherwise (a wrong one is left alone: the
+    cache is not ours)."""
+    if info.hf_repo is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(info.hf_repo, info.filename)
+    if not isinstance(found, str):
+        return None
+    path = Path(found).resolve()
+    if info.size_bytes is not None and path.stat().st_size != info.size_bytes:
+        return None
+    if info.sha256 is not None and sha256_of(path) != info.sha256.lower():
+        return None
+    return path
 
 
 def fetch(info: CheckpointInfo, directory: str | os.PathLike[str] = DEFAULT_DIRECTORY, progress: bool = True) -> Path:

@@ -7,6 +7,10 @@ The video is synthetic (moving shapes, 854x480 by default), like a typical uploa
 
 --long-frames N also tracks one object over N frames and prints the RSS growth per frame.
 
+The attention kernels are chosen by measurement at first use (--kernels measure, as the app
+does; sam2.kernels), and the choices made are printed after the table with the CPU's model
+name (for the reader: nothing is chosen by it).
+
 --find-objects times the automatic mask generator ("Find objects on this frame") instead: one
 854x480 frame, model image sizes 512 and 1024, 8, 16 and 32 points per side, exact and fast
 mode. Every candidate mask goes through every step (score filters at 0, NMS at upstream's
@@ -75,6 +79,24 @@ def _timed(fn, repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - start) / repeats
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (for reports only), or 'unknown CPU'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def print_kernel_choices(model) -> None:
+    print(f"# attention kernels ({model.kernels.policy}) on {cpu_model()}, torch {torch.__version__}")
+    for line in model.kernels.describe():
+        print(f"- {line}")
 
 
 def current_rss_mb() -> float:
@@ -197,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
     parser.add_argument("--find-objects", action="store_true",
                         help="time the automatic mask generator instead (512/1024, 8/16/32 points per side)")
+    parser.add_argument("--kernels", choices=["measure", "fused", "blockwise"], default="measure",
+                        help="attention kernels: measured at first use (default, as the app) or pinned")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
     args = parser.parse_args(argv)
@@ -206,12 +230,14 @@ def main(argv: list[str] | None = None) -> None:
 
     variant = resolve_variant(args.variant)
     if args.checkpoint:
-        model = load_model(variant, args.checkpoint, image_size=args.image_size, device=args.device)
+        model = load_model(variant, args.checkpoint, image_size=args.image_size, device=args.device,
+                           kernels=args.kernels)
     else:
         torch.manual_seed(0)
-        model = build_model(get_config(variant, image_size=args.image_size), device=args.device)
+        model = build_model(get_config(variant, image_size=args.image_size), device=args.device, kernels=args.kernels)
     if args.find_objects:
         print_find_objects(model, args, malloc)
+        print_kernel_choices(model)
         return
     fast = Precision.fastest_supported(args.device)
     precision = fast if args.mode == "fast" else "float32"
@@ -219,8 +245,8 @@ def main(argv: list[str] | None = None) -> None:
 
     frames = synthetic_video(args.frames + 1)
     figures = run(predictor, frames, args.objects)
-    print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device}, "
-          f"{torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, "
+    print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device} "
+          f"({cpu_model()}), {torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, "
           f"{args.frames} tracked frames")
     print("| measure | value |")
     print("|---|---|")
@@ -237,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         growth, final = rss_growth_per_frame(predictor, args.long_frames)
         print(f"| RSS growth, 1 object, {args.long_frames} frames | "
               f"{growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
+    print_kernel_choices(model)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ or correcting one object never changes another's results.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -40,6 +41,11 @@ class FrameOutput:
     candidates: torch.Tensor | None = None  # (1, 3, 4h, 4w) low-res logits, hole-filled
     candidate_scores: torch.Tensor | None = None  # (1, 3) predicted IoU
 
+    def to(self, device: torch.device | str) -> FrameOutput:
+        """The same output with every tensor on `device`."""
+        moved = {f.name: _moved(getattr(self, f.name), device) for f in dataclasses.fields(self)}
+        return FrameOutput(**moved)
+
 
 @dataclass
 class ObjectTrack:
@@ -69,6 +75,14 @@ class ObjectTrack:
             return
         for f in sorted(held, key=lambda f: (-abs(f - around), f))[: len(held) - keep]:
             self.non_cond[f].memory = None
+
+    def to(self, device: torch.device | str) -> None:
+        """Move every tensor of the track (prompts and memory bank) to `device`, in place."""
+        self.points = {f: Points(p.coords.to(device), p.labels.to(device)) for f, p in self.points.items()}
+        self.masks = {f: m.to(device) for f, m in self.masks.items()}
+        for store in (self.cond, self.non_cond, self.pending):
+            for f, out in store.items():
+                store[f] = out.to(device)
 
     def memory_count(self) -> int:
         """How many memory maps this object holds now."""
@@ -164,6 +178,14 @@ class FeatureCache:
     def __contains__(self, frame_idx: int) -> bool:
         return frame_idx in self._items
 
+    def __getstate__(self) -> dict:
+        # A cache travels empty (to another process: ZeroGPU's GPU calls): features are
+        # recomputed where they are needed, and a lock cannot be pickled.
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["capacity"])
+
 
 @dataclass
 class VideoSession:
@@ -193,9 +215,19 @@ class VideoSession:
     def obj_ids(self) -> list[int]:
         return list(self.tracks)
 
+    def tracks_to(self, device: torch.device | str) -> None:
+        """Move every object's prompts and memory bank to `device`, in place (ZeroGPU keeps
+        them on the CPU between GPU calls)."""
+        for track in self.tracks.values():
+            track.to(device)
+
     def track(self, obj_id: int, create: bool = True) -> ObjectTrack:
         if obj_id not in self.tracks:
             if not create:
                 raise KeyError(f"There is no object with id {obj_id}.")
             self.tracks[obj_id] = ObjectTrack(obj_id)
         return self.tracks[obj_id]
+
+
+def _moved(value, device: torch.device | str):
+    return value.to(device) if isinstance(value, torch.Tensor) else value

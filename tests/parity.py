@@ -196,11 +196,11 @@ def _compare_final_memory(name, state, expected, ledger: _PromptLedger) -> list[
     return results
 
 
-def run_image_case(name: str) -> list[Comparison]:
+def run_image_case(name: str, kernels: str = "measure") -> list[Comparison]:
     case, frames, expected = load_case(name)
     predictor = build_image_predictor(
         case["config"], reference_state_dict(case["config"]), image_size=case["image_size"],
-        postprocessing=case["postprocessing"],
+        postprocessing=case["postprocessing"], kernels=kernels,
     )
     predictor.set_image(frames[case.get("frame", 0)])
     results, low_res_by_step = [], {}

@@ -29,7 +29,7 @@ from annotation.document import PackedMask
 from annotation.engine import FIND_POINTS_PER_BATCH
 from sam2.video_io import MediaLimits, decode
 from tests import media_factory
-from tests.app_harness import IMAGE_SIZE, MODEL, PRECISION, Replay, assert_masks_match, iou, start_app
+from tests.app_harness import IMAGE_SIZE, KERNELS, MODEL, PRECISION, Replay, assert_masks_match, iou, start_app
 from tests.reference import reference_state_dict
 from tests.test_app_api import export, file_url, get, plain
 from tests.test_app_e2e import (
@@ -116,7 +116,7 @@ def generated(frame: np.ndarray, points_per_side: int) -> list[np.ndarray]:
         MODEL, reference_state_dict("sam2.1_hiera_t"), image_size=IMAGE_SIZE, points_per_side=points_per_side,
         points_per_batch=FIND_POINTS_PER_BATCH, pred_iou_thresh=SETTINGS["--find-iou-thresh"],
         stability_score_thresh=SETTINGS["--find-stability-thresh"], box_nms_thresh=SETTINGS["--find-nms-thresh"],
-        precision=PRECISION,
+        precision=PRECISION, kernels=KERNELS,
     )  # fmt: skip
     return [r["segmentation"] for r in generator.generate(frame)]
 

@@ -720,3 +720,19 @@ def test_timeline_cells_by_the_rule(tmp_path, engine):
     assert tuple(image[middle, 10 * cell + 4]) == (255, 255, 255)  # the prompt's dot
     assert tuple(image[middle, 11 * cell]) == core_views.LOST_CELL  # ...not in the next cell
     assert tuple(image[0, 50 * cell]) == (40, 40, 40) and tuple(image[middle, 50 * cell]) == (40, 40, 40)
+
+
+def test_the_page_gives_the_speed_measured_on_this_machine(predictor):
+    """The tracking help's speed words come from an encoding timed here, not from a figure
+    written for some other CPU."""
+    from ui.layout import track_help
+
+    engine = Engine(predictor)
+    speed = engine.measure_speed()
+    assert speed is engine.speed and speed.image_size == IMAGE_SIZE and 0 < speed.encode_s < 60
+    assert speed.frame_s(3) > speed.frame_s(1) > speed.encode_s
+    words = track_help(speed.describe())
+    assert "about a second" not in words
+    assert f"about {speed.frame_s(1):.1f} s per frame with one object" in words
+    assert f"encoding a frame here at start: {speed.encode_s:.2f} s" in words
+    assert "depends on the machine" in track_help(None)  # ZeroGPU: nothing measured at start

@@ -7,6 +7,7 @@ the offline paths.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import math
@@ -28,6 +29,7 @@ from checkpoints.download import (
     checkpoint_path,
     ensure_checkpoint,
     fetch,
+    preloaded,
     verify_file,
 )
 from checkpoints.registry import CHECKPOINTS, CheckpointInfo, checkpoint_info
@@ -330,6 +332,28 @@ def test_existing_file_is_checked_and_used_without_network(
     assert fetch(info, tmp_path, progress=False) == path
     assert time.monotonic() - started < 2  # hashing 156 MB takes about 0.1 s here
     assert path.read_bytes() == data
+
+
+def test_a_copy_preloaded_into_the_hub_cache_is_used_when_its_checksum_is_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Space's `preload_from_hub` puts the file in the Hugging Face cache at build time: it is
+    found there without network, and only with the registry's SHA-256."""
+    import huggingface_hub.constants
+
+    data = b"weights" * 1000
+    snapshot = tmp_path / "hub" / "models--facebook--sam2.1-hiera-tiny" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "ref.pt").write_bytes(data)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    digest = hashlib.sha256(data).hexdigest()
+    good = CheckpointInfo("test", "ref.pt", "facebook/sam2.1-hiera-tiny", None, len(data), digest)
+    assert preloaded(good) == (snapshot / "ref.pt").resolve()
+    assert preloaded(dataclasses.replace(good, sha256="ab" * 32)) is None  # and left alone
+    assert preloaded(dataclasses.replace(good, filename="other.pt")) is None
+    assert (snapshot / "ref.pt").read_bytes() == data
 
 
 def test_existing_file_of_the_right_size_but_another_checksum_is_refused_and_kept(

@@ -24,21 +24,22 @@ from pycocotools import mask as mask_utils
 from annotation import formats
 from sam2.video_io import MediaLimits, decode
 from tests import media_factory
-from tests.app_harness import IMAGE_SIZE, MODEL, PRECISION, ROOT, Replay, start_app
+from tests.app_harness import IMAGE_SIZE, KERNELS, MODEL, PRECISION, ROOT, Replay, start_app
 
 # pycocotools' C code predates numpy 2's __array__(copy=...); it decodes correctly all the same.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def cli(checkpoint: Path, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m annotation`` with the app tests' model settings (tiny, 512, float32)."""
+    """``python -m annotation`` with the app tests' model settings (tiny, 512, float32, kernels
+    pinned: masks bit-identical to the app's and Replay's)."""
     cmd = [sys.executable, "-m", "annotation", *map(str, args), *model_args(checkpoint)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def model_args(checkpoint: Path) -> list[str]:
     return ["--checkpoint", str(checkpoint), "--model", MODEL, "--image-size", str(IMAGE_SIZE),
-            "--precision", PRECISION, "--quiet"]  # fmt: skip
+            "--precision", PRECISION, "--kernels", KERNELS, "--quiet"]  # fmt: skip
 
 
 def png_masks(path: Path) -> dict[str, np.ndarray]:

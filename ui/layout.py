@@ -39,8 +39,8 @@ video), or delete it.
 
 TRACK_HELP = """
 Tracking follows every object from the frame shown in the viewer: forward to the end,
-backward to the start, or both. It takes about a second per frame on a CPU; **Cancel** stops
-it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
+backward to the start, or both. {speed}; the progress line shows the real pace. **Cancel**
+stops it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
 from there. The **timeline** under the frame shows each object (rows) on each frame (columns): its colour =
 found, red = lost, grey = not tracked yet, white dot = your clicks. Click the timeline to go
 to that frame.
@@ -93,7 +93,10 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
         find = FindPage()  # finding objects on a frame and a click's three masks (ui/find_page.py)
-        controls = _components(limits, engine.describe(), engine.image_sizes, engine.image_size, datasets, find)
+        speed = engine.speed.describe() if engine.speed is not None else None
+        controls = _components(
+            limits, engine.describe(), speed, engine.image_sizes, engine.image_size, datasets, find
+        )
         controls.extras += datasets.view_outputs() + find.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
@@ -102,8 +105,14 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     return demo
 
 
+def track_help(speed: str | None) -> str:
+    """The tracking step's help, with the speed measured on this machine where there is one."""
+    return TRACK_HELP.format(speed=speed or "How long it takes depends on the machine")
+
+
 def _components(
-    limits: MediaLimits, model: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage, find: FindPage
+    limits: MediaLimits, model: str, speed: str | None, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
+    find: FindPage,
 ) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
@@ -176,7 +185,7 @@ def _components(
                 datasets.build_imports()
             with gr.Group():
                 gr.Markdown("### 3. Track")
-                gr.Markdown(TRACK_HELP)
+                gr.Markdown(track_help(speed))
                 with gr.Row():
                     back = gr.Button("◀ Track backward", elem_id="track-backward")
                     both = gr.Button("◀ Track both ▶", elem_id="track-both", variant="primary")

@@ -7,41 +7,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels import KernelChooser
 from .common import MLP
 from .position_encoding import apply_rope, axial_rope_frequencies
 
-# Score matrices at least this large go through `blockwise_attention` on CPU.
-_BLOCKWISE_MIN_SCORES = 1 << 20
 # Scores computed at once: 32M elements (128 MB in float32). Memory attention then takes
 # about 1,000 query rows against 7 frames of memory, which keeps the query-key product near
 # the CPU's matrix-multiply peak; fewer rows lose more there than the smaller block gains.
 _BLOCK_SCORES = 1 << 25
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernels: KernelChooser | None = None, kind: str | None = None
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(D)) v for q (..., Nq, D), k (..., Nk, D), v (..., Nk, Dv).
 
-    Large attentions in bfloat16/float16 on CPU use `blockwise_attention`; everything else
-    PyTorch's fused kernel (in float32 on CPU it is as fast or faster for square attention;
-    on GPUs it is flash attention, which nothing here beats).
+    With a chooser and a shape class (`kind`, see sam2.kernels) the chooser runs PyTorch's
+    fused kernel or `blockwise_attention`, whichever it measured faster here; without, the
+    fused kernel (small attentions: windows, the mask decoder).
     """
-    if q.device.type == "cpu" and _reduced_precision(q) and q.shape[-2] * k.shape[-2] >= _BLOCKWISE_MIN_SCORES:
-        return blockwise_attention(q, k, v)
-    return F.scaled_dot_product_attention(q, k, v)
-
-
-def _reduced_precision(x: torch.Tensor) -> bool:
-    return x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(x.device.type)
+    fused = lambda: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    if kernels is None or kind is None:
+        return fused()
+    return kernels.run(kind, q, k, {"fused": fused, "blockwise": lambda: blockwise_attention(q, k, v)})
 
 
 def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The same as `attention`, as matrix product, softmax, matrix product per block of
     query rows.
 
-    Why not PyTorch's fused CPU kernel: it computes bfloat16 inputs in float32 (no faster
-    than float32), and it is slow with values narrower than the keys, which `RoPEAttention`
-    uses. Memory attention (4096 queries x 28,736 keys x 256 channels, 64-channel values,
-    2-core AVX-512 CPU): 0.50 s here vs 0.86 s fused in float32, 0.25 s in bfloat16.
+    Why another kernel: PyTorch's fused CPU kernel is slow with values narrower than the keys,
+    which `RoPEAttention` uses, and on some CPUs computes bfloat16 inputs no faster than
+    float32. Memory attention (4096 queries x 28,736 keys x 256 channels, 64-channel values,
+    2-core AMD EPYC, AVX-512): 0.50 s here vs 0.86 s fused in float32, 0.25 s in bfloat16.
+    On other CPUs (AMX) the fused kernel wins: `sam2.kernels` measures which to use.
     The softmax runs in place, one row at a time while the row is in cache; the score
     buffer is reused, so no block pays for fresh pages.
     Under autocast the products run in the autocast dtype, like every other matmul.
@@ -78,9 +77,14 @@ def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
 class Attention(nn.Module):
     """Multi-head attention with separate q/k/v projections to `dim // downsample_rate`."""
 
-    def __init__(self, dim: int, num_heads: int, downsample_rate: int = 1, kv_in_dim: int | None = None) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, downsample_rate: int = 1, kv_in_dim: int | None = None,
+        kernels: KernelChooser | None = None,
+    ) -> None:
+        """kernels: the model's chooser for large attentions (None: always the fused kernel)."""
         super().__init__()
         self.num_heads = num_heads
+        self.kernels = kernels
         internal = dim // downsample_rate
         kv_in_dim = kv_in_dim or dim
         self.q_proj = nn.Linear(dim, internal)
@@ -95,8 +99,13 @@ class Attention(nn.Module):
     def _project(self, q, k, v) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = attention(q, k, v)
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+        """Heads (B, h, N, d) -> projected output (B, Nq, C); `kind` names the shape class
+        for the kernel chooser."""
+        return self._merge(attention(q, k, v, self.kernels, kind))
+
+    def _merge(self, out: torch.Tensor) -> torch.Tensor:
+        """Heads' outputs (B, h, N, d) -> projected (B, N, C)."""
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
 
@@ -112,9 +121,14 @@ class RoPEAttention(Attention):
     end with `num_k_exclude_rope` tokens (object pointers) that are not rotated.
     """
 
-    def __init__(self, dim: int, num_heads: int, kv_in_dim: int | None = None, theta: float = 10000.0) -> None:
-        super().__init__(dim, num_heads, kv_in_dim=kv_in_dim)
+    def __init__(
+        self, dim: int, num_heads: int, kv_in_dim: int | None = None, theta: float = 10000.0,
+        kernels: KernelChooser | None = None, kind: str | None = None,
+    ) -> None:
+        """kind: "self" or "cross", the shape class the kernel chooser keeps a choice for."""
+        super().__init__(dim, num_heads, kv_in_dim=kv_in_dim, kernels=kernels)
         self.theta = theta
+        self.kind = kind
         self._freqs: dict[tuple, torch.Tensor] = {}
 
     def _frequencies(self, num_tokens: int, head_dim: int, device: torch.device) -> torch.Tensor:
@@ -125,26 +139,29 @@ class RoPEAttention(Attention):
         return self._freqs[key]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
-        narrow_values = self._values_after_attention(q, v)
-        if narrow_values:
-            q, k = self._heads(self.q_proj(q)), self._heads(self.k_proj(k))
-        else:
-            q, k, v = self._project(q, k, v)
+        """q (B, Nq, C), k and v (B, Nk, C_kv) -> (B, Nq, C)."""
+        q, k = self._heads(self.q_proj(q)), self._heads(self.k_proj(k))
         freqs = self._frequencies(q.shape[-2], q.shape[-1], q.device)
         q = apply_rope(q, freqs)
         num_rope = k.shape[-2] - num_k_exclude_rope
         k = torch.cat([apply_rope(k[:, :, :num_rope], freqs), k[:, :, num_rope:]], dim=2)
-        if narrow_values:
+        fused = lambda: self._attend(q, k, self._heads(self.v_proj(v)))  # noqa: E731
+        if self.kernels is None or self.kind is None:
+            return fused()
+        if self._values_after_attention(v):
             # Attention rows sum to one, so attending over the raw narrow values and
             # projecting afterwards equals projecting first: softmax(S)(V W^T + b) =
             # (softmax(S) V) W^T + b, with a quarter of the work in the second product.
-            out = blockwise_attention(q, k, v[:, None])[:, 0]
-            return self.out_proj(self.v_proj(out))
-        return self._attend(q, k, v)
+            # PyTorch's fused kernel is slow with values narrower than the keys, so only
+            # the blockwise kernel takes this way.
+            blockwise = lambda: self.out_proj(self.v_proj(blockwise_attention(q, k, v[:, None])[:, 0]))  # noqa: E731
+        else:
+            blockwise = lambda: self._merge(blockwise_attention(q, k, self._heads(self.v_proj(v))))  # noqa: E731
+        return self.kernels.run(self.kind, q, k, {"fused": fused, "blockwise": blockwise})
 
-    def _values_after_attention(self, q: torch.Tensor, v: torch.Tensor) -> bool:
-        """Memory attention's cross-attention on CPU: one head, values narrower than q."""
-        return q.device.type == "cpu" and self.num_heads == 1 and v.shape[-1] < self.v_proj.out_features
+    def _values_after_attention(self, v: torch.Tensor) -> bool:
+        """Memory attention's cross-attention: one head, values narrower than q."""
+        return self.num_heads == 1 and v.shape[-1] < self.v_proj.out_features
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import HieraConfig
+from ..kernels import KernelChooser
 from .attention import attention
 from .common import MLP
 
@@ -54,9 +55,15 @@ class PatchEmbed(nn.Module):
 
 
 class MultiScaleAttention(nn.Module):
-    def __init__(self, dim: int, dim_out: int, num_heads: int, q_pool: nn.Module | None) -> None:
+    def __init__(
+        self, dim: int, dim_out: int, num_heads: int, q_pool: nn.Module | None,
+        kernels: KernelChooser | None = None, kind: str | None = None,
+    ) -> None:
+        """kernels and kind: the model's kernel chooser and this attention's shape class
+        ("global" for a global block; windows are small and always fused)."""
         super().__init__()
         self.num_heads = num_heads
+        self.kernels, self.kind = kernels, kind
         self.q_pool = q_pool
         self.qkv = nn.Linear(dim, dim_out * 3)
         self.proj = nn.Linear(dim_out, dim_out)
@@ -68,21 +75,22 @@ class MultiScaleAttention(nn.Module):
             q = _pool(q.reshape(b, h, w, -1), self.q_pool)
             h, w = q.shape[1:3]
             q = q.reshape(b, h * w, self.num_heads, -1)
-        x = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.kernels, self.kind)
         return self.proj(x.transpose(1, 2).reshape(b, h, w, -1))
 
 
 class MultiScaleBlock(nn.Module):
     def __init__(
         self, dim: int, dim_out: int, num_heads: int, mlp_ratio: float,
-        q_stride: tuple[int, int] | None, window_size: int,
+        q_stride: tuple[int, int] | None, window_size: int, kernels: KernelChooser | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.dim_out, self.window_size = dim, dim_out, window_size
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.pool = nn.MaxPool2d(kernel_size=q_stride, stride=q_stride) if q_stride else None
         self.q_stride = q_stride
-        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool=self.pool)
+        kind = "global" if window_size == 0 else None
+        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool=self.pool, kernels=kernels, kind=kind)
         self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
         self.mlp = MLP(dim_out, int(dim_out * mlp_ratio), dim_out, num_layers=2, activation=nn.GELU)
         if dim != dim_out:
@@ -114,7 +122,7 @@ class MultiScaleBlock(nn.Module):
 class Hiera(nn.Module):
     """Returns one (B, C_i, H_i, W_i) feature map per stage, finest first."""
 
-    def __init__(self, config: HieraConfig) -> None:
+    def __init__(self, config: HieraConfig, kernels: KernelChooser | None = None) -> None:
         super().__init__()
         self.config = config
         self.patch_embed = PatchEmbed(config)
@@ -140,7 +148,7 @@ class Hiera(nn.Module):
                 heads = int(heads * config.head_mul)
                 stage += 1
             q_stride = config.q_stride if i in q_pool_blocks else None
-            self.blocks.append(MultiScaleBlock(dim, dim_out, heads, config.mlp_ratio, q_stride, window))
+            self.blocks.append(MultiScaleBlock(dim, dim_out, heads, config.mlp_ratio, q_stride, window, kernels))
             dim = dim_out
 
     def position_embedding(self, height: int, width: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, NeckConfig
+from ..kernels import KernelChooser
 from .hiera import Hiera
 from .position_encoding import SinePositionEncoding
 
@@ -54,9 +55,10 @@ class FpnNeck(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, kernels: KernelChooser | None = None) -> None:
+        """kernels: the model's attention-kernel chooser (None: always PyTorch's fused kernel)."""
         super().__init__()
-        self.trunk = Hiera(config.trunk)
+        self.trunk = Hiera(config.trunk, kernels)
         self.neck = FpnNeck(config.neck)
         self.scalp = config.neck.scalp
 

@@ -7,14 +7,19 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..kernels import KernelChooser
 from .attention import RoPEAttention
 
 
 class MemoryAttentionLayer(nn.Module):
-    def __init__(self, dim: int, mem_dim: int, ffn_dim: int, theta: float) -> None:
+    def __init__(
+        self, dim: int, mem_dim: int, ffn_dim: int, theta: float, kernels: KernelChooser | None = None
+    ) -> None:
         super().__init__()
-        self.self_attn = RoPEAttention(dim, num_heads=1, theta=theta)
-        self.cross_attn_image = RoPEAttention(dim, num_heads=1, kv_in_dim=mem_dim, theta=theta)
+        self.self_attn = RoPEAttention(dim, num_heads=1, theta=theta, kernels=kernels, kind="self")
+        self.cross_attn_image = RoPEAttention(
+            dim, num_heads=1, kv_in_dim=mem_dim, theta=theta, kernels=kernels, kind="cross"
+        )
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim)
@@ -38,10 +43,13 @@ class MemoryAttentionLayer(nn.Module):
 
 
 class MemoryAttention(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, kernels: KernelChooser | None = None) -> None:
+        """kernels: the model's attention-kernel chooser (None: always PyTorch's fused kernel)."""
         super().__init__()
         self.layers = nn.ModuleList(
-            MemoryAttentionLayer(config.hidden_dim, config.mem_dim, config.memory_attention_ffn_dim, config.rope_theta)
+            MemoryAttentionLayer(
+                config.hidden_dim, config.mem_dim, config.memory_attention_ffn_dim, config.rope_theta, kernels
+            )
             for _ in range(config.memory_attention_layers)
         )
         self.norm = nn.LayerNorm(config.hidden_dim)

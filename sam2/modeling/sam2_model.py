@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..kernels import KernelChooser
+from ..kernels import resolve as resolve_kernels
 from .common import MLP
 from .image_encoder import ImageEncoder
 from .mask_decoder import DecoderOutput, MaskDecoder
@@ -75,12 +77,15 @@ class PointerItem:
 
 
 class SAM2Model(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, kernels: str | KernelChooser | None = None) -> None:
+        """kernels: how large attentions pick their kernel, a policy ("measure", the default,
+        "fused" or "blockwise") or a chooser to share (see sam2.kernels)."""
         super().__init__()
         self.config = config
+        self.kernels = resolve_kernels(kernels)
         c, mem = config.hidden_dim, config.mem_dim
-        self.image_encoder = ImageEncoder(config)
-        self.memory_attention = MemoryAttention(config)
+        self.image_encoder = ImageEncoder(config, self.kernels)
+        self.memory_attention = MemoryAttention(config, self.kernels)
         self.memory_encoder = MemoryEncoder(config)
         self.sam_prompt_encoder = PromptEncoder(c, config.image_size, config.feat_size)
         self.sam_mask_decoder = MaskDecoder(config)
@@ -103,10 +108,10 @@ class SAM2Model(nn.Module):
     def at_image_size(self, image_size: int) -> SAM2Model:
         """The same model for another input size (512, 768 or 1024), sharing every weight
         tensor with this one (no copy): no parameter's shape depends on the size, only the
-        position encodings computed from it."""
+        position encodings computed from it. The kernel chooser is shared too."""
         if image_size == self.config.image_size:
             return self
-        resized = SAM2Model(self.config.with_image_size(image_size))
+        resized = SAM2Model(self.config.with_image_size(image_size), self.kernels)
         resized.load_state_dict(self.state_dict(), strict=True, assign=True)
         return resized.eval()
 
