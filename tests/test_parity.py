@@ -18,8 +18,14 @@ def _assert_all_ok(results):
     assert not failed, "\n".join(failed)
 
 
-@pytest.mark.parametrize("kernels", KERNELS)
-@pytest.mark.parametrize("case", VIDEO_CASES)
+# Both kernels on every 512 case (their attentions are large enough for the choice to matter
+# there too); the 1024 case, the suite's slowest at several minutes, once, with blockwise.
+VIDEO_RUNS = [
+    (case, kernels) for case in VIDEO_CASES for kernels in KERNELS if (case, kernels) != ("video_t21_1024", "fused")
+]
+
+
+@pytest.mark.parametrize(("case", "kernels"), VIDEO_RUNS)
 def test_video_case_matches_reference(case, kernels):
     results = run_video_case(case, kernels=kernels)
     _assert_all_ok(results)
