@@ -395,7 +395,7 @@ def test_cancel_keeps_what_was_done_and_frees_the_session(tmp_path, engine, pred
     work = make_work(tmp_path, engine)
     annotate.click(work, engine, 0, 4, 4, "add")
     thread = annotate.start_tracking(work, engine, 0, "forward", None)
-    with pytest.raises(UserError, match="busy"):
+    with pytest.raises(UserError, match="Tracking forward is still running. Wait for it to finish, or press Cancel."):
         annotate.start_tracking(work, engine, 0, "forward", None)
     deadline = time.monotonic() + 60
     while work.progress.done < 1 and time.monotonic() < deadline:  # the first frame is in
