@@ -37,10 +37,11 @@ DEFAULT_DENSITY = 16
 MIN_DENSITY, MAX_DENSITY = 2, 64  # what the API accepts (64 x 64 points take many minutes on a CPU)
 # Seconds one run took on this project's machine (a 2-core AMD EPYC 7001 "Naples", AVX2, no
 # AVX-512; float32, sam2.1_hiera_tiny, one 854x480 frame, encoding included, every candidate
-# upsampled: an upper bound), by model detail and points per side. The page's help quotes them.
+# upsampled: an upper bound), by model detail and points per side, by `python -m sam2.bench
+# --find-objects`. The page's help quotes them; its progress line gives the real time left.
 MEASURED_S = {
-    1024: {8: 0.0, 16: 0.0, 32: 0.0},
-    512: {8: 0.0, 16: 0.0, 32: 0.0},
+    1024: {8: 14.7, 16: 37.6, 32: 138.6},
+    512: {8: 4.3, 16: 11.1, 32: 41.7},
 }
 MEASURED_ON = "a 2-core AMD EPYC (Zen 1, AVX2), float32, one 854x480 frame"
 THUMB_WIDTH = 160  # pixels across one of a click's candidate pictures
