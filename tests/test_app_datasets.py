@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import playwright.sync_api as playwright_api
 import pytest
 import yaml
 from gradio_client import Client, handle_file
@@ -31,17 +30,18 @@ from tests.app_harness import Replay, assert_masks_match, iou, start_app
 from tests.test_app_api import export as api_export
 from tests.test_app_api import file_url, get, plain
 from tests.test_app_e2e import (
-    BROWSER_ARGS,
-    CHROMIUM,
     EXPORT_TIMEOUT_MS,
     TIMEOUT_MS,
     act,
+    assert_served_cleanly,
     choose,
     click_image,
     expected_view,
     fetch,
     fetch_image,
+    launch_chromium,
     mismatch,
+    open_page,
     status,
     track,
     upload,
@@ -71,18 +71,12 @@ def app(reference_checkpoint: Path, workdir: Path):
     running.stop()
     # Bad files, hostile names and API misuse are all answered in words: nothing may end in an
     # error or a traceback on the server, and every picture the pages were sent could be fetched.
-    log = running.log_text()
-    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not problems, f"the server logged errors:\n{log[-6000:]}"
-    assert not UNFETCHED, f"pages could not fetch what they were sent: {UNFETCHED}"
+    assert_served_cleanly(running, UNFETCHED)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +95,7 @@ def api_video(workdir: Path) -> Path:
 
 
 def new_page(browser, app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.on("response", lambda r: UNFETCHED.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app.url)
-    page.wait_for_selector("#upload input[type=file]", state="attached")
-    return page
+    return open_page(browser, app, UNFETCHED)
 
 
 # ----------------------------------------------------------------------------- page helpers

@@ -61,18 +61,29 @@ def app(reference_checkpoint: Path, workdir: Path):
     # Everything the browser tests did (bad input, hostile names, reloads, two browsers) is
     # answered on the page; nothing may end in an error or a traceback on the server, and every
     # picture or file the pages were sent could be fetched.
-    log = running.log_text()
-    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not problems, f"the server logged errors during the browser tests:\n{log[-6000:]}"
-    assert not UNFETCHED, f"pages could not fetch what they were sent: {UNFETCHED}"
+    assert_served_cleanly(running, UNFETCHED)
 
 
-@pytest.fixture(scope="module")
-def browser():
+def launch_chromium():
+    """Debian's Chromium under Playwright, for a module's ``browser`` fixture to yield from."""
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         yield chromium
         chromium.close()
+
+
+def assert_served_cleanly(app, unfetched: list[tuple[int, str]]) -> None:
+    """After a module's tests: no error or traceback in the server's log, and every file the
+    pages were sent could be fetched (``unfetched`` is filled by :func:`open_page`)."""
+    log = app.log_text()
+    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert not problems, f"the server logged errors:\n{log[-6000:]}"
+    assert not unfetched, f"pages could not fetch what they were sent: {unfetched}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +102,15 @@ UNFETCHED: list[tuple[int, str]] = []  # (status, URL) of files the pages asked 
 
 
 def new_page(browser, app):
+    return open_page(browser, app, UNFETCHED)
+
+
+def open_page(browser, app, unfetched: list[tuple[int, str]]):
+    """A fresh browser context on the app, its page loaded; any file it fails to fetch is
+    noted in ``unfetched`` (see :func:`assert_served_cleanly`)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.on("response", lambda r: UNFETCHED.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
+    page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url)
     page.wait_for_selector("#upload input[type=file]", state="attached")

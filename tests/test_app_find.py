@@ -19,7 +19,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import playwright.sync_api as playwright_api
 import pytest
 from gradio_client import Client, handle_file
 
@@ -33,15 +32,15 @@ from tests.app_harness import IMAGE_SIZE, KERNELS, MODEL, PRECISION, Replay, ass
 from tests.reference import reference_state_dict
 from tests.test_app_api import export, file_url, get, plain
 from tests.test_app_e2e import (
-    BROWSER_ARGS,
-    CHROMIUM,
     EXPORT_TIMEOUT_MS,
-    TIMEOUT_MS,
     act,
+    assert_served_cleanly,
     choose,
     click_image,
     fetch,
+    launch_chromium,
     loaded_geometry,
+    open_page,
     status,
     track,
     upload,
@@ -72,18 +71,12 @@ def app(reference_checkpoint: Path, workdir: Path):
     running.stop()
     # Bad requests and a cancelled find are all answered in words: nothing may end in an error
     # or a traceback on the server, and every picture the pages were sent could be fetched.
-    log = running.log_text()
-    problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-    assert not problems, f"the server logged errors:\n{log[-6000:]}"
-    assert not UNFETCHED, f"pages could not fetch what they were sent: {UNFETCHED}"
+    assert_served_cleanly(running, UNFETCHED)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +91,7 @@ def frames(video: Path) -> list[np.ndarray]:
 
 
 def new_page(browser, app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.on("response", lambda r: UNFETCHED.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(app.url)
-    page.wait_for_selector("#upload input[type=file]", state="attached")
-    return page
+    return open_page(browser, app, UNFETCHED)
 
 
 # ----------------------------------------------------------------------------- helpers
