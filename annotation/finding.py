@@ -112,8 +112,7 @@ def start_finding(work: Work, engine: Engine, frame: int, points_per_side: int) 
     """Check the request, then find objects on ``frame`` on a background thread that holds
     ``work.lock`` until it ends. A problem is raised here (UserError) before anything starts;
     the run's outcome is in ``work.progress`` (error, cancelled) and ``Finding.message``."""
-    if work.progress.running:
-        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+    operations.refuse_while_running(work)
     operations.require_video(work)
     frame = operations.check_frame(work, frame)
     points_per_side = check_density(points_per_side)
@@ -125,16 +124,9 @@ def start_finding(work: Work, engine: Engine, frame: int, points_per_side: int) 
         unit="points", kept="your objects, clicks and masks stay as they were",
     )  # fmt: skip
     finding = Finding()
-    finding.thread = threading.Thread(
-        target=operations._in_this_context(_run_finding), args=(work, engine, frame, points_per_side, finding),
-        name="find-objects", daemon=True,
-    )  # fmt: skip
-    try:
-        finding.thread.start()
-    except BaseException:
-        work.progress.running = False
-        work.lock.release()
-        raise
+    finding.thread = operations.start_holding_lock(
+        work, _run_finding, (work, engine, frame, points_per_side, finding), "find-objects"
+    )
     return finding
 
 

@@ -508,8 +508,7 @@ def track(work: Work, engine: Engine, frame: int, direction: Direction, count: i
     stops the run: Ctrl-C (KeyboardInterrupt, raised again), ``work.cancel`` or an error (in
     the returned progress)."""
     runs = plan_tracking(work, frame, direction, count)
-    if work.progress.running:  # say what runs (finding objects, loading a session), not just "busy"
-        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+    refuse_while_running(work)
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     _begin_tracking(work, runs, direction)
@@ -524,19 +523,11 @@ def start_tracking(work: Work, engine: Engine, frame: int, direction: Direction,
     is pressed (checked between frames), and the page polls ``work.progress`` meanwhile.
     """
     runs = plan_tracking(work, frame, direction, count)
-    if work.progress.running:  # say what runs (finding objects, loading a session), not just "busy"
-        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+    refuse_while_running(work)
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     _begin_tracking(work, runs, direction)
-    thread = threading.Thread(target=_in_this_context(_run_tracking), args=(work, engine, runs, direction), daemon=True)
-    try:
-        thread.start()
-    except BaseException:
-        work.progress.running = False
-        work.lock.release()
-        raise
-    return thread
+    return start_holding_lock(work, _run_tracking, (work, engine, runs, direction), "track")
 
 
 def _begin_tracking(work: Work, runs: list[tuple[int, int, bool]], direction: str) -> None:
@@ -807,8 +798,7 @@ def start_loading(work: Work, engine: Engine, path: str | Path) -> Loading:
     model call per prompt, so a big file takes a while: ``work.progress`` counts the prompts,
     and Cancel (``work.cancel``) stops it with the work as it was (the load is all or nothing).
     """
-    if work.progress.running:
-        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+    refuse_while_running(work)
     saved = read_session(work, path)
     if not work.lock.acquire(timeout=LOCK_WAIT_S):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
@@ -818,15 +808,7 @@ def start_loading(work: Work, engine: Engine, path: str | Path) -> Loading:
         unit="prompts", kept="your objects, clicks and masks stay as they were",
     )  # fmt: skip
     loading = Loading()
-    loading.thread = threading.Thread(
-        target=_in_this_context(_run_loading), args=(work, engine, saved, loading), name="load-session", daemon=True
-    )
-    try:
-        loading.thread.start()
-    except BaseException:
-        work.progress.running = False
-        work.lock.release()
-        raise
+    loading.thread = start_holding_lock(work, _run_loading, (work, engine, saved, loading), "load-session")
     return loading
 
 
@@ -848,6 +830,27 @@ def _run_loading(work: Work, engine: Engine, saved: formats.Session, loading: Lo
         progress.running = False
         progress.finished = time.monotonic()
         work.lock.release()
+
+
+def refuse_while_running(work: Work) -> None:
+    """A long step (tracking, loading a session, finding objects) runs: say which, not just
+    "busy"."""
+    if work.progress.running:
+        raise UserError(f"{work.progress.label} is still running. Wait for it to finish, or press Cancel.")
+
+
+def start_holding_lock(work: Work, target: Callable, args: tuple, name: str) -> threading.Thread:
+    """Run ``target(*args)`` on a background thread that has ``work.lock`` (taken by the
+    caller, with ``work.progress`` set running) and releases it at its end. If the thread
+    cannot start, the lock and the progress are given back here."""
+    thread = threading.Thread(target=_in_this_context(target), args=args, name=name, daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        work.progress.running = False
+        work.lock.release()
+        raise
+    return thread
 
 
 def _in_this_context(function: Callable) -> Callable:
