@@ -3,7 +3,7 @@
     python app.py                       # http://127.0.0.1:7860, sam2.1_hiera_tiny at 1024
     python app.py --model sam2.1_hiera_small --image-size 768 --max-frames 300
     python app.py --host 0.0.0.0        # reachable from other machines (hosting)
-    python app.py --precision float32   # exact results (default: bfloat16 where the hardware has it)
+    python app.py --precision float32   # exact results (default: bfloat16 where measured faster)
 
 The model is loaded once and shared by everyone using the page; each browser tab has its own
 work (see ui/sessions.py). Without --checkpoint the official checkpoint is downloaded into

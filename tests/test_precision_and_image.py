@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sam2 import build_image_predictor, load_model
-from sam2.precision import Precision
+from sam2.precision import Precision, cpu_precision_choice, measure_cpu_precision
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.parity import replay_video_case
 from tests.reference import load_case, reference_state_dict
@@ -46,7 +46,39 @@ def test_image_predictor_fast_mode_is_close():
 def test_precision_names():
     with pytest.raises(ValueError, match="Unknown precision 'half'"):
         Precision("half", "cpu")
-    assert Precision.fastest_supported("cpu") in ("bfloat16", "float32")
+    assert Precision.fastest_supported("cpu") == cpu_precision_choice().precision  # measured once per process
+    assert cpu_precision_choice().precision in ("bfloat16", "float32")
+    assert set(cpu_precision_choice().seconds) == {"float32", "bfloat16"}
+
+
+class ProbeClock:
+    """A fake timer and a fake probe: the clock moves only when the probe runs, by what each
+    precision is told to cost on its n-th run."""
+
+    def __init__(self, costs: dict[str, list[float]]) -> None:
+        self.now, self.costs, self.runs = 0.0, {k: iter(v) for k, v in costs.items()}, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def probe(self, precision: str) -> None:
+        self.runs.append(precision)
+        self.now += next(self.costs[precision])
+
+
+@pytest.mark.parametrize(("float32", "bfloat16", "chosen"), [
+    ([3.0, 3.0, 3.0], [1.0, 1.0, 1.0], "bfloat16"),  # native bfloat16 (AVX-512 BF16, AMX): 3x
+    ([1.0, 1.0, 1.0], [4.0, 4.0, 4.0], "float32"),  # emulated bfloat16 (AVX2 only)
+    ([1.1, 1.1, 1.1], [1.0, 1.0, 1.0], "float32"),  # 10% is not worth bfloat16's rounding
+    ([2.0, 2.0, 2.0], [9.0, 1.0, 1.0], "bfloat16"),  # the first run's warm-up does not count
+])
+def test_fast_mode_precision_is_chosen_by_measurement(float32, bfloat16, chosen):
+    clock = ProbeClock({"float32": float32, "bfloat16": bfloat16})
+    choice = measure_cpu_precision(timer=clock, rounds=3, probe=clock.probe)
+    assert choice.precision == chosen
+    assert clock.runs == ["float32", "bfloat16"] * 3  # interleaved: a slow spell hits both
+    assert dict(choice.seconds) == {"float32": min(float32), "bfloat16": min(bfloat16)}
+    assert choice.describe().startswith(f"fast mode on this CPU: {chosen} (measured: float32 ")
 
 
 @pytest.fixture(scope="module")
