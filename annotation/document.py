@@ -7,6 +7,7 @@ tracking run adds frames to the next one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,9 +155,22 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Naming:
+    """Every object's name and label, and the label list: kept outside the snapshots (a rename
+    is not an undo step), except where an edit replaces them all at once (loading a session
+    file names its objects and brings its labels): its undo puts the old ones back."""
+
+    registry: Mapping[int, ObjectInfo]
+    labels: tuple[str, ...]
+    last_label: str
+
+
+@dataclass(frozen=True)
 class Edit:
-    """One undoable step: what it was called and the document before and after it."""
+    """One undoable step: what it was called and the document before and after it (and the
+    naming before and after it, for an edit that replaced the naming)."""
 
     label: str
     before: Snapshot
     after: Snapshot
+    naming: tuple[Naming, Naming] | None = None

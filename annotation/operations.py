@@ -291,6 +291,8 @@ def undo(work: Work, engine: Engine) -> str:
         raise UserError("Nothing to undo.")
     edit = work.undo.pop()
     work.redo.append(edit)
+    if edit.naming is not None:
+        work.restore_naming(edit.naming[0])
     return _restore(work, engine, edit.before, f"Undid: {edit.label}.")
 
 
@@ -299,6 +301,8 @@ def redo(work: Work, engine: Engine) -> str:
         raise UserError("Nothing to redo.")
     edit = work.redo.pop()
     work.undo.append(edit)
+    if edit.naming is not None:
+        work.restore_naming(edit.naming[1])
     return _restore(work, engine, edit.after, f"Redid: {edit.label}.")
 
 
@@ -767,9 +771,11 @@ def apply_session(
     # Everything is made: from here on only assignments, so all of it changes together.
     engine.stop_encoding_ahead(video.handle)
     video.handle = handle
+    naming_before = work.naming()
     work.labels, work.last_label = labels, saved.objects[-1].label
     work.registry.update(objects)
-    work.commit(f"load {what.removeprefix('the ')}", doc)  # undo returns to the document before (and rebuilds)
+    # Undo returns to the document before (and rebuilds), with its objects' names and labels.
+    work.commit(f"load {what.removeprefix('the ')}", doc, naming_before=naming_before)
     work.active = doc.object_ids[0]
     work.pending_corner = None
     loaded = f"Loaded {len(saved.objects)} object(s) and {len(saved.prompts)} prompt(s)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from annotation.document import DEFAULT_LABEL, MAX_OBJECTS, Edit, ObjectInfo, Snapshot, UserError
+from annotation.document import DEFAULT_LABEL, MAX_OBJECTS, Edit, Naming, ObjectInfo, Snapshot, UserError
 from sam2.video_io import DecodedVideo
 
 MAX_UNDO = 100  # undo steps kept; older ones are dropped so a long session's memory stays bounded
@@ -173,11 +173,20 @@ class Work:
             raise UserError(f"This video already has {MAX_OBJECTS} objects, the most the mask files can hold.")
         return free
 
+    def naming(self) -> Naming:
+        return Naming(dict(self.registry), tuple(self.labels), self.last_label)
+
+    def restore_naming(self, naming: Naming) -> None:
+        self.registry, self.labels, self.last_label = dict(naming.registry), list(naming.labels), naming.last_label
+
     # -- history
-    def commit(self, label: str, after: Snapshot, before: Snapshot | None = None) -> None:
+    def commit(self, label: str, after: Snapshot, before: Snapshot | None = None,
+               naming_before: Naming | None = None) -> None:
         """Make ``after`` the document, undoably (``before``: what undo returns to, if not
-        the current document)."""
-        self.undo.append(Edit(label, self.doc if before is None else before, after))
+        the current document; ``naming_before``: the naming undo returns to, for an edit that
+        replaced it, the current naming being the one redo gives back)."""
+        naming = None if naming_before is None else (naming_before, self.naming())
+        self.undo.append(Edit(label, self.doc if before is None else before, after, naming))
         del self.undo[:-MAX_UNDO]
         self.redo.clear()
         self.doc = after

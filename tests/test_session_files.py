@@ -484,5 +484,10 @@ def test_a_cancelled_load_changes_nothing(tmp_path, engine, saved):
     assert loading.message.startswith("Loaded 2 object(s) and 12 prompt(s) with their masks")
     assert work.video.handle is not before.handle and engine.object_ids(work.video.handle) == [1, 2]
     assert work.undo[-1].label == "load session file" and work.undo[-1].before is before.doc
+    loaded_names = dict(work.registry)
+    assert loaded_names != before.registry  # the file names its objects
     annotate.undo(work, engine)
     assert work.doc is before.doc and stored_prompt(work, 1, 2) == before.predictor_prompts[(2, 1)]
+    assert work.registry == before.registry and work.labels == before.labels  # names and labels too
+    annotate.redo(work, engine)
+    assert work.registry == loaded_names and engine.object_ids(work.video.handle) == [1, 2]
