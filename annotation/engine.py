@@ -110,15 +110,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DeviceCall:
-    """One model call made inside a GPU call (ZeroGPU): a prompt on ``frame``, or tracking
-    ``frames`` frames from ``frame`` (``frame`` included)."""
+    """One model call made inside a GPU call (ZeroGPU): a prompt on ``frame``, tracking
+    ``frames`` frames from ``frame`` (``frame`` included), or finding objects on ``frame``."""
 
-    kind: str  # "prompt" or "track"
+    kind: str  # "prompt", "track" or "find"
     frame: int
     obj_id: int = 0
     prompt: PromptSpec | None = None
     frames: int = 1
     reverse: bool = False
+    points_per_side: int = 0  # "find": the generator's grid
 
 
 class Engine:
@@ -364,6 +365,8 @@ class Engine:
         try:
             if call.kind == "prompt":
                 result: Any = self._prompt(predictor, session, call.frame, call.obj_id, call.prompt)
+            elif call.kind == "find":
+                result = self._generate(session.image_size, session.frames[call.frame], call.points_per_side, None)
             else:
                 steps = predictor.propagate_in_video(
                     session, start_frame_idx=call.frame, max_frame_num_to_track=call.frames - 1, reverse=call.reverse
@@ -378,6 +381,8 @@ class Engine:
         budget = self.spec.gpu_budget if self.spec is not None else GpuBudget()
         if call.kind == "prompt":
             return budget.prompt_s
+        if call.kind == "find":
+            return budget.find_seconds(call.points_per_side**2)
         return budget.track_seconds(len(session.tracks), call.frames)
 
     # ------------------------------------------------------------------ finding objects
@@ -391,32 +396,47 @@ class Engine:
         Runs at the session's input size with the engine's precision and ``spec.find``'s
         filters. ``progress(points done, points)`` is called before the work and after each
         batch of points; returning False stops it (FindingCancelled). The model lock is held
-        a batch at a time, so other users' clicks go on meanwhile (a run takes a minute)."""
-        from sam2.automatic_mask_generator import GenerationCancelled, SAM2AutomaticMaskGenerator
-
-        settings = self.spec.find if self.spec is not None else FindSettings()
+        a batch at a time, so other users' clicks go on meanwhile (a run takes a minute).
+        On ZeroGPU the run is one GPU call, with progress only before it."""
         total = points_per_side**2
+        if self._zero_gpu:
+            # One GPU call for the whole grid: the forked GPU worker can neither report progress
+            # back nor be stopped midway, so Cancel only works before it starts.
+            if progress is not None and not progress(0, total):
+                raise FindingCancelled
+            return self._in_gpu_call(handle, DeviceCall("find", frame, points_per_side=points_per_side))
         with self._long_run(), self.lock:
-            # A light object (the model is shared), new for each run so that runs never share state.
-            generator = SAM2AutomaticMaskGenerator(
-                self._generator_model(handle.image_size), points_per_side=points_per_side,
-                points_per_batch=FIND_POINTS_PER_BATCH, pred_iou_thresh=settings.iou_thresh,
-                stability_score_thresh=settings.stability_thresh, box_nms_thresh=settings.nms_thresh,
-                precision=self._predictor.precision.name,
-            )  # fmt: skip
 
-            def between_batches(step: Any) -> bool:
+            def between_batches(done: int) -> bool:
                 self.lock.release()  # let waiting model calls in between two batches
                 try:
                     time.sleep(0)
-                    return progress is None or progress(min(total, step.done * FIND_POINTS_PER_BATCH), total)
+                    return progress is None or progress(min(total, done), total)
                 finally:
                     self.lock.acquire()
 
-            try:
-                records = generator.generate(np.asarray(handle.frames[frame]), progress=between_batches)
-            except GenerationCancelled:
-                raise FindingCancelled from None
+            return self._generate(handle.image_size, handle.frames[frame], points_per_side, between_batches)
+
+    def _generate(
+        self, image_size: int, frame: np.ndarray, points_per_side: int, between_batches: Callable[[int], bool] | None
+    ) -> list[FoundMask]:
+        """The generator's run on one frame (the model lock held) -> found masks, best first.
+        ``between_batches(points done)`` returning False stops it (FindingCancelled)."""
+        from sam2.automatic_mask_generator import GenerationCancelled, SAM2AutomaticMaskGenerator
+
+        settings = self.spec.find if self.spec is not None else FindSettings()
+        # A light object (the model is shared), new for each run so that runs never share state.
+        generator = SAM2AutomaticMaskGenerator(
+            self._generator_model(image_size), points_per_side=points_per_side,
+            points_per_batch=FIND_POINTS_PER_BATCH, pred_iou_thresh=settings.iou_thresh,
+            stability_score_thresh=settings.stability_thresh, box_nms_thresh=settings.nms_thresh,
+            precision=self._predictor.precision.name,
+        )  # fmt: skip
+        report = None if between_batches is None else (lambda step: between_batches(step.done * FIND_POINTS_PER_BATCH))
+        try:
+            records = generator.generate(np.asarray(frame), progress=report)
+        except GenerationCancelled:
+            raise FindingCancelled from None
         return [FoundMask(r["segmentation"], float(r["predicted_iou"]), float(r["stability_score"])) for r in records]
 
     def _generator_model(self, image_size: int) -> Any:

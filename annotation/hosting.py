@@ -33,6 +33,7 @@ class GpuBudget:
     setup_s: float = 10.0
     frame_object_s: float = 0.25  # sam2.1 tiny at 1024 on a GPU, with room to spare
     prompt_s: float = 15.0  # a click: the frame's encoding and one decoding
+    find_point_s: float = 0.02  # "Find objects": per grid point (a 32 x 32 grid: about 20 s)
 
     def chunk_frames(self, objects: int) -> int:
         """Frames per tracking call for this many objects (at least one)."""
@@ -41,6 +42,11 @@ class GpuBudget:
     def track_seconds(self, objects: int, frames: int) -> float:
         """The duration to ask for a chunk of `frames` frames of `objects` objects."""
         return self.setup_s + self.frame_object_s * max(1, objects) * frames
+
+    def find_seconds(self, points: int) -> float:
+        """The duration to ask for finding objects with a grid of `points` points (one call:
+        the largest grid, 32 x 32, fits a default call)."""
+        return self.setup_s + self.find_point_s * points
 
 
 def on_zero_gpu() -> bool:

@@ -15,7 +15,7 @@ import torch
 
 import sam2
 from annotation.document import PromptSpec
-from annotation.engine import DeviceCall, Engine, ModelSpec, tracking_chunks
+from annotation.engine import DeviceCall, Engine, FindingCancelled, FindSettings, ModelSpec, tracking_chunks
 from annotation.hosting import GpuBudget, gpu_decorator
 from tests.reference import reference_state_dict
 
@@ -102,6 +102,32 @@ def test_chunked_tracking_in_gpu_calls_equals_one_uninterrupted_run(predictor):
     ]
 
 
+def test_finding_objects_in_one_gpu_call_equals_finding_them_here(predictor):
+    keep_all = FindSettings(iou_thresh=0.0, stability_thresh=0.0)  # reference weights score low
+    plain = Engine(predictor, ModelSpec("sam2.1_hiera_t", None, image_size=IMAGE_SIZE, find=keep_all))  # type: ignore[arg-type]
+    worker = ForkedWorker()
+    spec = ModelSpec("sam2.1_hiera_t", None, image_size=IMAGE_SIZE, zero_gpu=True, gpu_budget=BUDGET,  # type: ignore[arg-type]
+                     find=keep_all)
+    zero = Engine(predictor, spec, gpu=worker)
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> bool:
+        seen.append((done, total))
+        return True
+
+    found = zero.find_objects(zero.start(frames()), 3, 4, progress=progress)
+    want = plain.find_objects(plain.start(frames()), 3, 4)
+    assert len(found) == len(want) > 1
+    for got, expected in zip(found, want, strict=True):
+        assert np.array_equal(got.mask, expected.mask) and got.score == expected.score
+    assert [(c.kind, c.frame, c.points_per_side, s) for c, s in worker.calls] == [("find", 3, 4, 1.0 + 0.02 * 16)]
+    assert seen == [(0, 16)]  # progress before the call; the worker cannot report back
+
+    with pytest.raises(FindingCancelled):  # Cancel before the call starts: no GPU call at all
+        zero.find_objects(zero.start(frames()), 3, 4, progress=lambda done, total: False)
+    assert len(worker.calls) == 1
+
+
 def test_no_frames_are_encoded_ahead_on_zero_gpu(predictor):
     spec = ModelSpec("sam2.1_hiera_t", None, image_size=IMAGE_SIZE, zero_gpu=True, encode_ahead=4)  # type: ignore[arg-type]
     engine = Engine(predictor, spec, gpu=ForkedWorker())
@@ -133,3 +159,4 @@ def test_a_chunk_fits_the_call():
     budget = GpuBudget(max_call_s=60.0, setup_s=10.0, frame_object_s=0.25)
     assert budget.chunk_frames(1) == 200 and budget.chunk_frames(3) == 66 and budget.chunk_frames(500) == 1
     assert budget.track_seconds(3, 66) <= budget.max_call_s
+    assert GpuBudget().find_seconds(32 * 32) <= GpuBudget().max_call_s  # the page's largest grid
