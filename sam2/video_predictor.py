@@ -50,7 +50,8 @@ class SAM2VideoPredictor:
         always keep theirs); older ones are dropped and recomputed exactly if needed again.
         None keeps all. frame_encoding: None (uint8 frames), "png" or "jpeg" (see FrameStore).
         precision: "float32" (exact, matches Meta's float32 results) or "bfloat16"/"float16"
-        (fast mode: autocast, for CPUs with AVX-512 BF16/AMX and for GPUs)."""
+        (fast mode: autocast, for GPUs and CPUs that run bfloat16 natively: see
+        `Precision.fastest_supported`)."""
         self.model = model.eval()
         self.config = model.config
         self.image_size = model.config.image_size
@@ -217,8 +218,8 @@ class SAM2VideoPredictor:
         if out is None or out.candidates is None or out.candidate_scores is None:
             return None
         h, w = session.frame_size(frame_idx)
-        logits = resize_logits(out.candidates.transpose(0, 1), h, w).float().cpu()
-        return logits.to(self.device), out.candidate_scores[0].float().to(self.device)
+        logits = resize_logits(out.candidates.transpose(0, 1), h, w).float()
+        return logits, out.candidate_scores[0].float()
 
     @torch.inference_mode()
     def clear_all_prompts_in_frame(
@@ -294,11 +295,12 @@ class SAM2VideoPredictor:
                     track.non_cond[frame_idx] = out
                     if self.memory_window is not None:
                         track.evict_memories(self.memory_window, around=frame_idx)
-            logits = []
             for track in session.tracks.values():
                 track.tracked[frame_idx] = reverse
-                logits.append(self._output_logits(track.latest_output(frame_idx)))
-            masks = resize_logits(torch.cat(logits), *session.frame_size(frame_idx))
+            # Holes are filled on the host (OpenCV), all objects at once: one device-to-host
+            # copy per frame, the one the caller needs anyway to show or save the masks.
+            logits = torch.cat([track.latest_output(frame_idx).mask_logits for track in session.tracks.values()])
+            masks = resize_logits(fill_holes(logits, self.fill_hole_area), *session.frame_size(frame_idx))
             yield frame_idx, session.obj_ids, masks
 
     def _processing_order(
@@ -325,8 +327,10 @@ class SAM2VideoPredictor:
                 f"This session was started at image size {session.image_size}; this predictor runs at "
                 f"{self.image_size}. Use the predictor the session was started with (see at_image_size)."
             )
-        image = video_frame_to_input(session.frames[frame_idx], self.image_size)[None].to(self.device)
-        return self.model.encode_image(image)
+        image = video_frame_to_input(session.frames[frame_idx], self.image_size)[None]
+        if self.device.type == "cuda":  # decoded on the CPU, encoded on the GPU: copy without waiting
+            image = image.pin_memory().to(self.device, non_blocking=True)
+        return self.model.encode_image(image.to(self.device))
 
     def _predict_prompted_frame(
         self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None,
@@ -435,12 +439,12 @@ class SAM2VideoPredictor:
         """Every object's newest mask logits on a frame at its size -> (N, 1, H, W);
         objects with no result there get NO_OBJ_SCORE."""
         h, w = session.frame_size(frame_idx)
-        masks = torch.full((len(session.tracks), 1, h, w), NO_OBJ_SCORE, dtype=torch.float32)
+        masks = torch.full((len(session.tracks), 1, h, w), NO_OBJ_SCORE, dtype=torch.float32, device=self.device)
         for i, track in enumerate(session.tracks.values()):
             out = track.latest_output(frame_idx)
             if out is not None:
-                masks[i : i + 1] = resize_logits(self._output_logits(out), h, w).cpu()
-        return masks.to(self.device)
+                masks[i : i + 1] = resize_logits(self._output_logits(out), h, w)
+        return masks
 
     @staticmethod
     def _check_frame(session: VideoSession, frame_idx: int) -> None:

@@ -100,18 +100,18 @@ def replay_video_case(name: str, predictor, state) -> Iterator[StepOutput]:
                 state, step["frame"], step["obj_id"], points=step.get("points"), labels=step.get("labels"),
                 box=step.get("box"), clear_old_points=step.get("clear_old_points", True),
             )
-            yield StepOutput(i, step, frame, list(obj_ids), masks.numpy())
+            yield StepOutput(i, step, frame, list(obj_ids), masks.cpu().numpy())
         elif op == "add_mask":
             mask = np.load(FIXTURES / name / step["mask_file"])["mask"]
             frame, obj_ids, masks = predictor.add_new_mask(state, step["frame"], step["obj_id"], mask)
-            yield StepOutput(i, step, frame, list(obj_ids), masks.numpy())
+            yield StepOutput(i, step, frame, list(obj_ids), masks.cpu().numpy())
         elif op == "propagate":
             outputs = predictor.propagate_in_video(
                 state, start_frame_idx=step.get("start_frame"), max_frame_num_to_track=step.get("max_frames"),
                 reverse=step.get("reverse", False),
             )
             for t, (frame, obj_ids, masks) in enumerate(outputs):
-                yield StepOutput(i, step, frame, list(obj_ids), masks.numpy(), position=t)
+                yield StepOutput(i, step, frame, list(obj_ids), masks.cpu().numpy(), position=t)
             yield StepOutput(i, step)  # end of the propagation
         elif op == "clear_frame":
             predictor.clear_all_prompts_in_frame(state, step["frame"], step["obj_id"])
@@ -184,9 +184,9 @@ def _compare_final_memory(name, state, expected, ledger: _PromptLedger) -> list[
                 ours.add(prefix + "_is_cond")
                 assert bool(expected[prefix + "_is_cond"]) == out.is_cond, prefix
                 strict = ledger.strict(obj_id, frame)
-                results.append(compare(prefix + "_obj_ptr", out.obj_ptr.numpy(), expected[prefix + "_obj_ptr"], strict,
-                                       is_mask=False))
-                score = compare(prefix + "_score", out.object_score_logits.numpy(),
+                results.append(compare(prefix + "_obj_ptr", out.obj_ptr.cpu().numpy(), expected[prefix + "_obj_ptr"],
+                                       strict, is_mask=False))
+                score = compare(prefix + "_score", out.object_score_logits.cpu().numpy(),
                                 expected[prefix + "_object_score_logits"], True)
                 score.strict = strict
                 results.append(score)

@@ -5,6 +5,7 @@ the one chosen by measurement may be either on another machine (sam2.kernels).""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.parity import run_image_case, run_video_case
 
@@ -30,6 +31,14 @@ def test_video_case_matches_reference(case, kernels):
     results = run_video_case(case, kernels=kernels)
     _assert_all_ok(results)
     assert any(r.strict for r in results) and any(not r.strict for r in results)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("case", VIDEO_CASES)
+def test_video_case_matches_reference_on_the_gpu(case):
+    """The GPU path (tests/test_devices.py checks it stays on the device): float32, kernels
+    measured there, the same tolerances."""
+    _assert_all_ok(run_video_case(case, device="cuda"))
 
 
 @pytest.mark.parametrize("kernels", KERNELS)

@@ -3,6 +3,8 @@ by memory attention, and the two-way transformer of the mask decoder."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +47,9 @@ def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     buffer is reused, so no block pays for fresh pages.
     Under autocast the products run in the autocast dtype, like every other matmul.
     """
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else q.dtype
+    device_type = q.device.type
+    autocast = device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
+    dtype = torch.get_autocast_dtype(device_type) if autocast else q.dtype
     *batch, nq, d = q.shape
     nk, dv = k.shape[-2], v.shape[-1]
     q = (q.float() * d**-0.5).to(dtype).reshape(-1, nq, d)
@@ -63,7 +67,7 @@ def blockwise_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> to
     rows = -(-nq // num_blocks)
     scores = torch.empty(rows, nk + padding, dtype=dtype, device=q.device)
     # Every operand already has its dtype; autocast does not take out= arguments.
-    with torch.autocast(q.device.type, enabled=False):
+    with torch.autocast(device_type, enabled=False) if autocast else contextlib.nullcontext():
         for b in range(q.shape[0]):
             for start in range(0, nq, rows):
                 block = q[b, start : start + rows]
