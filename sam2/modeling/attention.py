@@ -147,8 +147,7 @@ class RoPEAttention(Attention):
         q, k = self._heads(self.q_proj(q)), self._heads(self.k_proj(k))
         freqs = self._frequencies(q.shape[-2], q.shape[-1], q.device)
         q = apply_rope(q, freqs)
-        num_rope = k.shape[-2] - num_k_exclude_rope
-        k = torch.cat([apply_rope(k[:, :, :num_rope], freqs), k[:, :, num_rope:]], dim=2)
+        k = apply_rope(k, freqs, num_tokens=k.shape[-2] - num_k_exclude_rope)
         fused = lambda: self._attend(q, k, self._heads(self.v_proj(v)))  # noqa: E731
         if self.kernels is None or self.kind is None:
             return fused()
