@@ -155,9 +155,16 @@ def _check(name: str, mine: np.ndarray, values: np.ndarray) -> str | None:
     return None
 
 
+# Meta's neck computes the position encodings of all four levels for every frame; SAM 2 uses
+# only the stride-16 one (level 2), so ours makes only that one (the others held 81 MB at 1024).
+UNUSED_NECK_POSITIONS = re.compile(r"image_encoder\.neck#\d\.out\.1\.[013]$")
+
+
 def test_every_recorded_tensor_matches(recorded):
     ours, expected = recorded
-    reference = _expected_tensors(expected)
+    reference = {name: value for name, value in _expected_tensors(expected).items()
+                 if not UNUSED_NECK_POSITIONS.fullmatch(name)}
+    assert len(reference) < len(_expected_tensors(expected)) and "image_encoder.neck#0.out.1.2" in reference
     assert set(reference) <= set(ours), f"not recorded: {sorted(set(reference) - set(ours))}"
     failures = []
     for name, (values, step, stats) in sorted(reference.items()):

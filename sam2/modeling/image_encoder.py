@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,13 +30,20 @@ class FpnNeck(nn.Module):
     levels listed in `fpn_top_down_levels`. Returns features and sine position encodings,
     finest first."""
 
+    # The encodings are the same for every frame, so they are cached; only the levels asked
+    # for are made, because SAM 2 uses one: at 1024 px the other three would hold 81 MB.
+
     def __init__(self, config: NeckConfig) -> None:
         super().__init__()
         self.config = config
         self.convs = nn.ModuleList(_Lateral(c, config.d_model) for c in config.backbone_channel_list)
         self.position_encoding = SinePositionEncoding(config.d_model)
 
-    def forward(self, trunk_levels: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def forward(
+        self, trunk_levels: list[torch.Tensor], position_levels: Collection[int] | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """-> (features, position encodings), finest first; the encodings of levels not in
+        `position_levels` (default: all) are None."""
         n = len(self.convs) - 1
         features: list[torch.Tensor] = [None] * (n + 1)  # type: ignore[list-item]
         previous = None
@@ -50,7 +59,8 @@ class FpnNeck(nn.Module):
             else:
                 previous = lateral
             features[i] = previous
-        positions = [self.position_encoding(f) for f in features]
+        positions = [self.position_encoding(f) if position_levels is None or i in position_levels else None
+                     for i, f in enumerate(features)]
         return features, positions
 
 
@@ -62,10 +72,10 @@ class ImageEncoder(nn.Module):
         self.neck = FpnNeck(config.neck)
         self.scalp = config.neck.scalp
 
-    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """images (B, 3, S, S) -> (features, position encodings), finest first, the
-        `scalp` coarsest levels dropped (three levels at strides 4, 8, 16 for SAM 2)."""
-        features, positions = self.neck(self.trunk(images))
-        if self.scalp > 0:
-            features, positions = features[: -self.scalp], positions[: -self.scalp]
-        return features, positions
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """images (B, 3, S, S) -> (features, finest first, the `scalp` coarsest levels dropped
+        (three levels at strides 4, 8, 16 for SAM 2), and the position encoding of the
+        coarsest level kept, the only one SAM 2 uses)."""
+        levels = len(self.neck.convs) - self.scalp
+        features, positions = self.neck(self.trunk(images), position_levels=(levels - 1,))
+        return features[:levels], positions[levels - 1]

@@ -118,11 +118,11 @@ class SAM2Model(nn.Module):
     # ---------------------------------------------------------------- image
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """images (B, 3, S, S), normalised -> features at strides 16, 8 and 4."""
-        features, positions = self.image_encoder(images)
+        features, position = self.image_encoder(images)
         decoder = self.sam_mask_decoder
         # Project the two high-res levels once per frame rather than on every click.
         high_res = (decoder.conv_s0(features[0]), decoder.conv_s1(features[1]))
-        return ImageFeatures(features[-1], positions[-1], high_res)
+        return ImageFeatures(features[-1], position, high_res)
 
     # ---------------------------------------------------------------- prompts -> masks
     def use_multimask(self, num_points: int) -> bool:
