@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from .allocator import release_freed_memory
 from .memory_bank import select_memories
 from .modeling.sam2_model import NO_OBJ_SCORE, ImageFeatures, MemoryItem, PointerItem, Points, SAM2Model
 from .precision import Precision
@@ -301,6 +302,7 @@ class SAM2VideoPredictor:
             # copy per frame, the one the caller needs anyway to show or save the masks.
             logits = torch.cat([track.latest_output(frame_idx).mask_logits for track in session.tracks.values()])
             masks = resize_logits(fill_holes(logits, self.fill_hole_area), *session.frame_size(frame_idx))
+            release_freed_memory()  # the frame's temporaries: see sam2.allocator
             yield frame_idx, session.obj_ids, masks
 
     def _processing_order(
@@ -330,7 +332,9 @@ class SAM2VideoPredictor:
         image = video_frame_to_input(session.frames[frame_idx], self.image_size)[None]
         if self.device.type == "cuda":  # decoded on the CPU, encoded on the GPU: copy without waiting
             image = image.pin_memory().to(self.device, non_blocking=True)
-        return self.model.encode_image(image.to(self.device))
+        features = self.model.encode_image(image.to(self.device))
+        release_freed_memory()  # the encoder's temporaries: see sam2.allocator
+        return features
 
     def _predict_prompted_frame(
         self, session: VideoSession, track: ObjectTrack, frame_idx: int, points: Points | None,

@@ -47,3 +47,34 @@ def test_freed_tensor_memory_is_kept_for_reuse_only_when_tuned():
     assert kept >= 20 << 20, f"only {kept} free bytes kept after freeing a 20 MB tensor"
     _, kept_by_default = _kept_after_free("default")
     assert kept_by_default < 20 << 20, "glibc kept the block without tuning: the test shows nothing"
+
+
+# Tuned, then 20 MB tensors interleaved with small ones that outlive them (a frame's results):
+# freeing the large ones leaves holes the heap cannot trim from its top.
+HOLES_PROGRAM = """
+from sam2.allocator import release_freed_memory, tune_malloc
+tune_malloc()
+import torch
+
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+large, kept = [], []
+for _ in range(16):
+    large.append(torch.ones(5 << 20))  # 20 MB each, touched
+    kept.append(torch.ones(1024))
+del large
+before = rss_mb()
+released = release_freed_memory()
+print(released, before, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
+def test_release_gives_the_holes_back_to_the_kernel():
+    result = subprocess.run([sys.executable, "-c", HOLES_PROGRAM], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, check=True)
+    released, before, after = result.stdout.split()
+    assert released == "True"
+    assert float(before) - float(after) >= 200, f"RSS {before} MB before, {after} MB after"
