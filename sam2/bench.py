@@ -24,9 +24,11 @@ imports).
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from .allocator import tune_malloc
 from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .build import build_model, load_model
 from .config import get_config, resolve_variant
-from .precision import Precision
+from .precision import Precision, cpu_precision_choice
 from .video_predictor import SAM2VideoPredictor
 
 
@@ -74,11 +76,18 @@ class Figures:
     peak_rss_mb: float
 
 
-def _timed(fn, repeats: int) -> float:
+def _timed(fn, repeats: int, device: torch.device | None = None) -> float:
+    _synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
+    _synchronize(device)  # GPU work is only queued when a call returns
     return (time.perf_counter() - start) / repeats
+
+
+def _synchronize(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def cpu_model() -> str:
@@ -104,38 +113,43 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[int]) -> Figures:
-    """The predictor needs a feature cache of at least len(frames) for the "ahead" figures."""
+def run(predictor: SAM2VideoPredictor, frames: list[np.ndarray], objects: list[int], ahead: bool = True) -> Figures:
+    """The predictor needs a feature cache of at least len(frames) for the "ahead" figures
+    (ahead=False leaves them out: Meta's code has nothing to compare them with)."""
     model = predictor.model
     size = model.config.image_size
     from .transforms import video_frame_to_input
 
     points = object_points(frames[0].shape[1], frames[0].shape[0])
     with torch.inference_mode(), predictor.precision():
-        image = video_frame_to_input(frames[0], size)[None]
+        image = video_frame_to_input(frames[0], size)[None].to(model.device)
         model.encode_image(image)  # warm-up
-        encode_s = _timed(lambda: model.encode_image(image), 3)
+        encode_s = _timed(lambda: model.encode_image(image), 3, model.device)
 
     state = predictor.init_state(frames)
     click = lambda f: predictor.add_new_points_or_box(state, f, 1, points=[points[0]], labels=[1])  # noqa: E731
-    first_click_s = _timed(lambda: click(0), 1)  # encodes frame 0
-    click_s = _timed(lambda: click(0), 5)
-    predictor.encode_ahead(state, 1)
-    first_click_ahead_s = _timed(lambda: click(1), 1)
+    first_click_s = _timed(lambda: click(0), 1, model.device)  # encodes frame 0
+    click_s = _timed(lambda: click(0), 5, model.device)
+    if ahead:
+        predictor.encode_ahead(state, 1)
+    first_click_ahead_s = _timed(lambda: click(1), 1, model.device) if ahead else float("nan")
 
     propagate_s, propagate_ahead_s = {}, {}
     for count in objects:
-        for ahead, figures in ((False, propagate_s), (True, propagate_ahead_s)):
+        for encoded_ahead, figures in ((False, propagate_s), (True, propagate_ahead_s))[: 2 if ahead else 1]:
             state = predictor.init_state(frames)
             for k in range(count):
                 predictor.add_new_points_or_box(state, 0, k + 1, points=[points[k % 3]], labels=[1])
-            if ahead:
+            if encoded_ahead:
                 for f in range(1, len(frames)):
                     predictor.encode_ahead(state, f)
-            start = time.perf_counter()
-            tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
+            seen = [0]
+
+            def track(session=state, seen=seen) -> None:
+                seen[0] = sum(1 for _ in predictor.propagate_in_video(session, start_frame_idx=0))
+
             # Frame 0 holds the prompts (already encoded); the rest are tracked.
-            figures[count] = (time.perf_counter() - start) / max(tracked, 1)
+            figures[count] = _timed(track, 1, model.device) / max(seen[0] - 1, 1)
     return Figures(encode_s, click_s, first_click_s, first_click_ahead_s, propagate_s, propagate_ahead_s, peak_rss_mb())
 
 
@@ -213,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames to propagate over")
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--mode", choices=["exact", "fast"], default="exact",
-                        help="exact: float32; fast: bfloat16 (CPU with AVX-512 BF16/AMX, GPU) or float16 (other GPUs)")
+                        help="exact: float32; fast: bfloat16 where measured faster on this CPU (else float32), "
+                             "bfloat16 or float16 on a GPU")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--long-frames", type=int, default=0, help="also measure RSS growth over this many frames")
@@ -223,6 +238,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="attention kernels: measured at first use (default, as the app) or pinned")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc malloc's settings alone (the app tunes them: see sam2/allocator.py)")
+    parser.add_argument("--no-ahead", action="store_true",
+                        help="leave out the 'encoded ahead' figures (Meta's code has none to compare with)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     malloc = "default malloc" if args.default_malloc or not tune_malloc() else "malloc tuned"
     if args.threads:
@@ -241,10 +259,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     fast = Precision.fastest_supported(args.device)
     precision = fast if args.mode == "fast" else "float32"
-    predictor = SAM2VideoPredictor(model, precision=precision, feature_cache_size=args.frames + 1)
+    cache = 4 if args.no_ahead else args.frames + 1  # 4: the predictor's default, as the app
+    predictor = SAM2VideoPredictor(model, precision=precision, feature_cache_size=cache)
 
     frames = synthetic_video(args.frames + 1)
-    figures = run(predictor, frames, args.objects)
+    figures = run(predictor, frames, args.objects, ahead=not args.no_ahead)
     print(f"# {variant}, image size {args.image_size}, {args.mode} mode ({precision}), {args.device} "
           f"({cpu_model()}), {torch.get_num_threads()} threads, {malloc}, torch {torch.__version__}, video 854x480, "
           f"{args.frames} tracked frames")
@@ -253,17 +272,38 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| encode one frame | {figures.encode_s:.3f} s |")
     print(f"| click to mask on an encoded frame | {figures.click_s:.3f} s |")
     print(f"| first click on a new frame | {figures.first_click_s:.3f} s |")
-    print(f"| first click on a frame encoded ahead (idle time) | {figures.first_click_ahead_s:.3f} s |")
+    if not args.no_ahead:
+        print(f"| first click on a frame encoded ahead (idle time) | {figures.first_click_ahead_s:.3f} s |")
     for count, seconds in figures.propagate_s.items():
         objects = f"{count} object{'s' if count > 1 else ''}"
         print(f"| propagate, {objects} | {seconds:.3f} s/frame |")
-        print(f"| propagate, {objects}, frames encoded ahead | {figures.propagate_ahead_s[count]:.3f} s/frame |")
+        if count in figures.propagate_ahead_s:
+            print(f"| propagate, {objects}, frames encoded ahead | {figures.propagate_ahead_s[count]:.3f} s/frame |")
     print(f"| peak RSS | {figures.peak_rss_mb:.0f} MB |")
     if args.long_frames:
         growth, final = rss_growth_per_frame(predictor, args.long_frames)
         print(f"| RSS growth, 1 object, {args.long_frames} frames | "
               f"{growth:.2f} MB/frame (RSS at end {final:.0f} MB) |")
     print_kernel_choices(model)
+    if args.mode == "fast" and torch.device(args.device).type == "cpu":
+        print(f"- {cpu_precision_choice().describe()}")
+    if args.json:
+        write_json(args.json, args, variant, precision, malloc, figures, model)
+
+
+def write_json(path: Path, args, variant: str, precision: str, malloc: str, figures: Figures, model) -> None:
+    """The figures for scripts/bench_vs_meta.py, which sets them beside Meta's."""
+    record = {
+        "code": "ours", "variant": variant, "image_size": args.image_size, "mode": args.mode,
+        "precision": precision, "device": args.device, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "malloc": malloc, "torch": torch.__version__, "frames": args.frames,
+        "encode_s": figures.encode_s, "click_s": figures.click_s,
+        "propagate_s": {str(k): v for k, v in figures.propagate_s.items()},
+        "peak_rss_mb": figures.peak_rss_mb, "kernels": model.kernels.describe(),
+    }
+    if args.mode == "fast" and torch.device(args.device).type == "cpu":
+        record["precision_choice"] = cpu_precision_choice().describe()
+    path.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ torchvision. Run it from outside this repository so that our `sam2` is not impor
     cd /tmp && python /path/to/repo/scripts/bench_meta.py --meta-src sam2-1.1.0 --deps deps --mode exact
 
 Same video (854x480 synthetic discs, from sam2.bench), same prompts, fresh weights
-(timings do not depend on their values), `sam2.1_hiera_t` at 1024.
+(timings do not depend on their values), `sam2.1_hiera_t` at 1024 unless --variant says
+otherwise; --device cuda for a GPU (Meta's code keeps the frames on it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import resource
 import sys
 import tempfile
@@ -39,10 +41,13 @@ def main() -> None:
     parser.add_argument("--meta-src", type=Path, required=True, help="unpacked sam2 1.1.0 source folder")
     parser.add_argument("--deps", type=Path, required=True, help="folder with hydra-core, omegaconf, iopath, tqdm")
     parser.add_argument("--mode", choices=["exact", "fast"], default="exact", help="fast: bfloat16 autocast")
+    parser.add_argument("--variant", default="sam2.1_hiera_t", help="e.g. sam2.1_hiera_l, sam2_hiera_b+")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--tune-malloc", action="store_true",
                         help="apply our app's glibc malloc settings (sam2/allocator.py) to Meta's code too")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     malloc = "default malloc"
     if args.tune_malloc:
@@ -69,31 +74,39 @@ def main() -> None:
     label = np.array([1], np.int32)
 
     torch.manual_seed(0)
-    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu")
+    family = "sam2.1" if args.variant.startswith("sam2.1") else "sam2"
+    device = torch.device(args.device)
+    predictor = build_sam2_video_predictor(f"configs/{family}/{args.variant}.yaml", ckpt_path=None, device=device)
     fast = args.mode == "fast"
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
-        image = torch.randn(1, 3, 1024, 1024)
-        predictor.forward_image(image)
+
+    def timed(fn, repeats: int = 1) -> float:
+        _synchronize(device)
         start = time.perf_counter()
-        for _ in range(3):
-            predictor.forward_image(image)
-        encode = (time.perf_counter() - start) / 3
+        for _ in range(repeats):
+            fn()
+        _synchronize(device)  # GPU work is only queued when a call returns
+        return (time.perf_counter() - start) / repeats
+
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+        image = torch.randn(1, 3, 1024, 1024, device=device)
+        predictor.forward_image(image)
+        encode = timed(lambda: predictor.forward_image(image), 3)
         state = predictor.init_state(folder)
         predictor.add_new_points_or_box(state, 0, 1, points=points[0], labels=label)
-        start = time.perf_counter()
-        for _ in range(5):
-            predictor.add_new_points_or_box(state, 0, 1, points=points[0], labels=label)
-        click = (time.perf_counter() - start) / 5
+        click = timed(lambda: predictor.add_new_points_or_box(state, 0, 1, points=points[0], labels=label), 5)
         propagate = {}
         for count in args.objects:
             state = predictor.init_state(folder)
             for k in range(count):
                 predictor.add_new_points_or_box(state, 0, k + 1, points=points[k % 3], labels=label)
-            start = time.perf_counter()
-            tracked = sum(1 for _ in predictor.propagate_in_video(state, start_frame_idx=0)) - 1
-            propagate[count] = (time.perf_counter() - start) / tracked
+            frames_seen = [0]
 
-    print(f"# Meta's sam2 (from {args.meta_src}), sam2.1_hiera_t, 1024, {args.mode} mode, "
+            def track(session=state, seen=frames_seen) -> None:
+                seen[0] = sum(1 for _ in predictor.propagate_in_video(session, start_frame_idx=0))
+
+            propagate[count] = timed(track) / (frames_seen[0] - 1)  # frame 0 holds the prompts
+
+    print(f"# Meta's sam2 (from {args.meta_src}), {args.variant}, 1024, {args.mode} mode, {device}, "
           f"{torch.get_num_threads()} threads, {malloc}, "
           f"torch {torch.__version__}, video 854x480, {args.frames} tracked frames")
     print("| measure | value |\n|---|---|")
@@ -101,7 +114,23 @@ def main() -> None:
     print(f"| click to mask on an encoded frame | {click:.3f} s |")
     for count, seconds in propagate.items():
         print(f"| propagate, {count} object{'s' if count > 1 else ''} | {seconds:.3f} s/frame |")
-    print(f"| peak RSS | {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB |")
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"| peak RSS | {peak_rss_mb:.0f} MB |")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "code": "meta", "source": str(args.meta_src), "variant": args.variant, "device": str(device),
+            "mode": args.mode,
+            "precision": "bfloat16" if fast else "float32", "threads": torch.get_num_threads(), "malloc": malloc,
+            "torch": torch.__version__, "frames": args.frames, "encode_s": encode, "click_s": click,
+            "propagate_s": {str(k): v for k, v in propagate.items()}, "peak_rss_mb": peak_rss_mb,
+        }, indent=1))
+
+
+def _synchronize(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":
