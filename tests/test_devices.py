@@ -26,10 +26,12 @@ from sam2.video_predictor import SAM2VideoPredictor
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device on this machine")
+# On `meta` the blockwise kernel (ours, where a stray device or host read could hide); the
+# fused one is a single PyTorch call. On a GPU both.
 DEVICE_RUNS = [
-    pytest.param("meta", "float32", id="meta"),
-    *(pytest.param("cuda", precision, id=f"cuda-{precision}", marks=needs_cuda)
-      for precision in ("float32", "float16", "bfloat16")),
+    pytest.param("meta", "float32", "blockwise", id="meta-blockwise"),
+    *(pytest.param("cuda", precision, kernels, id=f"cuda-{precision}-{kernels}", marks=needs_cuda)
+      for precision in ("float32", "float16", "bfloat16") for kernels in ("fused", "blockwise")),
 ]
 
 
@@ -56,8 +58,7 @@ def tensors_of(session) -> list[torch.Tensor]:
     return found
 
 
-@pytest.mark.parametrize("kernels", ["fused", "blockwise"])
-@pytest.mark.parametrize(("device", "precision"), DEVICE_RUNS)
+@pytest.mark.parametrize(("device", "precision", "kernels"), DEVICE_RUNS)
 def test_tracking_stays_on_the_device_and_never_waits_on_it(device, precision, kernels):
     torch.manual_seed(0)
     model = build_model(get_config("sam2.1_hiera_t", image_size=1024), device=device, kernels=kernels)
