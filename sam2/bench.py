@@ -37,6 +37,7 @@ from .allocator import tune_malloc
 from .automatic_mask_generator import SAM2AutomaticMaskGenerator
 from .build import build_model, load_model
 from .config import get_config, resolve_variant
+from .kernels import synchronize
 from .precision import Precision, cpu_precision_choice
 from .video_predictor import SAM2VideoPredictor
 
@@ -77,17 +78,15 @@ class Figures:
 
 
 def _timed(fn, repeats: int, device: torch.device | None = None) -> float:
-    _synchronize(device)
+    if device is not None:
+        synchronize(device.type)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _synchronize(device)  # GPU work is only queued when a call returns
+    if device is not None:
+        synchronize(device.type)  # GPU work is only queued when a call returns
     return (time.perf_counter() - start) / repeats
 
-
-def _synchronize(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def cpu_model() -> str:

@@ -117,10 +117,10 @@ class KernelChooser:
         return KernelChoice(key, winner, best), results[winner]
 
     def _time(self, fn: Callable[[], torch.Tensor], device: str) -> tuple[float, torch.Tensor]:
-        _synchronize(device)
+        synchronize(device)
         start = self._timer()
         result = fn()
-        _synchronize(device)  # a GPU kernel has only been queued when fn returns
+        synchronize(device)  # a GPU kernel has only been queued when fn returns
         return self._timer() - start, result
 
     def choices(self) -> list[KernelChoice]:
@@ -148,6 +148,7 @@ def _key(kind: str, q: torch.Tensor) -> KernelKey:
     return KernelKey(kind, device, str(dtype).removeprefix("torch."), q.shape[-2])
 
 
-def _synchronize(device: str) -> None:
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work (timings must include it); nothing on a CPU."""
     if device == "cuda":
         torch.cuda.synchronize()

@@ -40,7 +40,7 @@ class Precision:
         if device.type == "cuda":
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         if device.type == "cpu":
-            return _measured_cpu_precision().precision
+            return cpu_precision_choice().precision
         return "float32"
 
 
@@ -91,11 +91,7 @@ def _matmul_probe() -> Callable[[str], object]:
 
 
 @functools.cache
-def _measured_cpu_precision() -> PrecisionChoice:
-    """Measured once per process: the app's options, the builders and the benchmark agree."""
-    return measure_cpu_precision()
-
-
 def cpu_precision_choice() -> PrecisionChoice:
-    """What `fastest_supported("cpu")` chose, with the times it measured (for reports)."""
-    return _measured_cpu_precision()
+    """What `fastest_supported("cpu")` chooses, with the times it measured; measured once per
+    process, so the app's options, the builders and the benchmark agree."""
+    return measure_cpu_precision()
