@@ -12,7 +12,6 @@ checkpoints/ (or --checkpoint-dir) on first use, and checked against its SHA-256
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import os
 import shutil
@@ -51,9 +50,19 @@ class AppOptions:
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
-    from annotation.options import add_media_arguments, add_model_arguments, media_limits, resolve_model
+    from annotation.options import (
+        QuietParser,
+        add_media_arguments,
+        add_model_arguments,
+        fraction,
+        media_limits,
+        positive_number,
+        positive_whole,
+        resolve_model,
+        whole_from_zero,
+    )
 
-    parser = argparse.ArgumentParser(description="SAM 2 video annotator (a Gradio web page).")
+    parser = QuietParser(description="SAM 2 video annotator (a Gradio web page).")
     add_model_arguments(parser)
     add_media_arguments(parser)
     page = parser.add_argument_group("serving")
@@ -63,26 +72,27 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                       default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
                       help="port (default: $GRADIO_SERVER_PORT, else $PORT as hosts set it, else 7860)")
     page.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
-    page.add_argument("--max-upload-mb", type=int, default=500, help="largest upload accepted, in MB")
-    page.add_argument("--session-ttl-min", type=float, default=30.0,
+    page.add_argument("--max-upload-mb", type=positive_whole, default=500, help="largest upload accepted, in MB")
+    page.add_argument("--session-ttl-min", type=positive_number, default=30.0,
                       help="free a browser tab's work after this many idle minutes")
-    page.add_argument("--resume-grace-s", type=float, default=None,
+    page.add_argument("--resume-grace-s", type=positive_number, default=None,
                       help="keep a closed or reloaded page's work this many seconds, so that a reload in "
                            "the same browser resumes it (default: the session TTL). A page cannot tell a "
                            "reload from a closed tab, so a closed tab's work is freed only after this; "
                            "until then it counts towards --max-sessions")
-    page.add_argument("--max-sessions", type=int, default=8, help="most browser tabs working at once")
-    page.add_argument("--queue-size", type=int, default=64, help="most waiting requests; more get 'server busy'")
-    page.add_argument("--encode-ahead", type=int, default=8,
+    page.add_argument("--max-sessions", type=positive_whole, default=8, help="most browser tabs working at once")
+    page.add_argument("--queue-size", type=positive_whole, default=64,
+                      help="most waiting requests; more get 'server busy'")
+    page.add_argument("--encode-ahead", type=whole_from_zero, default=8,
                       help="while the model is idle, encode the frame a user looks at and the next ones, this "
                            "many per session, one frame at a time (clicks there answer at once; tracking starts "
                            "on encoded frames); each holds ~20 MB at 1024 px, 5 MB at 512. 0 turns it off")
     finder = parser.add_argument_group("find objects (the automatic mask generator; defaults: Meta's)")
-    finder.add_argument("--find-iou-thresh", type=float, default=0.8,
+    finder.add_argument("--find-iou-thresh", type=fraction, default=0.8,
                         help="keep a found mask whose predicted IoU is above this (0 to 1)")
-    finder.add_argument("--find-stability-thresh", type=float, default=0.95,
+    finder.add_argument("--find-stability-thresh", type=fraction, default=0.95,
                         help="keep a found mask whose stability score is at least this (0 to 1)")
-    finder.add_argument("--find-nms-thresh", type=float, default=0.7,
+    finder.add_argument("--find-nms-thresh", type=fraction, default=0.7,
                         help="of two found masks whose boxes overlap more than this (IoU), keep the better (0 to 1; "
                              "1 keeps both)")
     args = parser.parse_args(argv)

@@ -37,12 +37,17 @@ from annotation import formats, imports, operations
 from annotation.document import UserError
 from annotation.engine import Engine, ModelSpec
 from annotation.options import (
+    QuietParser,
     add_media_arguments,
     add_model_arguments,
     checkpoint_problem,
+    fraction,
     media_limits,
+    positive_number,
+    positive_whole,
     resolve_checkpoint,
     resolve_model,
+    whole_from_zero,
 )
 from annotation.work import Work
 from sam2.image_set import IMAGE_SUFFIXES, is_image_name
@@ -93,7 +98,7 @@ class Outcome:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = QuietParser(
         prog="sam2-annotate",
         description="Track objects through videos with SAM 2 from prompts made in the page (a session file) or "
         "written by hand (a prompts file), and write masks and dataset files.",
@@ -120,14 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=Path, metavar="FILE",
                         help="the class list, a classes.txt or YOLO data.yaml: the labels of every video (and the "
                              "names of YOLO class numbers in --import)")
-    parser.add_argument("--min-score", type=float, default=0.0,
+    parser.add_argument("--min-score", type=fraction, default=0.0,
                         help="with --import of detections: leave out boxes scoring below this (default 0)")
     track = parser.add_argument_group("tracking")
     track.add_argument("--direction", choices=operations.DIRECTIONS, default="both",
                        help="from the start frame: forward, backward or both (default both)")
-    track.add_argument("--start", type=int, default=None,
+    track.add_argument("--start", type=whole_from_zero, default=None,
                        help="frame to track from (default: the first frame with a prompt)")
-    track.add_argument("--frames", type=int, default=None,
+    track.add_argument("--frames", type=positive_whole, default=None,
                        help="track at most this many frames each way (default: to the end of the video)")
     track.add_argument("--no-track", action="store_true",
                        help="do not track: export the masks as the session file holds them")
@@ -135,11 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--export", default=",".join(DEFAULT_EXPORTS), metavar="LIST",
                      help=f"comma-separated files to write: {', '.join(operations.EXPORT_FORMATS)} "
                           f"(default {','.join(DEFAULT_EXPORTS)})")
-    out.add_argument("--val-every", type=int, default=0, metavar="K",
+    out.add_argument("--val-every", type=whole_from_zero, default=0, metavar="K",
                      help="YOLO dataset: every K-th frame goes to the validation split (default 0: none)")
     out.add_argument("--out", type=Path, default=Path("annotations"),
                      help="folder for the files, created if needed (default: ./annotations)")
-    out.add_argument("--fps", type=float, default=None,
+    out.add_argument("--fps", type=positive_number, default=None,
                      help="frames per second to keep (default: the session file's, else the video's own, "
                           "capped by --max-fps)")  # fmt: skip
     out.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
@@ -367,11 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.exports = parse_exports(args.export, parser)
     limits = media_limits(args, parser, advice="run again with {flag} {value}")
     model, precision = resolve_model(args, parser)
-    for name in ("start", "frames"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "start" else 1):
-            parser.error(f"--{name} must be at least {0 if name == 'start' else 1}")
-    if args.val_every < 0 or args.val_every == 1:
+    if args.val_every == 1:
         parser.error("--val-every must be 0 (no validation split) or at least 2")
     args.class_list = _classes(args.classes, parser)
     jobs = plan_jobs(args, parser)

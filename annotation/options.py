@@ -4,6 +4,8 @@ what a video may cost. One parser for both, so a flag means the same in each."""
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from annotation.engine import FRAME_STORAGES
@@ -12,6 +14,42 @@ from sam2.video_io import MediaLimits
 IMAGE_SIZES = (512, 768, 1024)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 KERNEL_POLICIES = ("measure", "fused", "blockwise")  # sam2.kernels.POLICIES, without importing torch
+
+
+class QuietParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one plain line (``prog: what is wrong (--help ...)``),
+    exit status 2: the usage block argparse prints first hides the one line that matters."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} ('{self.prog} --help' lists the options)\n")
+
+
+def _number(text: str, kind: type, what: str, accept: Callable[[float], bool]) -> float | int:
+    """``text`` as a finite ``kind`` that ``accept`` takes, else an argparse error naming ``what``
+    (argparse prints it after the option's name: "argument --fps: 'nan' is not a positive number")."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not accept(value):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {what}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    return _number(text, float, "a positive number", lambda v: v > 0)
+
+
+def fraction(text: str) -> float:
+    return _number(text, float, "a number from 0 to 1", lambda v: 0 <= v <= 1)
+
+
+def positive_whole(text: str) -> int:
+    return _number(text, int, "a whole number of at least 1", lambda v: v >= 1)
+
+
+def whole_from_zero(text: str) -> int:
+    return _number(text, int, "a whole number of at least 0", lambda v: v >= 0)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,13 +84,13 @@ def add_media_arguments(parser: argparse.ArgumentParser, defaults: MediaLimits |
     """--max-frames, --max-seconds, --max-side, --max-fps (what one video may cost)."""
     defaults = defaults or MediaLimits()
     group = parser.add_argument_group("video limits")
-    group.add_argument("--max-frames", type=int, default=defaults.max_frames,
+    group.add_argument("--max-frames", type=positive_whole, default=defaults.max_frames,
                        help=f"most frames a video may have after sampling (default {defaults.max_frames})")
-    group.add_argument("--max-seconds", type=float, default=defaults.max_seconds,
+    group.add_argument("--max-seconds", type=positive_number, default=defaults.max_seconds,
                        help=f"longest video accepted, in seconds (default {defaults.max_seconds:g})")
-    group.add_argument("--max-side", type=int, default=defaults.max_side,
+    group.add_argument("--max-side", type=positive_whole, default=defaults.max_side,
                        help=f"frames are scaled down to this longest side (default {defaults.max_side})")
-    group.add_argument("--max-fps", type=float, default=defaults.max_fps,
+    group.add_argument("--max-fps", type=positive_number, default=defaults.max_fps,
                        help="highest sampling rate; faster videos are sampled down to it "
                             f"(default {defaults.max_fps:g})")  # fmt: skip
 

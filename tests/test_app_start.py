@@ -176,3 +176,18 @@ def test_no_official_file_and_no_network_says_what_to_download(tmp_path: Path) -
     info = checkpoint_info("sam2.1_hiera_b+")
     assert_refused(start, folder.resolve() / info.filename, "could not be downloaded", info.hf_url, info.sha256)
     assert not list(folder.glob("*.pt"))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-sessions", "0"], "--max-sessions: '0' is not a whole number of at least 1"),
+        (["--find-iou-thresh", "nan"], "--find-iou-thresh: 'nan' is not a number from 0 to 1"),
+        (["--session-ttl-min", "-3"], "--session-ttl-min: '-3' is not a positive number"),
+    ],
+)
+def test_a_bad_number_is_one_plain_line(tmp_path, option, message):
+    """Refused while parsing (exit status 2), before any model or download, in one line."""
+    start = start_app(tmp_path, *option)
+    assert start.returncode == 2, (start.stdout, start.stderr)
+    assert start.stderr.strip().splitlines() == [f"app.py: argument {message} ('app.py --help' lists the options)"]

@@ -206,8 +206,12 @@ def test_a_failing_video_does_not_stop_the_batch(reference_checkpoint, workdir, 
         (["{video}", "--prompts", "{prompts}", "--export", "coco,gif"], "--export: unknown gif"),
         (["{video}", "{video}", "--session", "{prompts}"], "would write files of the same name"),
         (["{video}", "--session", "{folder}"], "no session file for walk.mp4 in"),
-        (["{video}", "--prompts", "{prompts}", "--frames", "0"], "--frames must be at least 1"),
-        (["{video}", "--prompts", "{prompts}", "--max-frames", "0"], "--max-frames must be positive"),
+        (["{video}", "--prompts", "{prompts}", "--frames", "0"], "--frames: '0' is not a whole number of at least 1"),
+        (["{video}", "--prompts", "{prompts}", "--max-frames", "0"], "--max-frames: '0' is not a whole number of at "),
+        (["{video}", "--prompts", "{prompts}", "--fps", "nan"], "--fps: 'nan' is not a positive number"),
+        (["{video}", "--prompts", "{prompts}", "--fps", "-3"], "--fps: '-3' is not a positive number"),
+        (["{video}", "--import", "{prompts}", "--min-score", "inf"], "--min-score: 'inf' is not a number from 0 to 1"),
+        (["{video}", "--prompts", "{prompts}", "--start", "1.5"], "--start: '1.5' is not a whole number of at least 0"),
         (["{video}", "--prompts", "{prompts}", "--model", "sam3"], "Unknown SAM 2 variant 'sam3'"),
         (["{video}", "--session", "{bad_session}"], "is not a valid session file: video has no "),
         (["{video}", "--prompts", "{bad_prompts}"], "objects[0].prompts[0].labels must hold one 0 or 1 per point"),
@@ -228,6 +232,7 @@ def test_bad_input_is_one_plain_line_before_the_model_loads(workdir, video, args
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert message in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr  # the line itself, no usage block before it
     assert "Model:" not in run.stderr and not run.stdout
 
 
