@@ -464,6 +464,8 @@ def test_labels_round_trip_through_the_api(app, api_video, workdir):
             (([" ", ""],), "/add_labels", "Problem: Type a label to add"),
             (([f"l{i}" for i in range(300)],), "/add_labels", "Problem: A video can have at most 255 labels"),
             (("/etc/hostname",), "/load_labels", "Problem: Send the file with gradio_client.handle_file(path)."),
+            ((5,), "/add_labels", "Problem: Send the labels as a list of names, or as one text with commas"),
+            (([["car"]],), "/add_labels", "Problem: Send the labels as a list of names, or as one text with commas"),
         ]:
             answer = c.predict(*args, api_name=endpoint)
             assert answer["message"].startswith(message), (endpoint, answer)
@@ -479,6 +481,9 @@ def test_labels_round_trip_through_the_api(app, api_video, workdir):
             assert status.startswith("Loaded 2 object(s)"), status
             again = fresh.predict(api_name="/labels")
             assert (again["labels"], again["objects"]) == (before["labels"], before["objects"])
+            # One text is one label, or several separated by commas: never one label per letter.
+            assert fresh.predict("abc", api_name="/add_labels")["labels"][-1] == "abc"
+            assert fresh.predict("bus, tram", api_name="/add_labels")["labels"][-3:] == ["abc", "bus", "tram"]
         finally:
             fresh.close()
     finally:

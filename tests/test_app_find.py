@@ -318,6 +318,11 @@ def test_find_keep_and_pick_through_the_api(app, video, frames, reference_checkp
     ref.prompt(0, 1, [(150.0, 110.0)], [1])
     logits, _ = ref.predictor.prompt_candidates(ref.state, 0, 1)
     other = next(o["index"] for o in offered if not o["shown"] and o["area"] > 0)
+    for frame, index, message in [(0, True, "index must be a whole number, not True"),
+                                  (0, 1.5, "index must be a whole number, not 1.5"),
+                                  ("0", other, "frame must be a whole number, not the text '0'")]:  # fmt: skip
+        assert c.predict(frame, 1, index, api_name="/pick_candidate")["message"] == f"Problem: {message}."
+    assert c.predict(0, 1, api_name="/candidates")["candidates"] == offered  # nothing was picked
     picked = c.predict(0, 1, other, api_name="/pick_candidate")
     assert picked["message"] == f"'object 1' now has mask {other + 1} of 3 on frame 0; tracking follows it."
     _, _, direct = ref.predictor.add_new_mask(ref.state, 0, 1, (logits[other, 0] > 0).cpu().numpy())

@@ -17,6 +17,7 @@ shown through ``views.markdown_text`` / ``views.html_text``: as written, never a
 import functools
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -515,10 +516,12 @@ class Handlers:
     @guarded
     def api_add_point(self, frame: int, x: float, y: float, positive: bool, obj_id: int, request: gr.Request) -> dict:
         """Add a click for object `obj_id` (made if missing) on `frame` at pixel (x, y)."""
-        return self._api_prompt(
-            request, obj_id, lambda w: operations.click(w, self.engine, frame, x, y, "add" if positive else "remove"),
-            frame,
-        )
+
+        def action(work: WorkState) -> str:
+            where = api_whole(frame, "frame"), api_number(x, "x"), api_number(y, "y")
+            return operations.click(work, self.engine, *where, "add" if positive else "remove")
+
+        return self._api_prompt(request, obj_id, action, frame)
 
     @guarded
     def api_add_box(
@@ -527,8 +530,10 @@ class Handlers:
         """Give object `obj_id` (made if missing) a box (two opposite corners) on `frame`."""
 
         def action(work: WorkState) -> str:
-            operations.click(work, self.engine, frame, x0, y0, "box")
-            return operations.click(work, self.engine, frame, x1, y1, "box")
+            at = api_whole(frame, "frame")
+            corners = [api_number(v, name) for v, name in zip((x0, y0, x1, y1), ("x0", "y0", "x1", "y1"), strict=True)]
+            operations.click(work, self.engine, at, *corners[:2], "box")
+            return operations.click(work, self.engine, at, *corners[2:], "box")
 
         return self._api_prompt(request, obj_id, action, frame)
 
@@ -536,6 +541,7 @@ class Handlers:
         """Run a prompt action for the API: returns {message, frame, areas (pixels per object)}."""
         try:
             work = self.work(request)
+            obj_id = api_whole(obj_id, "obj_id")
             with locked(work):
                 operations.require_video(work)
                 if obj_id not in work.doc.object_ids:
@@ -547,7 +553,7 @@ class Handlers:
                 message = action(work)
         except UserError as exc:
             return {"message": f"Problem: {exc}", "frame": frame, "areas": {}}
-        areas = {str(o): int(work.doc.area(frame, o) or 0) for o in work.doc.object_ids}
+        areas = {str(o): int(work.doc.area(int(frame), o) or 0) for o in work.doc.object_ids}
         return {"message": message, "frame": frame, "areas": areas}
 
     @guarded
@@ -555,11 +561,43 @@ class Handlers:
         """Track 'forward', 'backward' or 'both' from `frame` (`frames` = 0: to the end); waits."""
         try:
             work = self.work(request)
-            thread = operations.start_tracking(work, self.engine, int(frame), direction, frames or None)
+            start, count = api_whole(frame, "frame"), api_whole(frames or 0, "frames")
+            thread = operations.start_tracking(work, self.engine, start, str(direction), count or None)
         except UserError as exc:
             return {"message": str(exc), "done": 0}
         thread.join()
         return {"message": work.progress.summary(), "done": work.progress.done, "error": work.progress.error}
+
+
+def api_whole(value: Any, name: str) -> int:
+    """An API call's argument that must be a whole number: 3 or 3.0, not True, 1.5, "1" or None
+    (``int()`` would take True as 1 and "1" as 1). Ranges are the operations' to check."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value % 1:
+        raise UserError(f"{name} must be a whole number, not {_shown(value)}.")
+    return int(value)
+
+
+def api_number(value: Any, name: str) -> float:
+    """An API call's argument that must be a finite number (not a bool, a text, NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{name} must be a number, not {_shown(value)}.")
+    return float(value)
+
+
+def api_wholes(values: Any, name: str) -> list[int]:
+    """A list of whole numbers (``api_whole`` each)."""
+    if not isinstance(values, (list, tuple)):
+        raise UserError(f"{name} must be a list of whole numbers, not {_shown(values)}.")
+    return [api_whole(v, f"{name}[{i}]") for i, v in enumerate(values)]
+
+
+def _shown(value: Any) -> str:
+    """A value as a message names it: its type, and its start where that helps."""
+    if isinstance(value, str):
+        return f"the text {value[:20]!r}"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 @contextmanager

@@ -92,6 +92,16 @@ def split_labels(text: str) -> list[str]:
     return [part for part in re.split(r"[,\n]", str(text or "")) if part.strip()]
 
 
+def api_label_names(names: Any) -> list[str]:
+    """An API call's labels: a list of names, or one comma-separated text. A text is never read
+    as a sequence of letters ("abc" is one label, not a, b and c)."""
+    if isinstance(names, str):
+        return split_labels(names)
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return list(names)
+    raise UserError("Send the labels as a list of names, or as one text with commas between them.")
+
+
 def brush_size(size: tuple[int, int]) -> int:
     """The brush's and eraser's radius in the frame's pixels (the editor's own default is 25,
     whatever the frame): about a sixtieth of its smaller side; the size button changes it."""
@@ -475,9 +485,10 @@ class DatasetHandlers:
         return self._api(request, lambda work: f"{len(work.labels)} label(s).")
 
     @guarded
-    def api_add_labels(self, names: list[str], request: gr.Request) -> dict:
-        """Add labels (classes) to the video's list; those there already are skipped."""
-        return self._api(request, lambda work: self._add(work, [str(n) for n in names or []]))
+    def api_add_labels(self, names: list[str] | str, request: gr.Request) -> dict:
+        """Add labels (classes) to the video's list: a list of names, or one text with commas
+        between them ("car, person", as the page's box takes them); those there already are skipped."""
+        return self._api(request, lambda work: self._add(work, api_label_names(names)))
 
     @guarded
     def api_rename_label(self, old: str, new: str, request: gr.Request) -> dict:

@@ -21,7 +21,7 @@ import gradio as gr
 from annotation import finding, operations
 from annotation.document import UserError
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked
+from ui.callbacks import POLL_S, Controls, Handlers, api_whole, api_wholes, guarded, locked
 from ui.sessions import WorkState
 
 FIND_HELP = """
@@ -239,7 +239,8 @@ class FindHandlers:
         (`/cancel` stops it, changing nothing). `found` lists them: index, score, area, box."""
         try:
             work = self.base.work(request)
-            run = finding.start_finding(work, self.base.engine, int(frame), points_per_side)
+            density = api_whole(points_per_side, "points_per_side")
+            run = finding.start_finding(work, self.base.engine, api_whole(frame, "frame"), density)
         except UserError as exc:
             return {"message": f"Problem: {exc}", "found": []}
         run.thread.join()
@@ -270,7 +271,7 @@ class FindHandlers:
 
         def action(work: WorkState) -> dict:
             before = set(work.doc.object_ids)
-            message, frame = self._keep(work, None if keep_all else list(indices or []))
+            message, frame = self._keep(work, None if keep_all is True else api_wholes(indices or [], "indices"))
             new = [o for o in work.doc.object_ids if o not in before]
             found = finding.current(work)
             return {"message": message, "frame": frame, "objects": new,
@@ -285,9 +286,10 @@ class FindHandlers:
         predicted quality, area and whether it is the one shown; [] when there is no choice."""
 
         def action(work: WorkState) -> dict:
-            operations.select_object(work, obj_id)
-            offered = operations.candidates(work, self.base.engine, int(frame))
-            shown = work.doc.frame_masks(int(frame)).get(int(obj_id))
+            frame_index = api_whole(frame, "frame")
+            operations.select_object(work, api_whole(obj_id, "obj_id"))
+            offered = operations.candidates(work, self.base.engine, frame_index)
+            shown = work.doc.frame_masks(frame_index).get(int(obj_id))
             listed = [{"index": i, "score": round(score, 4), "area": int(mask.sum()),
                        "shown": shown is not None and bool((mask == shown).all())}
                       for i, (mask, score) in enumerate(offered)]  # fmt: skip
@@ -301,9 +303,10 @@ class FindHandlers:
         which tracking follows)."""
 
         def action(work: WorkState) -> dict:
-            operations.select_object(work, obj_id)
-            message = operations.pick_candidate(work, self.base.engine, int(frame), int(index))
-            return {"message": message, "frame": int(frame),
-                    "areas": {str(o): int(work.doc.area(int(frame), o) or 0) for o in work.doc.object_ids}}  # fmt: skip
+            operations.select_object(work, api_whole(obj_id, "obj_id"))
+            at = api_whole(frame, "frame")
+            message = operations.pick_candidate(work, self.base.engine, at, api_whole(index, "index"))
+            return {"message": message, "frame": at,
+                    "areas": {str(o): int(work.doc.area(at, o) or 0) for o in work.doc.object_ids}}  # fmt: skip
 
         return self._api(request, action)
