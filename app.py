@@ -13,6 +13,7 @@ checkpoints/ (or --checkpoint-dir) on first use, and checked against its SHA-256
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -47,6 +48,7 @@ class AppOptions:
     encode_ahead: int = 8  # frames per session encoded while the model is idle
     find: tuple[float, float, float] = (0.8, 0.95, 0.7)  # "Find objects": IoU, stability and NMS thresholds
     kernels: str = "measure"  # attention kernels: measured at first use, or pinned ("fused", "blockwise")
+    precision_reason: str = ""  # why `precision` (the measurement behind "auto"), for the page and the log
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
@@ -58,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         media_limits,
         positive_number,
         positive_whole,
+        precision_reason,
         resolve_model,
         whole_from_zero,
     )
@@ -111,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         model, args.checkpoint, args.checkpoint_dir, args.image_size, args.device, precision,
         args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
         args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead), find=find,
-        kernels=args.kernels,
+        kernels=args.kernels, precision_reason=precision_reason(args.precision, args.device),
     )  # fmt: skip
 
 
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from ui.logs import configure
 
     configure()  # tracebacks of failed runs and events go to stderr, each line naming its session
+    logging.getLogger("sam2.kernels").setLevel(logging.INFO)  # each attention kernel chosen, and why
 
     from annotation.engine import Engine, FindSettings, ModelSpec
     from annotation.options import checkpoint_problem, resolve_checkpoint
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = ModelSpec(
             options.model, checkpoint, options.image_size, options.device, options.precision, options.frame_storage,
             encode_ahead=0 if zero_gpu else options.encode_ahead, find=FindSettings(*options.find),
-            kernels=options.kernels, zero_gpu=zero_gpu,
+            kernels=options.kernels, zero_gpu=zero_gpu, precision_reason=options.precision_reason,
         )  # fmt: skip
         engine = Engine.load(spec, gpu)
     except CheckpointError as exc:  # CheckpointUnavailable too: offline, or a bad file
@@ -164,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{options.kernels}.", flush=True)
     if not zero_gpu:  # there the GPU comes with a call, and a call spends the user's quota
         print(f"Speed: {engine.measure_speed().describe()}.", flush=True)
+    for line in engine.describe_choices():
+        print(f"Chosen on this machine: {line}.", flush=True)
 
     from starlette.middleware import Middleware
 

@@ -101,6 +101,7 @@ class ModelSpec:
     encode_ahead: int = 8  # frames encoded in idle time per session (0: off); ~20 MB each at 1024 px
     find: FindSettings = field(default_factory=FindSettings)  # "Find objects": the generator's filters
     kernels: str = "measure"
+    precision_reason: str = ""  # why this precision (annotation.options.precision_reason), for the page and log
     # ZeroGPU (see annotation.hosting): model calls in GPU calls, the memory bank on the CPU
     # between them, tracking in chunks that fit a call; no encoding ahead (it would spend the
     # user's GPU quota on frames they may never click).
@@ -179,6 +180,12 @@ class Engine:
 
         p = self._predictor
         return f"{long_name(p.config.name)}, {p.image_size} px, {p.precision.name} on {p.device}"
+
+    def describe_choices(self) -> list[str]:
+        """What was chosen on this machine and why: the precision, and each attention kernel
+        chosen so far (measured, or read from an earlier start's measurement)."""
+        reason = [self.spec.precision_reason] if self.spec is not None and self.spec.precision_reason else []
+        return reason + [f"attention: {line}" for line in self._predictor.model.kernels.describe()]
 
     # ------------------------------------------------------------------ video
     def keep_frames(self, frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:

@@ -118,6 +118,20 @@ def resolve_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return model, precision
 
 
+def precision_reason(precision: str, device: str) -> str:
+    """Why the model runs at the precision it does, for the page and the log: the measurement
+    behind ``auto`` on a CPU (kept per machine, so every start says the same), or the option."""
+    if precision != "auto":
+        return f"precision {precision}, as --precision asked"
+    import torch
+
+    from sam2.precision import Precision, cpu_precision_choice
+
+    if torch.device(device).type == "cpu":
+        return cpu_precision_choice().describe()
+    return f"precision auto on {device}: {Precision.fastest_supported(device)}, which this GPU does natively"
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """``auto`` -> the fastest precision the device does natively (sam2's rule); others as given."""
     import torch

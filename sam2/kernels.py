@@ -18,12 +18,15 @@ same choice: pin it with policy "fused" or "blockwise" where that matters.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+
+from .machine import ChoiceCache, default_cache
 
 KERNELS = ("fused", "blockwise")
 POLICIES = ("measure", *KERNELS)
@@ -32,6 +35,7 @@ KINDS = {"cross": "cross-attention over memories", "self": "memory self-attentio
 # timing: at 256 px input and below, timing costs more than any kernel could save.
 MEASURE_MIN_SCORES = 1 << 20
 DEFAULT_KERNEL = "fused"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class KernelChoice:
     key: KernelKey
     kernel: str
     seconds: Mapping[str, float]  # candidate -> best measured time; empty when not measured
+    earlier: bool = False  # measured at an earlier start on this machine (kept in a ChoiceCache)
+
+    def cache_name(self) -> str:
+        return _cache_name(self.key)
 
     def describe(self) -> str:
         """e.g. 'cross-attention over memories, bfloat16 on cpu, 4096 queries: blockwise
@@ -60,7 +68,7 @@ class KernelChoice:
         if not self.seconds:
             return head
         timed = ", ".join(f"{name} {s:.4f} s" for name, s in sorted(self.seconds.items(), key=lambda kv: kv[1]))
-        return f"{head} (measured: {timed})"
+        return f"{head} (measured{' at an earlier start' if self.earlier else ''}: {timed})"
 
 
 Candidates = Mapping[str, Callable[[], torch.Tensor]]
@@ -74,11 +82,14 @@ class KernelChooser:
       fresh pages) and keep the fastest; small attentions use the fused kernel untimed;
     - "fused" or "blockwise": always that kernel (same masks in every process).
 
-    `timer` is the clock (seconds); tests give a fake one. Thread-safe: the app encodes frames
-    ahead in a background thread while a user's call runs.
+    `timer` is the clock (seconds); tests give a fake one. `cache`: where CPU choices are kept
+    between starts (``sam2.machine``): a choice measured at an earlier start on this machine is
+    used as it is, so two starts choose alike whatever else loads the CPU. Thread-safe: the app
+    encodes frames ahead in a background thread while a user's call runs.
     """
 
-    def __init__(self, policy: str = "measure", timer: Callable[[], float] = time.perf_counter, rounds: int = 2):
+    def __init__(self, policy: str = "measure", timer: Callable[[], float] = time.perf_counter, rounds: int = 2,
+                 cache: ChoiceCache | None = None):  # fmt: skip
         if policy not in POLICIES:
             raise ValueError(f"Unknown kernel policy {policy!r}: use one of {', '.join(POLICIES)}.")
         self.policy = policy
@@ -86,6 +97,7 @@ class KernelChooser:
         self._rounds = max(1, rounds)
         self._choices: dict[KernelKey, KernelChoice] = {}
         self._lock = threading.Lock()
+        self._cache = cache
 
     def run(self, kind: str, q: torch.Tensor, k: torch.Tensor, candidates: Candidates) -> torch.Tensor:
         """The result of the chosen candidate for an attention of queries q (..., Nq, D) over
@@ -99,12 +111,28 @@ class KernelChooser:
         if q.shape[-2] * k.shape[-2] < MEASURE_MIN_SCORES:
             return candidates[DEFAULT_KERNEL]()
         with self._lock:  # one measurement at a time: two at once would time each other
-            choice = self._choices.get(key)
+            choice = self._choices.get(key) or self._kept(key, candidates)
             if choice is not None:
+                self._choices[key] = choice
+                log.info("Attention kernel for %s", choice.describe())
                 return candidates[choice.kernel]()
             choice, result = self._measure(key, candidates)
             self._choices[key] = choice
+            log.info("Attention kernel for %s", choice.describe())
+            if self._cache is not None and key.device == "cpu":  # the cache describes this machine's CPU
+                self._cache.put(choice.cache_name(), {"kernel": choice.kernel, "seconds": dict(choice.seconds)})
             return result
+
+    def _kept(self, key: KernelKey, candidates: Candidates) -> KernelChoice | None:
+        """The choice an earlier start measured for ``key`` on this machine, if any."""
+        saved = self._cache.get(_cache_name(key)) if self._cache is not None and key.device == "cpu" else None
+        try:
+            if saved is not None and saved["kernel"] in candidates:
+                seconds = {str(k): float(v) for k, v in saved["seconds"].items()}
+                return KernelChoice(key, saved["kernel"], seconds, earlier=True)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a damaged entry: measure again
+        return None
 
     def _measure(self, key: KernelKey, candidates: Candidates) -> tuple[KernelChoice, torch.Tensor]:
         best: dict[str, float] = {}
@@ -135,11 +163,16 @@ class KernelChooser:
 
 
 def resolve(kernels: str | KernelChooser | None) -> KernelChooser:
-    """A chooser for a policy name (or None: "measure"); a chooser is used as it is, so that
-    models built from one share its choices."""
+    """A chooser for a policy name (or None: "measure"), keeping CPU choices for later starts
+    (``sam2.machine.default_cache``); a chooser is used as it is, so that models built from one
+    share its choices."""
     if isinstance(kernels, KernelChooser):
         return kernels
-    return KernelChooser(kernels or "measure")
+    return KernelChooser(kernels or "measure", cache=default_cache())
+
+
+def _cache_name(key: KernelKey) -> str:
+    return f"kernel/{key.kind}/{key.device}/{key.dtype}/{key.queries}"
 
 
 def _key(kind: str, q: torch.Tensor) -> KernelKey:

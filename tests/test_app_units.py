@@ -22,7 +22,7 @@ from annotation import formats as exporting
 from annotation import operations as annotate
 from annotation import views as core_views
 from annotation.document import PackedMask, PromptCall, PromptSpec, UserError
-from annotation.engine import Engine
+from annotation.engine import Engine, ModelSpec
 from sam2.video_io import DecodedVideo, VideoInfo
 from sam2.video_predictor import SAM2VideoPredictor
 from tests.app_harness import Replay
@@ -569,6 +569,19 @@ def test_the_model_line_names_variant_size_and_precision(predictor):
     assert Engine(predictor).describe() == "sam2.1_hiera_tiny, 64 px, float32 on cpu"
     fast = Engine(SAM2VideoPredictor(predictor.model, precision="bfloat16"))
     assert fast.describe() == "sam2.1_hiera_tiny, 64 px, bfloat16 on cpu"
+
+
+def test_the_choices_made_on_this_machine_are_told_with_their_reasons(predictor):
+    """The page and the log say why: the precision's measurement (or the option) and each kernel."""
+    from annotation.options import precision_reason
+
+    assert precision_reason("float32", "cpu") == "precision float32, as --precision asked"
+    auto = precision_reason("auto", "cpu")
+    assert auto.startswith("fast mode on this CPU: ") and "must reach 1.25x; measured: float32 " in auto
+    assert precision_reason("auto", "cpu") == auto  # kept: the same words on a second asking
+    spec = ModelSpec("sam2.1_hiera_t", Path("unused.pt"), precision_reason=auto)
+    lines = Engine(predictor, spec).describe_choices()
+    assert lines[0] == auto and all(line.startswith("attention: ") for line in lines[1:]) and len(lines) >= 2
 
 
 # ----------------------------------------------------------------------------- views

@@ -13,6 +13,7 @@ from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.find_page import FindHandlers, FindPage
 from ui.sessions import SessionStore
+from ui.views import markdown_text
 
 TITLE = "SAM 2 video annotator"
 
@@ -95,7 +96,8 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         find = FindPage()  # finding objects on a frame and a click's three masks (ui/find_page.py)
         speed = engine.speed.describe() if engine.speed is not None else None
         controls = _components(
-            limits, engine.describe(), speed, engine.image_sizes, engine.image_size, datasets, find
+            limits, engine.describe(), speed, engine.image_sizes, engine.image_size, datasets, find,
+            engine.describe_choices(),
         )
         controls.extras += datasets.view_outputs() + find.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
@@ -112,7 +114,7 @@ def track_help(speed: str | None) -> str:
 
 def _components(
     limits: MediaLimits, model: str, speed: str | None, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
-    find: FindPage,
+    find: FindPage, choices: list[str] = (),
 ) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
@@ -171,6 +173,9 @@ def _components(
                 )
                 video_info = gr.Markdown("No video yet.", elem_id="video-info", latex_delimiters=[])
                 gr.Markdown(f"Model: {model}.", elem_id="model-info")
+                if choices:
+                    with gr.Accordion("Why this precision and these kernels", open=False, elem_id="model-choices"):
+                        gr.Markdown("\n".join(f"- {markdown_text(line)}" for line in choices))
             with gr.Group():
                 gr.Markdown("### 2. Objects")
                 gr.Markdown(OBJECTS_HELP)
