@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -404,7 +405,8 @@ def yolo_line(class_index: int, polygon: np.ndarray, size: tuple[int, int]) -> s
 
 
 def _data_yaml(names: Sequence[str], has_val: bool) -> str:
-    """Ultralytics' layout; names are JSON-quoted, which YAML reads as plain strings."""
+    """Ultralytics' layout; each name double-quoted (:func:`_yaml_string`), so that YAML reads
+    it as that text, whatever it holds ('yes', 'null', '1e3', ': ', '#', quotes...)."""
     lines = [
         "# YOLO segmentation dataset exported from the SAM 2 video annotator.",
         "path: .",
@@ -412,9 +414,25 @@ def _data_yaml(names: Sequence[str], has_val: bool) -> str:
         f"val: images/{'val' if has_val else 'train'}",
         f"nc: {len(names)}",
         "names:",
-        *(f"  {index}: {json.dumps(name)}" for index, name in enumerate(names)),
+        *(f"  {index}: {_yaml_string(name)}" for index, name in enumerate(names)),
     ]
     return "\n".join(lines) + "\n"
+
+
+# What YAML cannot hold as it is in a quoted string: C1 controls and DEL (not printable), its line
+# breaks NEL, LS and PS (a reader folds them into spaces), the BOM, the noncharacters U+FFFE and
+# U+FFFF, and lone surrogates (no UTF-8 file holds them).
+_YAML_ESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+
+def _yaml_string(text: str) -> str:
+    """``text`` as a YAML double-quoted string on one line, in UTF-8 as it is: emoji and CJK
+    stay themselves, where ``json.dumps``'s default wrote an emoji as two surrogate escapes,
+    which YAML reads as two lone surrogates (text that cannot be encoded). JSON's escapes (quote,
+    backslash, control characters) are YAML's too; the few characters YAML cannot take as they
+    are get YAML's \\uXXXX."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _YAML_ESCAPED.sub(lambda found: f"\\u{ord(found.group()):04x}", quoted)
 
 
 # ----------------------------------------------------------------------------- semantic PNG
