@@ -583,7 +583,8 @@ class DatasetHandlers:
     @guarded
     def api_apply_mask(self, frame: int, obj_id: int, mask: gr.FileData, request: gr.Request) -> dict:
         """Make a PNG the size of the video object `obj_id`'s mask on `frame` (made if missing, as
-        add_point does), as the brush does: painted on transparent, or white on black."""
+        add_point does), as the brush does: painted on transparent, white on black, or a 0/1 mask
+        (:func:`picture_mask`); a mask of the whole frame is applied with a warning."""
         try:  # the picture is read first: a bad one changes nothing, not even a new object
             work = self.base.work(request)
             size = operations.require_video(work).frame_size(operations.check_frame(work, int(frame)))
