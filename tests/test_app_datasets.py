@@ -633,6 +633,9 @@ def test_mask_pictures_through_the_api_are_read_as_meant(app, api_video, workdir
     ones[30:80, 40:110] = 1
     Image.fromarray(ones).save(workdir / "ones16.png")
     Image.fromarray(np.full((height, width), 255, np.uint8)).save(workdir / "white.png")
+    nearly = np.full((height, width), 255, np.uint8)
+    nearly[:8, :12] = 0  # 96 of 19,200 pixels: 99.5% of the frame
+    Image.fromarray(nearly).save(workdir / "nearly.png")
     start = len(app.log_text())
     c = loaded(app, api_video)
     try:
@@ -646,6 +649,9 @@ def test_mask_pictures_through_the_api_are_read_as_meant(app, api_video, workdir
         message = answer["message"]
         assert message.startswith("Applied the painted mask of 'object 1' on frame 2"), answer
         assert "Note: this mask covers all of the frame. If that is not what you meant, press Undo" in message
+        answer = c.predict(3, 1, handle_file(str(workdir / "nearly.png")), api_name="/apply_mask")
+        assert "Note: this mask covers 99.5% of the frame." in answer["message"], answer
+        assert plain(c.predict(3, api_name="/undo")[2]).startswith("Undid: brush on frame 3")
         undone = plain(c.predict(2, api_name="/undo")[2])
         assert undone.startswith("Undid: brush on frame 2"), undone
         (session,) = api_export(c, "session")

@@ -499,7 +499,7 @@ class DatasetHandlers:
         share = float(mask.mean())
         if share <= FULL_FRAME:
             return applied
-        covered = "all of the frame" if share == 1 else f"{share:.1%} of the frame"
+        covered = "all of the frame" if share == 1 else f"{int(share * 1000) / 10:.1f}% of the frame"  # 99.9, not 100
         return (f"{applied} Note: this mask covers {covered}. If that is not what you meant, press Undo: a mask "
                 "picture should show the object in white (or opaque) on black (or transparent).")  # fmt: skip
 
