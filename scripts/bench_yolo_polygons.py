@@ -70,14 +70,18 @@ def join_before(mask: np.ndarray) -> np.ndarray | None:
     return outline
 
 
-def timed(join: Callable[[np.ndarray], np.ndarray | None], mask: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
-    """(median seconds of ``repeats`` runs, the polygon)."""
-    times, polygon = [], None
+def timed(
+    join: Callable[[np.ndarray], np.ndarray | None], mask: np.ndarray, repeats: int
+) -> tuple[float, float, np.ndarray]:
+    """(median wall seconds of ``repeats`` runs, median CPU seconds of this process (less
+    disturbed by other work on a shared machine), the polygon)."""
+    wall, cpu, polygon = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         polygon = join(mask)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), polygon
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu), polygon
 
 
 def refill_scores(mask: np.ndarray, polygon: np.ndarray) -> tuple[float, int]:
@@ -118,15 +122,15 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     print(f"CPU: {cpu}; median of {args.repeats} runs per mask")
-    print(f"{'mask':30} {'pieces':>7} {'holes':>6} {'corners':>8} {'join s/frame':>13} {'export s/frame':>15}"
-          f" {'IoU':>6} {'lost':>5}" + (f" {'before s':>9}" if args.before else ""))  # fmt: skip
+    print(f"{'mask':30} {'pieces':>7} {'holes':>6} {'corners':>8} {'join s/frame':>13} {'(CPU s)':>8}"
+          f" {'export s/frame':>15} {'IoU':>6} {'lost':>5}" + (f" {'before s':>9}" if args.before else ""))  # fmt: skip
     for name, mask in cases:
         contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
         holes = int((hierarchy[0][:, 3] >= 0).sum()) if hierarchy is not None else 0
         corners = sum(len(c) for c in contours)
-        seconds, polygon = timed(instance_polygon, mask, args.repeats)
+        seconds, cpu_seconds, polygon = timed(instance_polygon, mask, args.repeats)
         iou, lost = refill_scores(mask, polygon)
-        line = (f"{name:30} {len(contours) - holes:7d} {holes:6d} {corners:8d} {seconds:13.4f}"
+        line = (f"{name:30} {len(contours) - holes:7d} {holes:6d} {corners:8d} {seconds:13.4f} {cpu_seconds:8.4f}"
                 f" {export_seconds_per_frame(mask):15.4f} {iou:6.3f} {lost:5d}")  # fmt: skip
         if args.before:
             line += f" {timed(join_before, mask, 1)[0]:9.2f}" if len(contours) <= 300 else f" {'-':>9}"
