@@ -625,3 +625,44 @@ def test_bad_imports_are_plain_messages_and_change_nothing(app, api_video, workd
         assert "Traceback" not in log and "ERROR" not in log, log
     finally:
         c.close()
+
+
+def test_mask_pictures_through_the_api_are_read_as_meant(app, api_video, workdir):
+    """/apply_mask reads a picture by its alpha, a 0/1 mask or half its range (issue 18): near-black
+    JPEG noise is refused and makes no object, a 16-bit PNG of 1s is the mask of the 1s, and a
+    mask of the whole frame is applied with a warning that Undo takes it back."""
+    height, width = decode(api_video, MediaLimits()).frames[0].shape[:2]
+    noise = np.random.default_rng(0).integers(0, 14, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(workdir / "dark.jpg", quality=70)
+    ones = np.zeros((height, width), np.uint16)
+    ones[30:80, 40:110] = 1
+    Image.fromarray(ones).save(workdir / "ones16.png")
+    Image.fromarray(np.full((height, width), 255, np.uint8)).save(workdir / "white.png")
+    nearly = np.full((height, width), 255, np.uint8)
+    nearly[:8, :12] = 0  # 96 of 19,200 pixels: 99.5% of the frame
+    Image.fromarray(nearly).save(workdir / "nearly.png")
+    start = len(app.log_text())
+    c = loaded(app, api_video)
+    try:
+        answer = c.predict(1, 2, handle_file(str(workdir / "dark.jpg")), api_name="/apply_mask")
+        assert answer["message"].startswith("Problem: 'dark.jpg' has no object pixels"), answer
+        assert list(c.predict(api_name="/labels")["objects"]) == ["1"]  # object 2 was not made
+        answer = c.predict(1, 1, handle_file(str(workdir / "ones16.png")), api_name="/apply_mask")
+        assert answer["message"].startswith("Applied the painted mask of 'object 1' on frame 1"), answer
+        assert "Note" not in answer["message"] and 0.7 * 50 * 70 < answer["areas"]["1"] < 1.3 * 50 * 70
+        answer = c.predict(2, 1, handle_file(str(workdir / "white.png")), api_name="/apply_mask")
+        message = answer["message"]
+        assert message.startswith("Applied the painted mask of 'object 1' on frame 2"), answer
+        assert "Note: this mask covers all of the frame. If that is not what you meant, press Undo" in message
+        answer = c.predict(3, 1, handle_file(str(workdir / "nearly.png")), api_name="/apply_mask")
+        assert "Note: this mask covers 99.5% of the frame." in answer["message"], answer
+        assert plain(c.predict(3, api_name="/undo")[2]).startswith("Undid: brush on frame 3")
+        undone = plain(c.predict(2, api_name="/undo")[2])
+        assert undone.startswith("Undid: brush on frame 2"), undone
+        (session,) = api_export(c, "session")
+        document = json.loads(download(app, c, session, workdir / "brushed_session.json").read_text())
+        assert {m["frame"] for m in document["masks"]} == {1}  # frame 2's whole-frame mask is gone
+        log = app.log_text()[start:]
+        assert "Traceback" not in log and "ERROR" not in log, log
+    finally:
+        c.close()

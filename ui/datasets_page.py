@@ -119,30 +119,73 @@ def mask_layer(mask: np.ndarray | None, size: tuple[int, int], color: tuple[int,
 
 def painted_mask(value: dict | None) -> np.ndarray | None:
     """The mask an editor value holds: its layers' pixels that are opaque enough (brush strokes
-    and the starting layer), or None when it has no layer (nothing was loaded)."""
+    and the starting layer), or None when it has no layer (nothing was loaded). A layer without
+    transparency (the editor sends none, but a value sent through the API can be one) is read
+    as a picture is (:func:`picture_mask`), not as all opaque, which would be the whole frame."""
     layers = [np.asarray(layer) for layer in (value or {}).get("layers") or [] if layer is not None]
     if not layers:
         return None
-    alpha = [layer[..., 3] if layer.ndim == 3 and layer.shape[2] == 4 else np.full(layer.shape[:2], 255)
-             for layer in layers]  # fmt: skip
-    return np.logical_or.reduce([a >= PAINTED_ALPHA for a in alpha])
+    return np.logical_or.reduce([
+        layer[..., 3] >= PAINTED_ALPHA if layer.ndim == 3 and layer.shape[2] == 4 else _values_mask(layer, 255)
+        for layer in layers
+    ])  # fmt: skip
+
+
+FULL_FRAME = 0.99  # a mask over this share of the frame is most likely a misread picture: the message warns
 
 
 def read_mask_png(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """A mask picture the size of the frame (H, W) -> HxW bool: painted on transparent (alpha
-    at least half = the object), or else any pixel that is not black."""
+    """A mask picture the size of the frame (H, W) -> HxW bool (:func:`picture_mask`). A picture
+    that is not one, of another size, or with no object pixel is refused (UserError), before
+    anything changes."""
     height, width = size
     try:
         with Image.open(path) as image:
             if image.size != (width, height):
                 raise UserError(f"The mask picture is {image.size[0]}x{image.size[1]}, but the video is "
                                 f"{width}x{height}.")  # fmt: skip
-            rgba = np.array(image.convert("RGBA"))
-    except (OSError, ValueError, Image.DecompressionBombError):
+            mask = picture_mask(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise UserError(f"'{path.name}' is not a picture this page can read: send a PNG of the mask.") from None
-    if (rgba[..., 3] < 255).any():
-        return rgba[..., 3] >= 128
-    return rgba[..., :3].max(axis=-1) > 0
+    if not mask.any():
+        raise UserError(f"'{path.name}' has no object pixels: paint the object on transparent, or in white "
+                        "(or any colour at least half bright) on black.")  # fmt: skip
+    return mask
+
+
+def picture_mask(image: Image.Image) -> np.ndarray:
+    """The object in a mask picture (HxW bool), read as people make them:
+
+    - with transparency (an alpha channel, or a transparent colour) that is not opaque
+      everywhere: the pixels at least half opaque;
+    - else a 0/1 mask, when every value is 0 or 1 (mode "1", or "L" or 16-bit pictures
+      holding 0s and 1s, as label tools write them): the 1s;
+    - else the pixels at least half bright in some channel: 128 of 255 for 8-bit pictures,
+      32768 of 65535 for 16-bit ("I;16") and 32-bit integer ("I") ones, 0.5 for floating
+      point ("F"). Near-black noise (a dark JPEG) is then no object, where "not black" was.
+    """
+    if image.mode == "1":
+        return np.array(image, bool)
+    keyed = image.mode in ("P", "L", "RGB") and "transparency" in image.info  # a palette entry or colour is see-through
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or keyed:
+        alpha = np.array(image.convert("RGBA"))[..., 3]
+        if (alpha < 255).any():
+            return alpha >= 128
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.array(image)
+        full = 1.0 if image.mode == "F" else 65535
+    else:
+        values, full = np.array(image.convert("RGB")), 255
+    return _values_mask(values, full)
+
+
+def _values_mask(values: np.ndarray, full: float) -> np.ndarray:
+    """HxW or HxWxC values from 0 to ``full`` -> HxW bool: a 0/1 mask's 1s, else the pixels at
+    least half of ``full`` in some channel."""
+    top = values.max(axis=-1) if values.ndim == 3 else values
+    if np.issubdtype(top.dtype, np.integer) and top.size and 0 <= top.min() and top.max() <= 1:
+        return top == 1
+    return top >= full / 2
 
 
 def api_file(value: Any) -> str:
@@ -461,8 +504,14 @@ class DatasetHandlers:
     def _paint(self, work: WorkState, frame: int, obj: int, mask: np.ndarray) -> str:
         info = work.object(obj)
         shown = operations.set_mask(work, self.base.engine, frame, obj, mask, "brush")
-        return (f"Applied the painted mask of '{info.name}' on frame {frame} ({int(shown.sum())} pixels). "
-                "Track to follow it; Undo takes it back.")  # fmt: skip
+        applied = (f"Applied the painted mask of '{info.name}' on frame {frame} ({int(shown.sum())} pixels). "
+                   "Track to follow it; Undo takes it back.")  # fmt: skip
+        share = float(mask.mean())
+        if share <= FULL_FRAME:
+            return applied
+        covered = "all of the frame" if share == 1 else f"{int(share * 1000) / 10:.1f}% of the frame"  # 99.9, not 100
+        return (f"{applied} Note: this mask covers {covered}. If that is not what you meant, press Undo: a mask "
+                "picture should show the object in white (or opaque) on black (or transparent).")  # fmt: skip
 
     # ------------------------------------------------------------------ API
     def _api(self, request: gr.Request, action: Any) -> dict:
@@ -545,7 +594,8 @@ class DatasetHandlers:
     @guarded
     def api_apply_mask(self, frame: int, obj_id: int, mask: gr.FileData, request: gr.Request) -> dict:
         """Make a PNG the size of the video object `obj_id`'s mask on `frame` (made if missing, as
-        add_point does), as the brush does: painted on transparent, or white on black."""
+        add_point does), as the brush does: painted on transparent, white on black, or a 0/1 mask
+        (:func:`picture_mask`); a mask of the whole frame is applied with a warning."""
         try:  # the picture is read first: a bad one changes nothing, not even a new object
             work = self.base.work(request)
             size = operations.require_video(work).frame_size(operations.check_frame(work, int(frame)))
