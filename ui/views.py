@@ -4,6 +4,7 @@ page loads them from there), and the video facts and object list as Markdown/HTM
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,11 @@ from ui.sessions import WorkState
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:
-    """PNG (exact pixels, fast setting): the page shows exactly what was drawn."""
-    Image.fromarray(image).save(path, compress_level=1)
+    """PNG (exact pixels, fast setting): the page shows exactly what was drawn. Written under
+    a temporary name and moved into place, so the name never holds half a picture."""
+    partial = path.with_name(f".{path.name}.part")
+    Image.fromarray(image).save(partial, format="PNG", compress_level=1)
+    os.replace(partial, path)
     return path
 
 
