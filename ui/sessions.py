@@ -155,10 +155,11 @@ class ViewFiles:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / name
 
-    def read(self, name: str) -> bytes | None:
-        """The bytes of the picture ``name`` for a fetch (which counts as its latest use), or
-        None when no such picture was handed out, or it is gone, or not written yet."""
-        now = time.monotonic()
+    def read(self, name: str, now: float | None = None) -> bytes | None:
+        """The bytes of the picture ``name`` for a fetch at ``now`` (default: now; it counts as
+        its latest use), or None when no such picture was handed out, or it is gone, or not
+        written yet."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             view = self._files.get(name)
             if view is None:
