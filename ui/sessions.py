@@ -14,6 +14,12 @@ takes it over under its new hash (:meth:`SessionStore.resume`). A closed tab's s
 freed by the sweep once the grace period is over; until then it still takes a place
 (``max_sessions``). A session idle longer than the time-to-live is swept too.
 
+API clients (``gradio_client``) never reload, and never send a page's load event: a session
+no page loaded (:meth:`SessionStore.page_opened`) is freed at once when its heartbeat ends
+(``ui.callbacks.on_unload``), and one with no heartbeat open (:meth:`SessionStore.connection`,
+reported by ``ui.access``) after ``idle_s`` without a request, so that closed or silent
+clients cannot hold the server's places for the time-to-live.
+
 Uploads are reference-counted here (:meth:`SessionStore.hold_upload`). Gradio keeps an upload
 in its cache folder under the hash of its bytes, so two people uploading the same file get one
 shared path; deleting it when the first of them is done once broke the second. So each session
