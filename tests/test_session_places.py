@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ui.sessions import SessionStore
 
 
@@ -60,3 +62,13 @@ def test_a_page_that_went_away_is_forgotten(tmp_path):
     places.page_opened("missed")  # its unload never came: forgotten after the TTL
     places.sweep(now=time.monotonic() + 601)
     assert not places.get("missed", "b", create=True).from_page
+
+
+def test_the_idle_time_is_an_option(capsys):
+    import app
+
+    assert app.parse_args([]).client_idle_s == 120.0 and app.parse_args(["--client-idle-s", "5"]).client_idle_s == 5
+    for bad in ("0", "-3", "nan"):
+        with pytest.raises(SystemExit):
+            app.parse_args(["--client-idle-s", bad])
+    assert "--client-idle-s must be positive" in capsys.readouterr().err
