@@ -45,6 +45,7 @@ class AppOptions:
     resume_grace_s: float  # how long a closed or reloaded page's work is kept for a reload
     max_sessions: int
     queue_size: int
+    client_idle_s: float = 120.0  # an API client's work with no heartbeat open is freed after this long unused
     encode_ahead: int = 8  # frames per session encoded while the model is idle
     find: tuple[float, float, float] = (0.8, 0.95, 0.7)  # "Find objects": IoU, stability and NMS thresholds
     kernels: str = "measure"  # attention kernels: measured at first use, or pinned ("fused", "blockwise")
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
                            "reload from a closed tab, so a closed tab's work is freed only after this; "
                            "until then it counts towards --max-sessions")
     page.add_argument("--max-sessions", type=positive_whole, default=8, help="most browser tabs working at once")
+    page.add_argument("--client-idle-s", type=positive_number, default=120.0,
+                      help="free the work of an API client that keeps no connection open (no heartbeat) after "
+                           "this many seconds without a request (a closed client's work is freed at once)")
     page.add_argument("--queue-size", type=positive_whole, default=64,
                       help="most waiting requests; more get 'server busy'")
     page.add_argument("--encode-ahead", type=whole_from_zero, default=8,
@@ -102,8 +106,8 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     limits = media_limits(args, parser, advice="start the app with {flag} {value}")
     if args.resume_grace_s is None:
         args.resume_grace_s = args.session_ttl_min * 60
-    for name in ("max_upload_mb", "session_ttl_min", "resume_grace_s", "max_sessions", "queue_size"):
-        if getattr(args, name) <= 0:
+    for name in ("max_upload_mb", "session_ttl_min", "resume_grace_s", "max_sessions", "queue_size", "client_idle_s"):
+        if not getattr(args, name) > 0:  # (NaN too)
             parser.error(f"--{name.replace('_', '-')} must be positive")
     find = (args.find_iou_thresh, args.find_stability_thresh, args.find_nms_thresh)
     for name, value in zip(("iou", "stability", "nms"), find, strict=True):
@@ -113,8 +117,9 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     return AppOptions(
         model, args.checkpoint, args.checkpoint_dir, args.image_size, args.device, precision,
         args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
-        args.resume_grace_s, args.max_sessions, args.queue_size, encode_ahead=max(0, args.encode_ahead), find=find,
-        kernels=args.kernels, precision_reason=precision_reason(args.precision, args.device),
+        args.resume_grace_s, args.max_sessions, args.queue_size, client_idle_s=args.client_idle_s,
+        encode_ahead=max(0, args.encode_ahead), find=find, kernels=args.kernels,
+        precision_reason=precision_reason(args.precision, args.device),
     )  # fmt: skip
 
 
@@ -173,18 +178,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from starlette.middleware import Middleware
 
-    from ui.access import SessionFileGuard
+    from ui.access import SessionFileGuard, plain_input_checks
     from ui.layout import build_page
     from ui.sessions import SessionStore
 
     store = SessionStore(
         temp_root / "sessions", ttl_s=options.session_ttl_min * 60, max_sessions=options.max_sessions,
-        grace_s=options.resume_grace_s, upload_cache=temp_root,
+        grace_s=options.resume_grace_s, upload_cache=temp_root, idle_s=options.client_idle_s,
         on_close=lambda work: work.video is not None and engine.stop_encoding_ahead(work.video.handle),
     )  # fmt: skip
     store.start_sweeper()
     atexit.register(store.shutdown)
     demo = build_page(store, engine, options.limits)
+    plain_input_checks(demo)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=4)
     demo.launch(
         server_name=options.host,

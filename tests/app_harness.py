@@ -51,7 +51,8 @@ class RunningApp:
 
 
 def start_app(
-    checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 180.0, quick_close: bool = False
+    checkpoint: Path, workdir: Path, *extra: str, timeout_s: float = 180.0, quick_close: bool = False,
+    heartbeat_s: float | None = None,
 ) -> RunningApp:
     """``python app.py`` on a free loopback port with the given checkpoint at image size 512, in
     float32 and with the attention kernels pinned like :class:`Replay` (frames are kept as the
@@ -59,13 +60,18 @@ def start_app(
 
     quick_close: a closed client is noticed within a second (heartbeats every second, not
     Gradio's 15 s) and its work freed a second later (not kept the session TTL for a reload),
-    so the seats of earlier tests are free again when the next needs one."""
+    so the seats of earlier tests are free again when the next needs one.
+
+    heartbeat_s: Gradio's heartbeat interval alone (a closed client is noticed within it), the
+    grace period for reloads left as given."""
     port = free_port()
     temp_dir = workdir / "gradio-temp"
     temp_dir.mkdir(parents=True, exist_ok=True)
     log = workdir / "app.log"
     env = dict(os.environ, GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     env.pop("GRADIO_SERVER_NAME", None)
+    if heartbeat_s is not None:
+        env["GRADIO_HEARTBEAT_INTERVAL"] = str(heartbeat_s)
     if quick_close:
         env["GRADIO_HEARTBEAT_INTERVAL"] = "1"
         extra = (*extra, "--resume-grace-s", "1")

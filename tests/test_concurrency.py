@@ -72,31 +72,37 @@ def test_pruning_while_other_requests_write_and_prune(tmp_path):
     assert all(path.is_file() for path in handed)  # none fetched yet: every one waits for its browser
 
 
-def test_a_picture_stays_until_its_browser_fetched_it(tmp_path, monkeypatch):
-    """What the page was sent stays until the page fetched it. Fetched pictures beyond the
-    newest few go; one never fetched goes after a while; a flood is bounded all the same."""
+def test_a_picture_stays_while_a_browser_may_ask_for_it(tmp_path, monkeypatch):
+    """What the page was sent stays VIEW_KEEP_S after it was handed out and after its last
+    fetch (a fetched picture once went at once, and a second fetch got 500 or half a file);
+    a fetch reads the whole file, so pruning right after cannot cut it short; a picture that
+    is gone is unknown (None: the guard answers 404); a flood is bounded all the same."""
     views = ViewFiles(tmp_path / "view")
     made = [views.new("frame", ".png") for _ in range(sessions.VIEW_KEEP + 10)]
     for path in made:
         path.write_bytes(b"png")
-    assert views.prune() == []  # nothing fetched: nothing goes, however many are newer
     for path in made[:5]:
-        views.fetched(path.name)
-    assert views.prune() == made[:5] and not any(p.exists() for p in made[:5])
-    assert all(p.exists() for p in made[5:])
-    views.fetched(made[-1].name)
-    assert views.prune() == []  # one of the newest: kept for a page still showing it
+        assert views.read(path.name) == b"png"
+    assert views.prune() == []  # fetched or not: all are recent
+    soon = time.monotonic() + sessions.VIEW_KEEP_S / 2
+    assert views.read(made[0].name, now=soon) == b"png"  # fetched again, later
+    assert views.prune(now=soon) == []
 
-    later = time.monotonic() + sessions.UNFETCHED_WAIT_S + 1
-    assert views.prune(now=later) == made[5 : -sessions.VIEW_KEEP]  # waited long enough for a fetch
-    assert sum(p.exists() for p in made) == sessions.VIEW_KEEP
+    later = time.monotonic() + sessions.VIEW_KEEP_S + 1  # within VIEW_KEEP_S of the second fetch
+    assert views.prune(now=later) == made[1 : -sessions.VIEW_KEEP]  # made[0] was used since
+    assert views.read(made[1].name) is None and views.read(made[0].name) == b"png"
+    assert views.read("frame-999999.png") is None  # never handed out
+    assert sum(p.exists() for p in made) == sessions.VIEW_KEEP + 1
 
-    monkeypatch.setattr(sessions, "MAX_VIEW_FILES", 30)  # a client that asks and never fetches
+    monkeypatch.setattr(sessions, "MAX_VIEW_FILES", 30)  # a client that asks faster than anyone looks
     flood = [views.new("frame", ".png") for _ in range(40)]
     for path in flood:
         path.write_bytes(b"png")
     views.prune()
     assert len(list(views.folder.iterdir())) == 30 and flood[-1].exists()
+    monkeypatch.setattr(sessions, "MAX_VIEW_BYTES", 3 * sessions.VIEW_KEEP)  # and bytes (3 each)
+    views.prune(now=time.monotonic() + sessions.SIZE_AFTER_S)
+    assert len(list(views.folder.iterdir())) == sessions.VIEW_KEEP and flood[-1].exists()
 
 
 def test_the_sweep_never_closes_a_session_a_request_took_back(tmp_path):

@@ -478,6 +478,7 @@ class Handlers:
         session_id = getattr(request, "session_hash", None) or ""
         owner = owner_of(request)
         unchanged = {self.c.status: gr.skip()}  # a fresh page (an empty dict would not do: see the docstring)
+        self.store.page_opened(session_id)  # a page's session, which a reload may resume (not an API client's)
         if not session_id or not owner:
             return unchanged
         work = self.store.resume(session_id, owner)
@@ -499,15 +500,19 @@ class Handlers:
 
     @guarded
     def on_unload(self, request: gr.Request) -> None:
-        """Tab closed or reloaded (the two look the same here): keep the work for the grace
-        period so that a reload resumes it (:meth:`on_page_load`); a closed tab's session is
-        freed by the store's sweep once the grace period is over. A session without a video
-        holds nothing worth keeping and is freed at once."""
+        """Tab closed or reloaded (the two look the same here), or an API client closed (its
+        heartbeat ended): keep a page's work for the grace period so that a reload resumes it
+        (:meth:`on_page_load`); a closed tab's session is freed by the store's sweep once the
+        grace period is over. A session without a video holds nothing worth keeping, and an
+        API client's (no page loaded it) can never be resumed: both are freed at once."""
         session_id = getattr(request, "session_hash", None)
         if not session_id:
             return
         work = self.store.peek(session_id)
-        if work is not None and work.video is None and not work.undo:
+        self.store.page_closed(session_id)
+        if work is None:
+            return
+        if not work.from_page or (work.video is None and not work.undo):
             self.store.close(session_id)
         else:
             self.store.detach(session_id)

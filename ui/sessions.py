@@ -14,6 +14,12 @@ takes it over under its new hash (:meth:`SessionStore.resume`). A closed tab's s
 freed by the sweep once the grace period is over; until then it still takes a place
 (``max_sessions``). A session idle longer than the time-to-live is swept too.
 
+API clients (``gradio_client``) never reload, and never send a page's load event: a session
+no page loaded (:meth:`SessionStore.page_opened`) is freed at once when its heartbeat ends
+(``ui.callbacks.on_unload``), and one with no heartbeat open (:meth:`SessionStore.connection`,
+reported by ``ui.access``) after ``idle_s`` without a request, so that closed or silent
+clients cannot hold the server's places for the time-to-live.
+
 Uploads are reference-counted here (:meth:`SessionStore.hold_upload`). Gradio keeps an upload
 in its cache folder under the hash of its bytes, so two people uploading the same file get one
 shared path; deleting it when the first of them is done once broke the second. So each session
@@ -108,26 +114,35 @@ def _is_stray(path: Path, now: float) -> bool:
 
 
 VIEW_KEEP = 24  # the newest pictures always stay (a page still loading them finds them)
-UNFETCHED_WAIT_S = 120.0  # how long a picture no browser has fetched yet waits for its fetch
-MAX_VIEW_FILES = 400  # pictures of one session at most, fetched or not (a client that never fetches)
+VIEW_KEEP_S = 120.0  # and every picture stays this long after it was handed out, and after its last fetch
+MAX_VIEW_FILES = 600  # pictures of one session at most (a client that asks faster than it fetches) ...
+MAX_VIEW_BYTES = 128 * 2**20  # ... and bytes: beyond either, the oldest go first (never the newest VIEW_KEEP)
+SIZE_AFTER_S = 1.0  # a picture is measured for MAX_VIEW_BYTES once it is this old (written by then)
 
 
 @dataclass
 class _View:
     made: float  # time.monotonic() when its name was handed out
-    fetched: bool = False
+    used: float  # made, or its last fetch, whichever is later
+    size: int | None = None  # bytes, once known
 
 
 class ViewFiles:
-    """The pictures made for one page (frame views, timelines), and which of them its browser
-    has fetched.
+    """The pictures made for one page (frame views, timelines, the brush's and the finder's
+    pictures): handed out by name, served by name (:meth:`read`, which ``ui.access`` answers
+    fetches with), and deleted only when no browser is likely to ask for them again.
+
+    A response names a new file that the browser fetches a moment later, maybe more than once
+    (a re-render, a late fetch of a slow page, an API client that downloads what it was sent
+    afterwards). So a picture stays ``VIEW_KEEP_S`` after it was handed out and after its last
+    fetch, and the newest ``VIEW_KEEP`` always stay; only ``MAX_VIEW_FILES`` and
+    ``MAX_VIEW_BYTES`` make the oldest go sooner, for a session that makes pictures faster
+    than anyone looks at them. A fetch reads the whole file into memory first, so deleting a
+    file never cuts a response short; a name that is gone is simply unknown (404).
 
     Several events of one session run at once (frame changes while tracking runs, clicks), so
     names come from a counter under a lock, and pruning never lists the folder (a file may go
-    while another request sorts it). A response names a new file that the browser fetches a
-    moment later: it stays until then (``ui.access`` reports each fetch to :meth:`fetched`), or
-    for ``UNFETCHED_WAIT_S`` if no fetch comes (an API client that never downloads it). Only
-    ``MAX_VIEW_FILES`` bounds a session that makes pictures faster than they are fetched.
+    while another request sorts it).
     """
 
     def __init__(self, folder: Path) -> None:
@@ -138,36 +153,65 @@ class ViewFiles:
 
     def new(self, stem: str, suffix: str) -> Path:
         """A fresh name (browsers cache by URL, so names never repeat)."""
+        now = time.monotonic()
         with self._lock:
             self._count += 1
             name = f"{stem}-{self._count:06d}{suffix}"
-            self._files[name] = _View(time.monotonic())
+            self._files[name] = _View(now, now)
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / name
 
-    def fetched(self, name: str) -> None:
+    def read(self, name: str, now: float | None = None) -> bytes | None:
+        """The bytes of the picture ``name`` for a fetch at ``now`` (default: now; it counts as
+        its latest use), or None when no such picture was handed out, or it is gone, or not
+        written yet."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             view = self._files.get(name)
-            if view is not None:
-                view.fetched = True
+            if view is None:
+                return None
+            view.used = max(view.used, now)
+        try:
+            data = (self.folder / name).read_bytes()  # an unlink after the open cannot shorten this
+        except OSError:
+            return None
+        with self._lock:
+            if name in self._files:
+                self._files[name].size = len(data)
+        return data
 
     def prune(self, now: float | None = None) -> list[Path]:
         """Delete the pictures that are done with -> their paths: beyond the newest
-        ``VIEW_KEEP``, those fetched or waited for long enough; then the oldest beyond
-        ``MAX_VIEW_FILES``."""
+        ``VIEW_KEEP``, those unused for ``VIEW_KEEP_S``; then the oldest while the session is
+        over ``MAX_VIEW_FILES`` or ``MAX_VIEW_BYTES``."""
         now = time.monotonic() if now is None else now
         with self._lock:
             names = list(self._files)
             older = names[:-VIEW_KEEP]
-            done = {n for n in older if self._files[n].fetched or now - self._files[n].made > UNFETCHED_WAIT_S}
-            left = [n for n in names if n not in done]
-            done.update(left[: max(0, len(left) - MAX_VIEW_FILES)])
+            done = {n for n in older if now - self._files[n].used > VIEW_KEEP_S}
+            count = len(names) - len(done)
+            total = sum(self._measure(n, now) for n in names if n not in done)
+            for name in older:
+                if count <= MAX_VIEW_FILES and total <= MAX_VIEW_BYTES:
+                    break
+                if name not in done:
+                    done.add(name)
+                    count -= 1
+                    total -= self._files[name].size or 0
             for name in done:
-                del self._files[name]
+                del self._files[name]  # unknown from now on: a fetch gets 404, not half a file
         gone = [self.folder / name for name in names if name in done]
         for path in gone:
             path.unlink(missing_ok=True)
         return gone
+
+    def _measure(self, name: str, now: float) -> int:
+        """The picture's size in bytes (lock held), measured once it has surely been written."""
+        view = self._files[name]
+        if view.size is None and now - view.made >= SIZE_AFTER_S:
+            with contextlib.suppress(OSError):
+                view.size = (self.folder / name).stat().st_size
+        return view.size or 0
 
     def __contains__(self, name: str) -> bool:
         with self._lock:
@@ -186,6 +230,7 @@ class WorkState(Work):
     owner: str  # the browser cookie that may read this session's files
     last_seen: float = field(default_factory=time.monotonic)
     detached_at: float | None = None  # when its page went away (unload); None while a page has it
+    from_page: bool = False  # made by a browser's page (its load event ran), not by an API client
     uploads: dict[Path, UploadRef] = field(default_factory=dict)  # held until the session closes (see the store)
     # An import that waits for the user to add its classes to the labels (ui.datasets_page.PendingImport),
     # and the frame and object the brush's editor shows (ui.datasets_page.BrushTarget).
@@ -218,9 +263,12 @@ class SessionStore:
     def __init__(
         self, root: Path, ttl_s: float = 1800.0, max_sessions: int = 16, grace_s: float | None = None,
         upload_cache: Path | None = None, on_close: Callable[[WorkState], None] | None = None,
+        idle_s: float = 120.0,
     ) -> None:  # fmt: skip
         """on_close(work) runs when a session is closed (tab gone, expired): e.g. the engine
-        drops the video's pending background work."""
+        drops the video's pending background work. idle_s: how long a session that no page
+        made and no connection keeps (an API client without heartbeat) waits for its next
+        request before it is freed."""
         self.on_close = on_close
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -228,7 +276,10 @@ class SessionStore:
         self.ttl_s = ttl_s
         self.grace_s = ttl_s if grace_s is None else grace_s  # how long a detached session waits
         self.max_sessions = max_sessions
+        self.idle_s = idle_s
         self._sessions: dict[str, WorkState] = {}
+        self._pages: dict[str, float] = {}  # session hashes whose page loaded (load event) -> when
+        self._beating: dict[str, int] = {}  # session hashes -> heartbeat connections open now
         self._lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -251,13 +302,53 @@ class SessionStore:
                     )
                 folder = self.root / secrets.token_urlsafe(16)
                 folder.mkdir(parents=True)
-                work = WorkState(session_id=session_id, owner=owner, folder=folder)
+                work = WorkState(session_id=session_id, owner=owner, folder=folder,
+                                 from_page=session_id in self._pages)
                 self._sessions[session_id] = work
             elif not secrets.compare_digest(work.owner, owner):
                 raise UserError("This page's session belongs to another browser. Reload the page.")
             work.last_seen = time.monotonic()
             work.detached_at = None  # its page is back (a heartbeat that reconnected)
             return work
+
+    # -- pages and connections: who is still there
+    def page_opened(self, session_id: str) -> None:
+        """A browser's page loaded under ``session_id`` (its load event): the session it makes
+        is a page's, which a reload may resume (an API client never sends a load event)."""
+        if not session_id:
+            return
+        with self._lock:
+            self._pages[session_id] = time.monotonic()
+            work = self._sessions.get(session_id)
+            if work is not None:  # the page's first upload overtook its load event
+                work.from_page = True
+
+    def page_closed(self, session_id: str) -> None:
+        """The page or client under ``session_id`` went away (unload): forget its load."""
+        with self._lock:
+            self._pages.pop(session_id, None)
+
+    @contextlib.contextmanager
+    def connection(self, session_id: str) -> Iterator[None]:
+        """While a heartbeat connection of ``session_id`` is open (``ui.access`` holds one for
+        each heartbeat request, browser or API client): such a session waits the TTL between
+        requests; one with none, and no page, waits only ``idle_s``."""
+        with self._lock:
+            self._beating[session_id] = self._beating.get(session_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._beating.pop(session_id, 1) - 1
+                if left > 0:
+                    self._beating[session_id] = left
+                work = self._sessions.get(session_id)
+                if work is not None:  # the idle time of a client that lost its heartbeat starts now
+                    work.last_seen = max(work.last_seen, time.monotonic())
+
+    def connected(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._beating
 
     def detach(self, session_id: str) -> bool:
         """The session's page went away (closed or reloaded): keep its work for the grace
@@ -395,13 +486,16 @@ class SessionStore:
         return removed
 
     def sweep(self, now: float | None = None) -> list[str]:
-        """Close sessions detached longer than the grace period or idle longer than the TTL
-        (not while they track). Returns their ids."""
+        """Close sessions detached longer than the grace period, idle longer than the TTL, or,
+        made by no page and with no heartbeat open (an API client that never had one, or lost
+        it), idle longer than ``idle_s``; not while they track. Returns their ids."""
         now = time.monotonic() if now is None else now
 
         def expired(work: WorkState) -> bool:
             if work.detached_at is not None:
                 return now - work.detached_at > self.grace_s
+            if not work.from_page and work.session_id not in self._beating:
+                return now - work.last_seen > self.idle_s
             return now - work.last_seen > self.ttl_s
 
         # Chosen and removed under one hold of the lock: a session that a request attaches or a
@@ -411,6 +505,9 @@ class SessionStore:
             for work in gone:
                 del self._sessions[work.session_id]
                 self._release_uploads(work)
+            for session_id, loaded in list(self._pages.items()):  # pages long gone (unload missed)
+                if now - loaded > self.ttl_s and session_id not in self._sessions and session_id not in self._beating:
+                    del self._pages[session_id]
         for work in gone:
             self._finish(work)
         return [work.session_id for work in gone]
@@ -433,9 +530,9 @@ class SessionStore:
 
     def start_sweeper(self, every_s: float | None = None) -> None:
         """A daemon thread that runs :meth:`sweep` every ``every_s`` seconds (default: a
-        quarter of the shorter of TTL and grace period, between 0.5 and 60 s)."""
+        quarter of the shortest of TTL, grace period and idle time, between 0.5 and 60 s)."""
         if every_s is None:
-            every_s = min(60.0, max(0.5, min(self.ttl_s, self.grace_s) / 4))
+            every_s = min(60.0, max(0.5, min(self.ttl_s, self.grace_s, self.idle_s) / 4))
 
         def loop() -> None:
             while not self._stop.wait(every_s):

@@ -4,6 +4,7 @@ page loads them from there), and the video facts and object list as Markdown/HTM
 from __future__ import annotations
 
 import html
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,11 @@ from ui.sessions import WorkState
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:
-    """PNG (exact pixels, fast setting): the page shows exactly what was drawn."""
-    Image.fromarray(image).save(path, compress_level=1)
+    """PNG (exact pixels, fast setting): the page shows exactly what was drawn. Written under
+    a temporary name and moved into place, so the name never holds half a picture."""
+    partial = path.with_name(f".{path.name}.part")
+    Image.fromarray(image).save(partial, format="PNG", compress_level=1)
+    os.replace(partial, path)
     return path
 
 
@@ -94,16 +98,26 @@ def _image_set_info(video) -> str:
     """An image set's facts: how many images, in which order, at which sizes."""
     names = video.frame_names
     order = f"'{names[0]}' first, '{names[-1]}' last" if len(names) > 1 else f"'{names[0]}'"
-    if video.uniform:
-        height, width = video.sizes[0]
-        sizes = f"{width}x{height} pixels"
-    else:
-        (h0, w0), (h1, w1) = min(video.sizes, key=lambda s: s[0] * s[1]), max(video.sizes, key=lambda s: s[0] * s[1])
-        sizes = f"sizes from {w0}x{h0} to {w1}x{h1} pixels, each image kept at its own"
-    facts = f"{video.count} images as frames, in name order ({order}), {sizes}."
+    facts = f"{video.count} images as frames, in name order ({order}), {_sizes_text(video.sizes)}."
     lines = [f"**{markdown_text(video.name)}**: {markdown_text(facts)}"]
     lines += [markdown_text(f"Note: {w}") for w in video.decoded.warnings]
     return "\n\n".join(lines)
+
+
+FEW_SIZES = 4  # up to this many different sizes are all named
+
+
+def _sizes_text(sizes) -> str:
+    """The images' sizes (``sizes``: (height, width) per image), said truly: one size, each of a
+    few, or how many and the smallest and largest (by area, then width: two sizes of the same
+    area, 48x64 and 64x48, are two sizes, not "from 48x64 to 48x64")."""
+    distinct = sorted({(int(h), int(w)) for h, w in sizes}, key=lambda s: (s[0] * s[1], s[1], s[0]))
+    named = [f"{w}x{h}" for h, w in distinct]
+    if len(named) == 1:
+        return f"{named[0]} pixels"
+    if len(named) <= FEW_SIZES:
+        return f"sizes {', '.join(named[:-1])} and {named[-1]} pixels, each image kept at its own"
+    return f"{len(named)} different sizes from {named[0]} to {named[-1]} pixels, each image kept at its own"
 
 
 def object_choices(work: WorkState) -> list[tuple[str, int]]:
