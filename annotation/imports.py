@@ -23,7 +23,9 @@ files number them. An image set's masks and boxes are checked against each image
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import re
 import struct
@@ -45,7 +47,9 @@ MAX_ZIP_MEMBERS = 20_000  # files in one zip (one mask PNG or YOLO txt per frame
 MAX_TEXT_BYTES = 2**20  # one YOLO txt (255 boxes, the most a video can have, take about 15 kB)
 MAX_TEXT_LINES = 10_000  # lines of one YOLO txt, blank ones included
 MAX_JSON_OBJECTS = 100_000  # {...} in one JSON file: annotations, images, categories and their masks
-MAX_OUTLINE = 50_000_000  # pixels of polygon outline in one file (pycocotools walks each pixel of them)
+MAX_OUTLINE = 10_000_000  # pixels of polygon outline in one file (pycocotools takes ~40 bytes and ~1 us a pixel)
+MAX_POLYGONS = 50_000  # polygons in one file (pycocotools takes ~50 us for each)
+OUTLINE_PER_FRAME = 2  # one polygon's outline may be this many times the frame's pixels long (a mask's is shorter)
 COORDINATE_REACH = 4  # polygon corners may lie this many frame sizes beyond the frame, no further
 _RLE_CHUNKS = 6  # 5-bit chunks of one compressed RLE count (pycocotools' C decoder overflows past 6)
 _NUMBER_AT_END = re.compile(r"([0-9]+)(?=\.[A-Za-z0-9]+$|$)")
@@ -203,6 +207,20 @@ class _TooManyObjects(Exception):
     pass
 
 
+def _json_bytes(path: Path, cancel: threading.Event | None) -> bytes:
+    """The file's bytes, read a MB at a time and refused as soon as they hold more than
+    MAX_JSON_OBJECTS '{' (each JSON object has one; COCO's texts seldom hold any)."""
+    chunks, braces = [], 0
+    with path.open("rb") as file:
+        while chunk := file.read(2**20):
+            _stop_if(cancel)
+            braces += chunk.count(b"{")
+            if braces > MAX_JSON_OBJECTS:
+                raise _TooManyObjects
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _read_json(path: Path, cancel: threading.Event | None = None) -> object:
     """The file's JSON: at most MAX_IMPORT_BYTES, and parsing stops at the MAX_JSON_OBJECTS-th
     object or when ``cancel`` is set (Python's parser calls the hook for each object)."""
@@ -217,14 +235,12 @@ def _read_json(path: Path, cancel: threading.Event | None = None) -> object:
     def counted(obj: dict) -> dict:
         nonlocal count
         count += 1
-        if count > MAX_JSON_OBJECTS:
-            raise _TooManyObjects
         if count % 1000 == 0:
             _stop_if(cancel)
         return obj
 
     try:
-        return json.loads(path.read_bytes().decode("utf-8-sig"), object_hook=counted)
+        return json.loads(_json_bytes(path, cancel).decode("utf-8-sig"), object_hook=counted)
     except UnicodeDecodeError:
         raise _problem(path.name, "it is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -287,8 +303,7 @@ class _MaskPrompts:
 
     def make_room(self, key: tuple[int, int], what: str) -> None:
         if key not in self.packed and len(self.packed) >= MAX_PROMPTS:
-            raise _problem(self.source, f"{what} makes more than {MAX_PROMPTS:,} prompts (one per object and "
-                                        f"frame); the most an import may give is {MAX_PROMPTS:,}")  # fmt: skip
+            raise _prompts_over(self.source, what)
 
     def add(self, frame: int, obj_id: int, mask: np.ndarray, what: str, masks: int = 1) -> None:
         key = (frame, obj_id)
@@ -396,12 +411,12 @@ def _check_member_name(name: str, source: str) -> None:
 
 
 def _too_large_member(info: zipfile.ZipInfo, source: str, limit: int = MAX_IMPORT_BYTES) -> ImportProblem:
-    return _problem(source, f"'{_shown(info.filename)}' is larger than {_size_text(limit)} once unpacked; the most "
-                            f"one file of an import may be is {_size_text(limit)}")  # fmt: skip
+    return _problem(source, f"'{_shown(info.filename)}' is larger than {_size_text(limit)} once unpacked, the most "
+                            "for one file of an import")  # fmt: skip
 
 
 def _size_text(size: int) -> str:
-    return f"{size // 2**20} MB" if size >= 2**20 else f"{size // 1024} kB"
+    return f"{size / 2**20:.3g} MB" if size >= 2**20 else f"{size / 1024:.3g} kB"
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limit: int = MAX_IMPORT_BYTES) -> bytes:
@@ -516,7 +531,6 @@ def _coco_masks(document: object, source: str, video: VideoShape, cancel: thread
     categories = _category_names(document, source)
     imported = Imported(source)
     groups: dict[tuple[int, int], list[_Segmentation]] = {}
-    room = _MaskPrompts(source)
     for number, annotation in enumerate(document["annotations"]):
         _stop_if(cancel)
         what = f"annotations[{number}]"
@@ -531,8 +545,7 @@ def _coco_masks(document: object, source: str, video: VideoShape, cancel: thread
             raise _problem(source, f"it has more than {MAX_OBJECT_ID} annotations without a track_id; each is its "
                                    f"own object, and a video can have at most {MAX_OBJECT_ID}")  # fmt: skip
         obj_id = _check_object(source, annotation[key] if key else number + 1, what, key)
-        if (frame, obj_id) not in groups:
-            room.make_room((frame, obj_id), what)
+        _make_room(groups, (frame, obj_id), source, what)
         groups.setdefault((frame, obj_id), []).append(_Segmentation(f"{what}.segmentation", annotation["segmentation"]))
         label = _category_of(annotation, categories, source, what)
         if label is not None:
@@ -540,21 +553,53 @@ def _coco_masks(document: object, source: str, video: VideoShape, cancel: thread
     return _check_count(_decode_groups(groups, video, source, cancel).into(imported))
 
 
+def _make_room(groups: dict[tuple[int, int], list], key: tuple[int, int], source: str, what: str) -> None:
+    """Refuse a new (frame, object) past MAX_PROMPTS, before any mask is decoded."""
+    if key not in groups and len(groups) >= MAX_PROMPTS:
+        raise _prompts_over(source, what)
+
+
+def _prompts_over(source: str, what: str) -> ImportProblem:
+    return _problem(source, f"{what} makes more than {MAX_PROMPTS:,} prompts (one per object and frame); the most "
+                            f"an import may give is {MAX_PROMPTS:,}")  # fmt: skip
+
+
 def _decode_groups(
     groups: dict[tuple[int, int], list[_Segmentation]], video: VideoShape, source: str,
     cancel: threading.Event | None,
 ) -> _MaskPrompts:  # fmt: skip
-    """Each (frame, object)'s segmentations checked, merged in RLE form and decoded once."""
+    """Each (frame, object)'s segmentations checked (its polygons together, in one go),
+    merged in RLE form and decoded once."""
     from pycocotools import mask as mask_utils
 
     prompts = _MaskPrompts(source)
     outline = _Outline(source)
     for (frame, obj_id), segmentations in groups.items():
-        size = video.frame_size(frame)
+        h, w = size = video.frame_size(frame)
+        polygons: list = []
+        owners: list[tuple[int, str]] = []  # (index of its first polygon, the segmentation's field)
         rles = []
         for segmentation in segmentations:
             _stop_if(cancel)
-            rles += _checked_rles(segmentation, size, source, outline, mask_utils)
+            value, what = segmentation.value, segmentation.what
+            if isinstance(value, list):
+                if not value:
+                    raise _problem(source, f"{what} is an empty list (no polygon)")
+                outline.add_polygons(len(value), what)
+                owners.append((len(polygons), what))
+                polygons.extend(value)
+            elif isinstance(value, dict):
+                counts = _checked_rle(value, size, source, what)
+                if isinstance(counts, list):
+                    rles.append(mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w))
+                else:
+                    rles.append({"size": [h, w], "counts": counts})
+            else:
+                kind = _describe(value)
+                raise _problem(source, f"{what} is {kind}, not polygons (a list) or an RLE mask (an object)")
+        if polygons:
+            _check_polygons(polygons, owners, size, source, outline)
+            rles += mask_utils.frPyObjects(polygons, h, w)
         _stop_if(cancel)
         rle = rles[0] if len(rles) == 1 else mask_utils.merge(rles)
         mask = np.asarray(mask_utils.decode(rle), bool).reshape(size)
@@ -566,7 +611,13 @@ class _Outline:
     """The polygon outline a file has made pycocotools walk so far, in pixels."""
 
     def __init__(self, source: str) -> None:
-        self.source, self.pixels = source, 0.0
+        self.source, self.pixels, self.polygons = source, 0.0, 0
+
+    def add_polygons(self, count: int, what: str) -> None:
+        self.polygons += count
+        if self.polygons > MAX_POLYGONS:
+            raise _problem(self.source, f"it holds more than {MAX_POLYGONS:,} polygons (at {what}); the most an "
+                                        f"import may hold is {MAX_POLYGONS:,}")  # fmt: skip
 
     def add(self, pixels: float, what: str) -> None:
         self.pixels += pixels
@@ -575,58 +626,63 @@ class _Outline:
                                         f"(at {what}); the most an import may have is {MAX_OUTLINE:,}")  # fmt: skip
 
 
-def _checked_rles(segmentation: _Segmentation, size: tuple[int, int], source: str, outline: _Outline, mask_utils):
-    """pycocotools RLEs of one segmentation (polygons or RLE), every number checked first."""
+def _check_polygons(
+    polygons: list, owners: list[tuple[int, str]], size: tuple[int, int], source: str, outline: _Outline
+) -> None:
+    """Polygons [[x0, y0, x1, y1, ...], ...] of one mask, all at once in numpy: each of 3
+    corners or more, every number finite and within COORDINATE_REACH frames of the frame;
+    their outlines counted (pycocotools walks each pixel of them). ``owners`` says which
+    segmentation field each run of polygons comes from, for the messages."""
     h, w = size
-    value, what = segmentation.value, segmentation.what
-    if isinstance(value, list):
-        if not value:
-            raise _problem(source, f"{what} is an empty list (no polygon)")
-        polygons = [_checked_polygon(p, size, source, f"{what}[{i}]", outline) for i, p in enumerate(value)]
-        return mask_utils.frPyObjects(polygons, h, w)
-    if isinstance(value, dict):
-        counts = _checked_rle(value, size, source, what)
-        if isinstance(counts, list):
-            return [mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)]
-        return [{"size": [h, w], "counts": counts}]
-    raise _problem(source, f"{what} is {_describe(value)}, not polygons (a list) or an RLE mask (an object)")
+    firsts = [first for first, _ in owners]
 
+    def field_of(index: int) -> str:
+        first, what = owners[bisect.bisect_right(firsts, index) - 1]
+        return f"{what}[{index - first}]"
 
-def _numbers(values: list, source: str, what: str, kinds: tuple[type, ...]) -> np.ndarray:
-    """The list as float64, refused at its first entry of another type (a bool is not a number)."""
-    if not set(map(type, values)) <= set(kinds):
-        index, bad = next((i, v) for i, v in enumerate(values) if type(v) not in kinds)
-        raise _problem(source, f"{what}[{index}] is {_describe(bad)}, not a number")
+    if not all(type(p) is list for p in polygons):
+        index, bad = next((i, p) for i, p in enumerate(polygons) if type(p) is not list)
+        raise _problem(source, f"{field_of(index)} is {_describe(bad)}, not a polygon (a list of x, y numbers)")
+    lengths = np.fromiter(map(len, polygons), np.int64, len(polygons))
+    odd = (lengths < 6) | (lengths % 2 == 1)
+    if odd.any():
+        index = int(np.argmax(odd))
+        raise _problem(source, f"{field_of(index)} has {lengths[index]} numbers; a polygon needs an even count of "
+                               "at least 6 (x, y of 3 corners or more)")  # fmt: skip
+    flat = list(itertools.chain.from_iterable(polygons))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+    def where(position: int) -> str:
+        polygon = int(np.searchsorted(starts, position, side="right") - 1)
+        return f"{field_of(polygon)}[{position - starts[polygon]}]"
+
+    if not set(map(type, flat)) <= {int, float}:
+        position, bad = next((i, v) for i, v in enumerate(flat) if type(v) not in (int, float))
+        raise _problem(source, f"{where(position)} is {_describe(bad)}, not a number")
     try:
-        return np.asarray(values, dtype=np.float64)
+        xy = np.asarray(flat, dtype=np.float64)
     except OverflowError:  # an integer too large for a float
-        index = next(i for i, v in enumerate(values) if isinstance(v, int) and abs(v) > 2**1000)
-        raise _problem(source, f"{what}[{index}] is {_describe(values[index])}, far too large") from None
-
-
-def _checked_polygon(value: object, size: tuple[int, int], source: str, what: str, outline: _Outline) -> list:
-    """A polygon [x0, y0, x1, y1, ...]: at least 3 corners, each finite and within
-    COORDINATE_REACH frames of the frame; its outline counted (pycocotools walks each pixel of it)."""
-    h, w = size
-    if not isinstance(value, list):
-        raise _problem(source, f"{what} is {_describe(value)}, not a polygon (a list of x, y numbers)")
-    if len(value) < 6 or len(value) % 2:
-        raise _problem(source, f"{what} has {len(value)} numbers; a polygon needs an even count of at least 6 "
-                               "(x, y of 3 corners or more)")  # fmt: skip
-    xy = _numbers(value, source, what, (int, float))
+        position = next(i for i, v in enumerate(flat) if isinstance(v, int) and abs(v) > 2**1000)
+        raise _problem(source, f"{where(position)} is far too large") from None
     finite = np.isfinite(xy)
     if not finite.all():
-        raise _problem(source, f"{what}[{int(np.argmin(finite))}] is not a finite number")
-    reach = np.tile([COORDINATE_REACH * w, COORDINATE_REACH * h], len(xy) // 2)
-    far = np.abs(xy) > reach
+        raise _problem(source, f"{where(int(np.argmin(finite)))} is not a finite number")
+    far = np.abs(xy) > np.tile([COORDINATE_REACH * w, COORDINATE_REACH * h], len(xy) // 2)
     if far.any():
-        index = int(np.argmax(far))
-        raise _problem(source, f"{what}[{index}] is {xy[index]:g}, far outside the {w}x{h} frame (corners may lie "
-                               f"at most {COORDINATE_REACH} frame sizes beyond it)")  # fmt: skip
+        position = int(np.argmax(far))
+        raise _problem(source, f"{where(position)} is {xy[position]:g}, far outside the {w}x{h} frame (corners may "
+                               f"lie at most {COORDINATE_REACH} frame sizes beyond it)")  # fmt: skip
     corners = xy.reshape(-1, 2)
-    steps = np.abs(np.diff(corners, axis=0, append=corners[:1])).max(axis=1)
-    outline.add(float(steps.sum()) + len(steps), what)
-    return value
+    first = starts // 2
+    following = np.arange(1, len(corners) + 1)
+    following[np.cumsum(lengths // 2) - 1] = first  # each polygon's last corner joins its first
+    steps = np.abs(corners[following] - corners).max(axis=1) + 1
+    outlines = np.add.reduceat(steps, first)
+    longest = int(np.argmax(outlines))
+    if outlines[longest] > OUTLINE_PER_FRAME * h * w:
+        raise _problem(source, f"{field_of(longest)} has an outline {outlines[longest]:,.0f} pixels long; no mask of a "
+                               f"{w}x{h} frame needs more than {OUTLINE_PER_FRAME * h * w:,}")  # fmt: skip
+    outline.add(float(outlines.sum()), owners[-1][1])
 
 
 def _checked_rle(value: dict, size: tuple[int, int], source: str, what: str) -> list[int] | bytes:
@@ -636,7 +692,7 @@ def _checked_rle(value: dict, size: tuple[int, int], source: str, what: str) -> 
     h, w = size
     shape = value.get("size")
     if not (isinstance(shape, list) and len(shape) == 2 and all(_is_whole(v) for v in shape)):
-        raise _problem(source, f"{what}.size is {_describe(shape)}, not [height, width]")
+        raise _problem(source, f"{what}.size is not [height, width] in whole numbers")
     if shape != [h, w]:
         raise _problem(source, f"{what} has a mask of size {shape[0]}x{shape[1]}, but the video is {h}x{w} (h x w)")
     counts = value.get("counts")
@@ -650,8 +706,8 @@ def _checked_rle(value: dict, size: tuple[int, int], source: str, what: str) -> 
         try:
             numbers = np.asarray(counts, dtype=np.int64)
         except OverflowError:  # a count of more than 19 digits: clipped, it is refused all the same
-            numbers = np.asarray([min(max(c, -1), h * w + 1) for c in counts], dtype=np.int64)
-        _check_counts(numbers, size, source, f"{what}.counts")
+            numbers = np.asarray([min(max(c, -1), 2**62) for c in counts], dtype=np.int64)
+        _check_counts(numbers, size, source, f"{what}.counts", counts)
         return counts
     if isinstance(counts, str):
         _check_counts(_compressed_counts(counts, size, source, what), size, source, f"{what}.counts")
@@ -659,12 +715,18 @@ def _checked_rle(value: dict, size: tuple[int, int], source: str, what: str) -> 
     raise _problem(source, f"{what}.counts is {_describe(counts)}, not RLE counts (a list of whole numbers or a text)")
 
 
-def _check_counts(counts: np.ndarray, size: tuple[int, int], source: str, what: str) -> None:
+def _check_counts(counts: np.ndarray, size: tuple[int, int], source: str, what: str, given: list | None = None) -> None:
+    """Counts >= 0 adding up to the frame's pixels; ``given``: the file's list, for quoting its numbers."""
     h, w = size
     negative = counts < 0
     if negative.any():
         raise _problem(source, f"{what}[{int(np.argmax(negative))}] is negative")
-    total = int(np.minimum(counts, h * w + 1).sum())
+    over = counts > h * w
+    if over.any():
+        first = int(np.argmax(over))
+        too_many = _describe(given[first] if given is not None else int(counts[first]))
+        raise _problem(source, f"{what}[{first}] is {too_many}, more than the {h * w:,} pixels of a {w}x{h} mask")
+    total = int(counts.sum())
     if total != h * w:
         raise _problem(source, f"{what} add up to {total:,} pixels, but a {w}x{h} mask has {h * w:,}")
 
@@ -778,7 +840,6 @@ def _ytvis_masks(document: object, source: str, video: VideoShape, cancel: threa
     categories = _category_names(document, source)
     imported = Imported(source)
     groups: dict[tuple[int, int], list[_Segmentation]] = {}
-    room = _MaskPrompts(source)
     for number, annotation in enumerate(document["annotations"]):
         _stop_if(cancel)
         what = f"annotations[{number}]"
@@ -791,8 +852,7 @@ def _ytvis_masks(document: object, source: str, video: VideoShape, cancel: threa
         obj_id = _check_object(source, annotation[key] if key else number + 1, what, key)
         for frame, segmentation in enumerate(segmentations):
             if segmentation is not None:
-                if (frame, obj_id) not in groups:
-                    room.make_room((frame, obj_id), what)
+                _make_room(groups, (frame, obj_id), source, what)
                 item = _Segmentation(f"{what}.segmentations[{frame}]", segmentation)
                 groups.setdefault((frame, obj_id), []).append(item)
         label = _category_of(annotation, categories, source, what)
@@ -876,6 +936,7 @@ def read_yolo_boxes(
     names), lines ``class cx cy w h [conf]`` divided by the width and height. Class ``i`` is
     ``names[i]`` (e.g. the labels of a data.yaml), else "class i". A txt has at most
     MAX_TEXT_LINES lines and MAX_TEXT_BYTES, counted before its lines are read."""
+    _stop_if(cancel)
     path = Path(path)
     source = path.name
     imported = Imported(source)
@@ -978,6 +1039,7 @@ def read_any(path: Path, video: VideoShape, frame: int = 0, min_score: float = 0
     (masks) or of txt files (YOLO boxes), a YOLO ``.txt`` (boxes on ``frame``), a JSON list
     (COCO detection results), or a JSON object with ``videos`` (YouTube-VIS) or ``images``
     (COCO: masks where it has segmentations, else boxes). ``cancel`` set: ImportCancelled."""
+    _stop_if(cancel)
     path = Path(path)
     source = path.name
     if not path.is_file():
