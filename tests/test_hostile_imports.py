@@ -433,8 +433,10 @@ CHILD = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))
 from annotation import imports
+def high_water():  # VmHWM (kB): ru_maxrss would start at the parent's peak, kept across exec
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
 video = imports.VideoShape({frames}, {height}, {width})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = high_water()
 print(json.dumps({{"start_mb": peak / 1024}}), flush=True)
 for name, path in json.load(open(sys.argv[1])):
     started = time.perf_counter()
@@ -445,7 +447,7 @@ for name, path in json.load(open(sys.argv[1])):
         outcome = {{"problem": str(exc)}}
     except BaseException as exc:
         outcome = {{"error": type(exc).__name__ + ": " + str(exc)[:300]}}
-    now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    now = high_water()
     outcome.update(case=name, seconds=time.perf_counter() - started, grew_mb=(now - peak) / 1024)
     peak = max(peak, now)
     print(json.dumps(outcome), flush=True)
