@@ -37,7 +37,7 @@ def distinct_labels(names: Iterable[object], known: Iterable[str] = (), what: st
             continue
         added[clean] = None
         if len(seen) + len(added) > MAX_LABELS:
-            source = f"'{what}' names" if what else "These would make"
+            source = f"'{what}' names" if what else "these would make"
             raise UserError(f"A video can have at most {MAX_LABELS} labels; {source} more than that.")
     return list(added)
 
