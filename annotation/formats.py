@@ -676,15 +676,18 @@ def _parse_prompts_file(data: object) -> PromptsFile:
 
 
 # Characters a name cannot show: control characters (a newline breaks one-name-a-line files),
-# lone surrogates (no UTF-8 file or page can hold them) and direction controls (they reorder
-# the text around the name wherever it is shown).
-_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# lone surrogates (no UTF-8 file or page can hold them), direction controls (they reorder
+# the text around the name wherever it is shown) and zero-width ones with the byte order mark
+# (two names that look the same would differ, and a name of them alone would look empty).
+_UNSHOWABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
 
 
 def clean_name(name: str, limit: int = MAX_NAME) -> str:
     """An object's name as the page keeps it: whitespace (newlines too) folded to single
-    spaces, control, direction-control and lone-surrogate characters dropped, at most
-    ``limit`` (60) characters."""
+    spaces, control, direction-control, zero-width and lone-surrogate characters and byte
+    order marks dropped, at most ``limit`` (60) characters."""
     text = " ".join(str(name).split())  # first, so that a newline between two words leaves a space
     return " ".join(_UNSHOWABLE.sub("", text).split())[:limit].rstrip()
 

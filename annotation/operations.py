@@ -397,90 +397,11 @@ def select_object(work: Work, obj_id: int | None) -> str:
 
 
 # ----------------------------------------------------------------------------- labels
+# In annotation.labels; their names stay here, for the page and the command line.
 
-
-MAX_LABELS = 255  # classes of one video (semantic PNG masks hold one class per pixel value)
-
-
-def add_labels(work: Work, names: list[str]) -> list[str]:
-    """Add classes to the video's label list (cleaned like object names; repeats skipped) ->
-    the ones added."""
-    added = []
-    for name in names:
-        clean = formats.clean_name(name)
-        if not clean or clean in work.labels or clean in added:
-            continue
-        added.append(clean)
-    if len(work.labels) + len(added) > MAX_LABELS:
-        total = len(work.labels) + len(added)
-        raise UserError(f"A video can have at most {MAX_LABELS} labels; this would make {total}.")
-    work.labels.extend(added)
-    return added
-
-
-def rename_label(work: Work, old: str, new: str) -> str:
-    """Rename a class everywhere: the list, every object of that class, the next object's."""
-    clean = formats.clean_name(new)
-    if old not in work.labels:
-        raise UserError(f"There is no label '{old}'.")
-    if not clean:
-        raise UserError("A label needs a name.")
-    if clean != old and clean in work.labels:
-        raise UserError(f"There is a label '{clean}' already: give the objects that label instead.")
-    work.labels[work.labels.index(old)] = clean
-    for obj_id, info in work.registry.items():
-        if info.label == old:
-            work.registry[obj_id] = replace(info, label=clean)
-    if work.last_label == old:
-        work.last_label = clean
-    return f"Renamed the label '{old}' to '{clean}'."
-
-
-def remove_label(work: Work, name: str) -> str:
-    if name not in work.labels:
-        raise UserError(f"There is no label '{name}'.")
-    users = [o.name for o in work.objects if o.label == name]
-    if users:
-        raise UserError(f"'{name}' is the label of {', '.join(repr(u) for u in users[:3])}: give them another first.")
-    if len(work.labels) == 1:
-        raise UserError("The video needs at least one label.")
-    work.labels.remove(name)
-    if work.last_label == name:
-        work.last_label = work.labels[-1]
-    return f"Removed the label '{name}'."
-
-
-def set_label(work: Work, obj_id: int, label: str) -> str:
-    """Give an object a class from the list; new objects take it too."""
-    info = work.object(obj_id)
-    if label not in work.labels:
-        raise UserError(f"'{label}' is not one of the labels ({', '.join(work.labels)}): add it first.")
-    work.update_object(obj_id, label=label)
-    work.last_label = label
-    return f"'{info.name}' is a '{label}'."
-
-
-def read_label_file(path: str | Path) -> list[str]:
-    """Class names from a ``classes.txt`` (one per line) or a YOLO ``data.yaml`` (``names`` as
-    a list or an index -> name mapping), in class order."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"Could not read the label file '{path.name}' ({exc}).") from None
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return [line for line in (formats.clean_name(raw) for raw in text.splitlines()) if line]
-    import yaml
-
-    try:
-        names = (yaml.safe_load(text) or {}).get("names")
-    except (yaml.YAMLError, AttributeError):
-        names = None
-    if isinstance(names, dict) and all(isinstance(k, int) and not isinstance(k, bool) for k in names):
-        names = [names[k] for k in sorted(names)]
-    if not isinstance(names, list) or not all(isinstance(n, (str, int, float)) for n in names):
-        raise UserError(f"'{path.name}' is not a YOLO data.yaml: it needs 'names', a list or index: name pairs.")
-    return [formats.clean_name(str(n)) for n in names]
+from annotation.labels import (  # noqa: E402, F401, I001
+    MAX_LABELS, add_labels, read_label_file, remove_label, rename_label, set_label,
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- tracking

@@ -262,7 +262,8 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
     bad = [
         (files / "small.zip", "'small.zip' cannot be imported: '00003.png' is 80x100, but the video is 320x240."),
         (files / "cut.zip", "'cut.zip' cannot be imported: it is not a zip file"),
-        (files / "many.json", "'many.json' cannot be imported: it holds 10000 objects; a video can have at most 255."),
+        (files / "many.json", "'many.json' cannot be imported: it holds more than 255 boxes; each becomes an object, "
+                              "and a video can have at most 255."),
     ]
     for path, message in bad:
         page.locator("#import-file input[type=file]").set_input_files(str(path))
@@ -591,7 +592,8 @@ def bad_imports(folder: Path) -> list[tuple[Path, str, list[str]]]:
         (write("cut.zip", whole[: len(whole) // 2]), "'cut.zip' cannot be imported: it is not a zip file", []),
         (write("broken.json", '{"images": [1, 2'), "'broken.json' cannot be imported: it is not valid JSON", []),
         (write("many.json", json.dumps([detection] * 10_000)),
-         "'many.json' cannot be imported: it holds 10000 objects; a video can have at most 255.", []),
+         "'many.json' cannot be imported: it holds more than 255 boxes; each becomes an object, and a video can have "
+         "at most 255.", []),
         (write("ids.json", json.dumps({"images": images, "categories": [],
                                         "annotations": [{"image_id": 1, "segmentation": rle, "track_id": 300}]})),
          "'ids.json' cannot be imported: annotations[0] has object id 300; ids must be whole numbers 1..255.", []),
