@@ -680,16 +680,24 @@ def _parse_prompts_file(data: object) -> PromptsFile:
 # the text around the name wherever it is shown) and zero-width ones with the byte order mark
 # (two names that look the same would differ, and a name of them alone would look empty).
 _UNSHOWABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+    "[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
 )
+# The zero-width joiner and non-joiner are parts of real names between two letters or symbols
+# (an emoji family is three emoji and two joiners; Persian writes the non-joiner inside words),
+# so they stay there, one at a time; at either end of a word, or alone, they show nothing.
+_LOOSE_JOINERS = re.compile("(?:^|(?<=\\s))[\u200c\u200d]+|[\u200c\u200d]+(?=\\s|$)")
+_JOINER_RUNS = re.compile("([\u200c\u200d])[\u200c\u200d]+")
 
 
 def clean_name(name: str, limit: int = MAX_NAME) -> str:
     """An object's name as the page keeps it: whitespace (newlines too) folded to single
     spaces, control, direction-control, zero-width and lone-surrogate characters and byte
-    order marks dropped, at most ``limit`` (60) characters."""
+    order marks dropped (a joiner stays between two characters: emoji sequences, Persian), at
+    most ``limit`` (60) characters."""
     text = " ".join(str(name).split())  # first, so that a newline between two words leaves a space
-    return " ".join(_UNSHOWABLE.sub("", text).split())[:limit].rstrip()
+    text = " ".join(_UNSHOWABLE.sub("", text).split())
+    text = _LOOSE_JOINERS.sub("", _JOINER_RUNS.sub(r"\1", text))
+    return _LOOSE_JOINERS.sub("", " ".join(text.split())[:limit].rstrip())
 
 
 def check_session_video(session: Session, expected: VideoRef) -> None:

@@ -565,6 +565,16 @@ def test_a_label_of_invisible_characters_alone_is_not_added():
     assert labels.add_labels(work, ["\ufeffcat", "cat\u200b"]) == ["cat"]
 
 
+def test_joiners_inside_a_name_stay():
+    """An emoji family is three emoji and two zero-width joiners, and Persian writes the
+    non-joiner inside words: both are the name; loose or repeated joiners are not."""
+    from annotation.formats import clean_name
+
+    family, word = "\U0001f468\u200d\U0001f469\u200d\U0001f467", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    assert clean_name(family) == family and clean_name(f" \u200d{word}\u200c ") == word
+    assert clean_name("a\u200d\u200d\u200db") == "a\u200db" and clean_name("x \u200d y") == "x y"
+
+
 def test_four_hundred_thousand_names_are_refused_fast(tmp_path):
     """A 5.9 MB data.yaml of 400,000 names: refused by its size, before PyYAML reads it; a
     classes.txt under 1 MB of 120,000 names: refused at its 256th."""
