@@ -38,6 +38,7 @@ MAX_PHRASE_CHARS = 60
 PRECISIONS = ("float32", "bfloat16", "float16")
 # Files a detector folder is made of; weights only as safetensors, never pickles.
 _HUB_FILES = ("*.json", "*.txt", "*.safetensors")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")
 
 
 @dataclass(frozen=True)
@@ -449,6 +450,10 @@ def _check_folder(folder: Path, spec: DetectorSpec) -> str:
     if model_type not in _FAMILIES:
         raise DetectorUnavailable(f"The folder {folder} holds a {model_type or 'unknown'} model, not a detector "
                                   f"this app runs from text ({_SUPPORTED}).")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        # transformers would quietly build an empty tokenizer, and every phrase would read as unknown words
+        raise DetectorUnavailable(f"The folder {folder} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}), "
+                                  f"so the detector cannot read the phrases. {fix}")
     if not list(folder.glob("*.safetensors")):
         raise DetectorUnavailable(f"The folder {folder} has no model.safetensors (weights in other formats, such as "
                                   f"pytorch_model.bin, are not loaded: they can run code). {fix}")
@@ -483,6 +488,10 @@ def _build(folder: Path, spec: DetectorSpec, kind: str) -> tuple[Any, Any]:
     except Exception as error:  # noqa: BLE001
         raise DetectorUnavailable(f"The {_FAMILIES[kind][0]} detector in {folder} cannot be loaded: its weights are "
                                   f"missing, incomplete or damaged ({_short(error)}). {fix}") from None
+    words, known = len(processor.tokenizer), int(model.config.text_config.vocab_size)
+    if words > known:
+        raise DetectorUnavailable(f"The tokenizer in {folder} has {words} words and the detector's model knows "
+                                  f"{known}: they are not of one detector. {fix}")
     try:
         model = model.to(spec.device).eval()
     except (RuntimeError, ValueError) as error:  # torch's words for a device it does not have
