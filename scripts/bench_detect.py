@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -89,7 +90,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed frames per detector, after one warm-up")
     parser.add_argument("--frame", default="1280x720", help="frame size WxH (the app's default largest side: 1280)")
     parser.add_argument("--detectors", default="grounding-dino,mm-grounding-dino,owlv2")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.frame.lower().split("x"))
     frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
@@ -98,8 +102,10 @@ def main() -> None:
           f"transformers {__import__('transformers').__version__}, device {args.device}, {args.precision}")
     print("# random weights at each detector's real default architecture (no weights can be downloaded here);")
     print("# the time does not depend on the weights' values")
-    print("| detector | model input | parameters | s per frame (mean) | fastest |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"# load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows the wall time;"
+          " the CPU time of this process is less sensitive to it)")
+    print("| detector | model input | parameters | s per frame (mean) | fastest | CPU s per frame |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for kind in args.detectors.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             detector = build(kind, Path(tmp), DetectorSpec(kind, device=args.device, precision=args.precision))
@@ -108,14 +114,18 @@ def main() -> None:
             params = sum(p.numel() for p in detector._model.parameters()) / 1e6
             detector.detect(frame, PROMPT, box_threshold=0.0)  # warm-up: first-call allocations
             times = []
+            cpu_start = time.process_time()
             for _ in range(args.runs):
                 sync(args.device)
                 start = time.perf_counter()
                 detector.detect(frame, PROMPT)
                 sync(args.device)
                 times.append(time.perf_counter() - start)
-            print(f"| {detector.name} | {size} | {params:.0f}M | {np.mean(times):.2f} | {min(times):.2f} |", flush=True)
+            cpu = (time.process_time() - cpu_start) / args.runs
+            print(f"| {detector.name} | {size} | {params:.0f}M | {np.mean(times):.2f} | {min(times):.2f} | {cpu:.2f} |",
+                  flush=True)
             del detector
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
