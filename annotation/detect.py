@@ -379,6 +379,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def _local_folder(model: str) -> Path | None:
     """The folder ``model`` names, None for a Hugging Face model id; refused when it is neither."""
+    model = str(model)
     path = Path(model).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -401,8 +402,10 @@ def _fetch(spec: DetectorSpec, progress: bool) -> Path:
     revision = spec.pinned_revision()
     common = dict(repo_id=spec.model, revision=revision, allow_patterns=list(_HUB_FILES), cache_dir=spec.cache_dir)
     try:
-        return Path(snapshot_download(**common, local_files_only=True))
-    except Exception:  # not cached (or partly): download below
+        cached = Path(snapshot_download(**common, local_files_only=True))
+        if (cached / "config.json").is_file() and any(cached.glob("*.safetensors")):
+            return cached
+    except Exception:  # noqa: BLE001 - not cached: downloaded below
         pass
     if _offline_mode():
         reason = "offline mode is on (HF_HUB_OFFLINE) and no copy is cached"
@@ -462,7 +465,10 @@ def _check_folder(folder: Path, spec: DetectorSpec) -> str:
 
 def _refetch_advice(spec: DetectorSpec, folder: Path) -> str:
     if _local_folder(spec.model) is None:
-        return (f"Delete {folder} to have it downloaded again, or fetch the files from "
+        # the Hugging Face cache keeps a file once (models--owner--name/blobs), linked from each snapshot:
+        # deleting the snapshot alone would link the same damaged file again
+        cached = folder.parents[1] if folder.parent.name == "snapshots" else folder
+        return (f"Delete {cached} to have it downloaded again, or fetch the files from "
                 f"https://huggingface.co/{spec.model}/tree/{spec.pinned_revision()} and start with --detector FOLDER.")
     return f"Save a detector ({_SUPPORTED}) there with save_pretrained, or download one from Hugging Face into it."
 

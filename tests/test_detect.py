@@ -50,40 +50,39 @@ def frame() -> np.ndarray:
     return np.random.default_rng(7).integers(0, 256, (*FRAME_HW, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def grounding_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Grounding DINO saved as from the hub: config, safetensors, processor and tokenizer files."""
-    from transformers import (
-        BertConfig,
-        BertTokenizer,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
+def _save_grounding_dino(folder: Path, kind: str = "grounding-dino") -> Path:
+    """A (MM) Grounding DINO saved as from the hub: config, safetensors, processor and tokenizer files."""
+    import transformers as tf
     from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
-    folder = tmp_path_factory.mktemp("grounding_dino")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *GD_WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer.from_pretrained(folder)
+    tokenizer = tf.BertTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1],
-                                   num_heads=[1, 1, 1, 1], window_size=4, out_indices=[2, 3, 4]),
-        text_config=BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64),
+    settings = dict(
+        backbone_config=tf.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1],
+                                      num_heads=[1, 1, 1, 1], window_size=4, out_indices=[2, 3, 4]),
+        text_config=tf.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=64),
         d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
         encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30, max_text_len=32,
     )  # fmt: skip
-    model = GroundingDinoForObjectDetection(config).eval()
-    processor = GroundingDinoProcessor(
+    if kind == "grounding-dino":
+        model = tf.GroundingDinoForObjectDetection(tf.GroundingDinoConfig(**settings))
+    else:
+        model = tf.MMGroundingDinoForObjectDetection(tf.MMGroundingDinoConfig(**settings))
+    processor = tf.GroundingDinoProcessor(
         image_processor=GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96}),
         tokenizer=tokenizer,
     )
     processor.save_pretrained(folder)
-    model.save_pretrained(folder)
+    model.eval().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def grounding_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +240,17 @@ def test_grounding_dino_thresholds_are_honoured(grounding: Detector, grounding_f
     assert grounding.detect(frame, PHRASES, box_threshold=1.0) == []
     assert grounding.detect(frame, PHRASES, box_threshold=0.0, text_threshold=1.0) == []  # no token scores above 1
     assert _as_rows(grounding.detect(frame, PHRASES)) == _grounding_reference(grounding_folder, frame, 0.35, 0.25)
+
+
+def test_mm_grounding_dino_boxes_equal_transformers_post_processing(tmp_path: Path, frame: np.ndarray) -> None:
+    folder = _save_grounding_dino(tmp_path, "mm-grounding-dino")
+    detector = Detector.load(DetectorSpec(str(folder)))
+    assert detector.kind == "mm-grounding-dino" and detector.defaults == GROUNDING_DINO_THRESHOLDS
+    scores = sorted(d.score for d in detector.detect(frame, PHRASES, box_threshold=0.0, text_threshold=0.0))
+    cut = float(np.median(scores))  # its random weights score lower than Grounding DINO's
+    expected = _grounding_reference(folder, frame, cut, 0.0)
+    assert len(expected) >= 3 and len({row[0] for row in expected}) >= 2
+    assert _as_rows(detector.detect(frame, PHRASES, box_threshold=cut, text_threshold=0.0)) == expected
 
 
 def test_grounding_dino_prompt_longer_than_the_model_reads_is_refused(grounding: Detector, frame: np.ndarray) -> None:
