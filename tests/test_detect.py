@@ -404,6 +404,24 @@ def test_a_missing_model_offline_fails_fast_with_instructions(tmp_path: Path, mo
     _assert_download_instructions(str(error.value))
 
 
+def test_loading_a_folder_or_offline_never_touches_the_network(
+    grounding_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert Detector.load(DetectorSpec(str(grounding_folder))).kind == "grounding-dino"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DetectorUnavailable, match="offline mode"):
+        Detector.load(DetectorSpec(cache_dir=tmp_path))
+    assert attempts == []
+
+
 def _internet_reachable() -> bool:
     try:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()
