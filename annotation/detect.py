@@ -339,8 +339,9 @@ def _caption(phrases: list[str]) -> tuple[str, list[tuple[int, int]]]:
     for phrase in phrases:
         if caption:
             caption += " "
-        spans.append((len(caption), len(caption) + len(phrase)))
-        caption += phrase.lower() + "."
+        lowered = phrase.lower()  # may change the length ("İ" -> "i̇"): the spans count the lowered text
+        spans.append((len(caption), len(caption) + len(lowered)))
+        caption += lowered + "."
     return caption, spans
 
 
