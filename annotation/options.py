@@ -166,3 +166,15 @@ def checkpoint_problem(error: Exception, checkpoint: Path | None, model: str) ->
     if checkpoint is None or str(checkpoint) in message:
         return message
     return f"The checkpoint file {checkpoint} cannot be used for {model}. {message}"
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    """--detector: the text detector ("Find by text"); it runs on --device at --precision."""
+    from annotation.detect import DEFAULT_DETECTOR, KNOWN_DETECTORS
+
+    group = parser.add_argument_group("text detector")
+    group.add_argument("--detector", default=DEFAULT_DETECTOR, metavar="MODEL_ID_OR_FOLDER",
+                       help="the detector that finds objects from text: a Hugging Face model id of a Grounding DINO, "
+                            "MM Grounding DINO or OWLv2 checkpoint, fetched on first use, or a folder holding one "
+                            f"(config.json, model.safetensors, the processor's files). Default: {DEFAULT_DETECTOR} "
+                            f"(Apache-2.0, about {KNOWN_DETECTORS[DEFAULT_DETECTOR].size_mb} MB, at a pinned revision)")

@@ -1,0 +1,132 @@
+"""Time text detection per frame (annotation.detect) for each detector this machine can build.
+
+No weights can be downloaded here, so each detector is built at its real default architecture
+(the published checkpoint's config: Grounding DINO tiny, MM Grounding DINO tiny, OWLv2 base
+patch16 at 960 px) with random weights and a tokenizer of the real vocabulary's size; timings
+do not depend on the weights' values (the same layers run whatever they hold; only the boxes
+kept afterwards differ, and their post-processing is a small part). Each frame goes through
+``Detector.detect``: the model's own processor (resize, normalise), the model, and its
+post-processing, as in the app.
+
+    python scripts/bench_detect.py [--device cpu] [--precision float32] [--runs 3] [--frame 1280x720]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from annotation.detect import Detector, DetectorSpec  # noqa: E402
+from sam2.bench import cpu_model  # noqa: E402
+
+PROMPT = ["person", "car"]
+BERT_VOCAB = 30522  # bert-base-uncased, Grounding DINO's text encoder
+CLIP_VOCAB = 49408  # CLIP's byte-pair vocabulary, OWLv2's text encoder
+
+
+def bert_tokenizer(folder: Path):
+    from transformers import BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *PROMPT]
+    words += [f"word{i}" for i in range(BERT_VOCAB - len(words))]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    return BertTokenizer.from_pretrained(folder)
+
+
+def clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    merges = ["p e", "pe r", "per s", "pers o", "perso n</w>", "c a", "ca r</w>"]
+    tokens = [*letters, *(c + "</w>" for c in letters), "pe", "per", "pers", "perso", "person</w>", "ca", "car</w>"]
+    tokens += [f"filler{i}" for i in range(CLIP_VOCAB - 2 - len(tokens))] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=16)
+
+
+def build(kind: str, folder: Path, spec: DetectorSpec) -> Detector:
+    """A detector of ``kind`` at its published default architecture, random weights."""
+    import transformers as tf
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+    from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
+
+    torch.manual_seed(0)
+    if kind == "owlv2":
+        config = tf.Owlv2Config(vision_config={"image_size": 960})  # owlv2-base-patch16(-ensemble)
+        model = tf.Owlv2ForObjectDetection(config)
+        processor = tf.Owlv2Processor(image_processor=Owlv2ImageProcessorPil(size={"height": 960, "width": 960}),
+                                      tokenizer=clip_tokenizer(folder))  # fmt: skip
+    else:
+        if kind == "grounding-dino":
+            model = tf.GroundingDinoForObjectDetection(tf.GroundingDinoConfig())  # grounding-dino-tiny
+        else:
+            model = tf.MMGroundingDinoForObjectDetection(tf.MMGroundingDinoConfig())  # mm_grounding_dino_tiny
+        processor = tf.GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(),  # 800 / 1333 px
+                                              tokenizer=bert_tokenizer(folder))  # fmt: skip
+    model = model.to(spec.device, getattr(torch, spec.precision)).eval()
+    return Detector(spec, processor, model, folder)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--runs", type=int, default=3, help="timed frames per detector, after one warm-up")
+    parser.add_argument("--frame", default="1280x720", help="frame size WxH (the app's default largest side: 1280)")
+    parser.add_argument("--detectors", default="grounding-dino,mm-grounding-dino,owlv2")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.frame.lower().split("x"))
+    frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+    print(f"# text detection per frame, {width}x{height} frame, prompt {', '.join(PROMPT)!r}")
+    print(f"# {cpu_model()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"transformers {__import__('transformers').__version__}, device {args.device}, {args.precision}")
+    print("# random weights at each detector's real default architecture (no weights can be downloaded here);")
+    print("# the time does not depend on the weights' values")
+    print(f"# load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work slows the wall time;"
+          " the CPU time of this process is less sensitive to it)")
+    print("| detector | model input | parameters | s per frame (mean) | fastest | CPU s per frame |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for kind in args.detectors.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            detector = build(kind, Path(tmp), DetectorSpec(kind, device=args.device, precision=args.precision))
+            pixels = detector._processor.image_processor(images=frame, return_tensors="pt")["pixel_values"]
+            size = f"{pixels.shape[-1]}x{pixels.shape[-2]}"
+            params = sum(p.numel() for p in detector._model.parameters()) / 1e6
+            detector.detect(frame, PROMPT, box_threshold=0.0)  # warm-up: first-call allocations
+            times = []
+            cpu_start = time.process_time()
+            for _ in range(args.runs):
+                sync(args.device)
+                start = time.perf_counter()
+                detector.detect(frame, PROMPT)
+                sync(args.device)
+                times.append(time.perf_counter() - start)
+            cpu = (time.process_time() - cpu_start) / args.runs
+            print(f"| {detector.name} | {size} | {params:.0f}M | {np.mean(times):.2f} | {min(times):.2f} | {cpu:.2f} |",
+                  flush=True)
+            del detector
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
