@@ -1191,6 +1191,7 @@ class Importing:
     import's own message, once it has succeeded."""
 
     source: str
+    progress: TrackProgress  # this import's (``work.progress`` while it runs; a next step makes its own)
     imported: imports.Imported | None = None
     missing: MissingLabels | None = None
     message: str = ""
@@ -1215,7 +1216,7 @@ def start_importing(
         running=True, label=f"Reading '{source}'", started=time.monotonic(), unit="prompts",
         kept="your objects, clicks and masks stay as they were",
     )  # fmt: skip
-    importing = Importing(source)
+    importing = Importing(source, work.progress)
     importing.thread = start_holding_lock(
         work, _run_importing, (work, engine, importing, read, add_missing_labels), "import"
     )  # fmt: skip
@@ -1226,7 +1227,7 @@ def _run_importing(
     work: Work, engine: Engine, importing: Importing, read: Callable[[], imports.Imported], add_missing_labels: bool,
 ) -> None:  # fmt: skip
     """Read, then apply (``work.lock`` is held, and released at the end)."""
-    progress = work.progress
+    progress = importing.progress
     try:
         importing.imported = read()
         if work.cancel.is_set():  # the read itself may not have looked (see IMPORT_CANCELLED)

@@ -362,7 +362,7 @@ def test_three_images_through_the_app_api(reference_checkpoint, tmp_path, image_
             target.write_bytes(httpx.get(url, cookies=c.cookies, timeout=60).content)
             paths.append(target)
         refused = c.predict(["overlay"], api_name="/export")
-        assert "need one size for all frames" in str(refused[2]), refused[2]
+        assert "the overlay video needs one size for all frames" in str(refused[2]), refused[2]
     finally:
         c.close()
         app.stop()

@@ -433,9 +433,9 @@ class Handlers:
         except UserError as exc:
             yield self.warn(str(exc))
             return
-        outcome, listed = exporting.outcome, 0
+        outcome, progress, listed = exporting.outcome, work.progress, 0  # this export's (a next step makes its own)
         while exporting.thread.is_alive():
-            update = {c.progress: views.markdown_text(work.progress.summary())}
+            update = {c.progress: views.markdown_text(progress.summary())}
             if len(outcome.made) > listed:  # only when a file was added: each update sends the list again
                 listed = len(outcome.made)
                 update[c.downloads] = [str(p) for p in outcome.made[:listed]]
@@ -448,7 +448,7 @@ class Handlers:
             out = {c.status: views.markdown_text(message)}
         else:
             out = self.warn(message)
-        out[c.progress] = views.markdown_text(work.progress.summary())
+        out[c.progress] = views.markdown_text(progress.summary())
         out[c.downloads] = [str(p) for p in outcome.made] or None
         yield out
 

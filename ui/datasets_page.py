@@ -371,10 +371,10 @@ class DatasetHandlers:
         show (the one shown if it got prompts, else the first that did), a plain problem, or
         the offer to add the classes the labels lack (the file read waits on the session)."""
         c = self.base.c
+        progress = importing.progress
         while importing.thread.is_alive():
-            yield {c.progress: views.markdown_text(work.progress.summary())}
+            yield {c.progress: views.markdown_text(progress.summary())}
             importing.thread.join(POLL_S)
-        progress = work.progress
         summary = {c.progress: views.markdown_text(progress.summary())}
         if importing.missing is not None and importing.imported is not None and work.video is not None:
             work.pending_import = PendingImport(importing.imported, weakref.ref(work.video), frame)
@@ -557,7 +557,7 @@ class DatasetHandlers:
         finally:
             self.base.store.tidy_upload_cache()
         importing.thread.join()
-        progress = work.progress
+        progress = importing.progress
         if importing.missing is not None:
             return {"message": f"Problem: {importing.missing}", "missing_labels": list(importing.missing.labels)}
         if progress.error:
