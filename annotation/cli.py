@@ -16,10 +16,12 @@ its objects and prompts are replayed, tracking runs from ``--start`` (default: t
 with a prompt) forward, backward or both, and the chosen files are written into ``--out``,
 named after the video (``walk_coco.json``...).
 
-Ctrl-C stops tracking after the current frame and saves a session file with every frame done
-so far (load it in the page or give it to ``--session`` again). Bad input gets one plain line
-and exit status 2 before the model loads; a video that fails is reported, the others go on,
-and the exit status is 1.
+The session file is written first, then the other files; one that cannot be made (a blocked
+path, a format refused for the video) is left out, the others are made, and the summary says
+what was not made and why (the video counts as failed). Ctrl-C stops tracking, or the files,
+after the current frame and saves a session file with every frame done so far (load it in the
+page or give it to ``--session`` again). Bad input gets one plain line and exit status 2 before
+the model loads; a video that fails is reported, the others go on, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Outcome:
     objects: int = 0
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
+    exported: operations.ExportOutcome | None = None  # what the export made and not (None: it did not start)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -263,15 +266,15 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
         if not args.no_track:
             _track(work, engine, args, video.name)
         outcome.tracked = _tracked_frames(work)
-        outcome.files = operations.export(work, args.exports, args.out, val_every=args.val_every)
-        outcome.status = "done"
+        _export(work, args, video.name, outcome)
+        exported = outcome.exported
+        if exported.complete:
+            outcome.status = "done"
+        else:  # the other files are made all the same; the summary says what was not, and why
+            outcome.status, outcome.message = "failed", exported.report(unchanged="").removesuffix(".")
     except KeyboardInterrupt:
         outcome.status, outcome.tracked = "partial", _tracked_frames(work)
-        if work.video is not None and work.doc.masks:
-            outcome.files = operations.export(work, ["session"], args.out)
-            outcome.message = "Interrupted: the session file holds every frame done; give it to --session to go on"
-        else:
-            outcome.message = "Interrupted before anything was done"
+        outcome.message = _interrupted(work, args, outcome)
     except (UserError, formats.SessionError, imports.ImportProblem) as exc:
         outcome.status, outcome.message = "failed", str(exc)
     except Exception as exc:  # keep the batch going; the traceback goes to the log
@@ -282,6 +285,45 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
         if work.video is not None:
             engine.stop_encoding_ahead(work.video.handle)
     return outcome
+
+
+def _export(work: Work, args: argparse.Namespace, name: str, outcome: Outcome) -> None:
+    """Make the chosen files with a progress bar of the frames written (``outcome.files``: the
+    files made, ``outcome.exported``: what was made and not). A file that cannot be made is
+    left out with its reason and the others are made. Ctrl-C: stop after the current frame,
+    keep the files made, raise again."""
+    exporting = operations.start_exporting(work, args.exports, args.out, val_every=args.val_every)
+    outcome.exported = exporting.outcome
+    bar = _progress_bar(work.progress.total, f"files of {name}", args.quiet)
+    try:
+        _wait(work, bar)
+    except KeyboardInterrupt:
+        work.cancel.set()
+        print(f"\nStopping after the current frame of the files of '{name}'; the files made are kept.",
+              file=sys.stderr)  # fmt: skip
+        _wait(work, bar, interruptible=False)
+        raise
+    finally:
+        exporting.thread.join()
+        outcome.files = list(exporting.outcome.made)
+        bar.close()
+
+
+def _interrupted(work: Work, args: argparse.Namespace, outcome: Outcome) -> str:
+    """After Ctrl-C: a session file with every frame done (unless the export made it already),
+    and the message saying so."""
+    exported = outcome.exported
+    if work.video is None or not work.doc.masks:
+        return "Interrupted before anything was done" if not outcome.files else "Interrupted while making files"
+    if exported is None or "session" not in exported.made_formats:
+        saved = operations.make_files(work, ["session"], args.out)
+        if not saved.complete:
+            return f"Interrupted; {saved.report(unchanged='')}"
+        outcome.files += saved.made
+    message = "Interrupted: the session file holds every frame done; give it to --session to go on"
+    if exported is not None and exported.not_made:
+        message += f". Not made: {operations.listed([operations.EXPORT_NAMES[f] for f in exported.not_made])}"
+    return message
 
 
 def _tracked_frames(work: Work) -> int:
@@ -343,7 +385,7 @@ def _track(work: Work, engine: Engine, args: argparse.Namespace, name: str) -> N
 
 
 def _wait(work: Work, bar, interruptible: bool = True) -> None:
-    """Until the tracking run ends, updating the bar. It sleeps rather than joining the thread:
+    """Until the long step (tracking, the files) ends, updating the bar. It sleeps rather than joining the thread:
     Python 3.11's Thread.join, interrupted by Ctrl-C, releases the running thread's state lock
     and marks it stopped (seen here: the run went on, and the interpreter aborted at exit)."""
     while work.progress.running:
@@ -418,7 +460,7 @@ def summary(outcomes: list[Outcome]) -> str:
     lines = []
     for o in outcomes:
         head = f"{o.job.video.name}: {o.status}"
-        if o.status in ("done", "partial"):
+        if o.status in ("done", "partial") or o.files:
             head += f", {o.objects} object(s), {o.tracked} of {o.frames} frames tracked in {o.seconds:.1f} s"
         if o.message:
             head += f". {o.message}"

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from annotation.formats import ImageFrames, MaskTrack, file_stem, writing
+from annotation.formats import ImageFrames, MaskTrack, Tick, file_stem, tick_frame, writing
 from annotation.render import PALETTE, label_map
 
 JPEG_QUALITY = 95
@@ -139,7 +139,7 @@ def _info(data: Annotations, what: str) -> dict:
 # ----------------------------------------------------------------------------- COCO
 
 
-def coco_document(data: Annotations) -> dict:
+def coco_document(data: Annotations, tick: Tick | None = None) -> dict:
     """COCO instance segmentation: one image per frame, one annotation per object and frame
     where it has a mask; ``iscrowd`` 0 (each is one instance, so evaluators and trainers use
     it), compressed RLE, area, bbox [x, y, w, h], ``track_id``/``instance_id`` = object id."""
@@ -150,6 +150,7 @@ def coco_document(data: Annotations) -> dict:
     ]  # fmt: skip
     annotations = []
     for frame in range(data.count):
+        tick_frame(tick)
         for obj, mask in data.frame_masks(frame).items():
             area, bbox = _area_and_box(mask)
             annotations.append({
@@ -163,10 +164,11 @@ def coco_document(data: Annotations) -> dict:
     }  # fmt: skip
 
 
-def export_coco(data: Annotations, out_dir: Path, with_images: bool = False) -> Path:
+def export_coco(data: Annotations, out_dir: Path, with_images: bool = False, tick: Tick | None = None) -> Path:
     """``<video>_coco.json``; with_images: ``<video>_coco.zip`` holding ``annotations.json``
-    and the frames as ``images/<video>_00000.jpg``..., a complete dataset."""
-    document = json.dumps(coco_document(data))
+    and the frames as ``images/<video>_00000.jpg``..., a complete dataset (``tick`` is then
+    called twice per frame: for its masks, and for its image)."""
+    document = json.dumps(coco_document(data, tick))
     if not with_images:
         path = Path(out_dir) / f"{data.stem}_coco.json"
         with writing(path) as partial:
@@ -176,6 +178,7 @@ def export_coco(data: Annotations, out_dir: Path, with_images: bool = False) -> 
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("annotations.json", document)
         for frame in range(data.count):
+            tick_frame(tick)
             archive.writestr(f"images/{data.frame_file(frame)}", data.frame_bytes(frame))
     return path
 
@@ -183,7 +186,7 @@ def export_coco(data: Annotations, out_dir: Path, with_images: bool = False) -> 
 # ----------------------------------------------------------------------------- YouTube-VIS
 
 
-def ytvis_document(data: Annotations) -> dict:
+def ytvis_document(data: Annotations, tick: Tick | None = None) -> dict:
     """YouTube-VIS (2019 and 2021 use this layout): one video, one annotation per object with
     a segmentation (uncompressed RLE, as the dataset's files have it), area and box per frame,
     null where the object is absent. It holds one size per video: images of different sizes
@@ -196,16 +199,19 @@ def ytvis_document(data: Annotations) -> dict:
         "id": 1, "width": width, "height": height, "length": data.count,
         "file_names": [f"{data.stem}/{name}" for name in names],
     }  # fmt: skip
-    annotations = []
-    for obj in data.objects:
-        segmentations, areas, boxes = [], [], []
-        for frame in range(data.count):
-            mask = data.frame_masks(frame).get(obj)
+    tracks: dict[int, tuple[list, list, list]] = {obj: ([], [], []) for obj in data.objects}
+    for frame in range(data.count):  # frame by frame (each frame's masks made once), the tick between frames
+        tick_frame(tick)
+        masks = data.frame_masks(frame)
+        for obj, (segmentations, areas, boxes) in tracks.items():
+            mask = masks.get(obj)
             if mask is None:
                 segmentations.append(None), areas.append(None), boxes.append(None)
                 continue
             area, bbox = _area_and_box(mask)
             segmentations.append(_uncompressed_rle(mask)), areas.append(area), boxes.append(bbox)
+    annotations = []
+    for obj, (segmentations, areas, boxes) in tracks.items():
         if any(s is not None for s in segmentations):
             annotations.append({
                 "id": len(annotations) + 1, "video_id": 1, "category_id": data.class_index(obj) + 1, "iscrowd": 0,
@@ -218,17 +224,17 @@ def ytvis_document(data: Annotations) -> dict:
     }  # fmt: skip
 
 
-def export_ytvis(data: Annotations, out_dir: Path) -> Path:
+def export_ytvis(data: Annotations, out_dir: Path, tick: Tick | None = None) -> Path:
     path = Path(out_dir) / f"{data.stem}_ytvis.json"
     with writing(path) as partial:
-        partial.write_text(json.dumps(ytvis_document(data)))
+        partial.write_text(json.dumps(ytvis_document(data, tick)))
     return path
 
 
 # ----------------------------------------------------------------------------- YOLO
 
 
-def export_yolo_dataset(data: Annotations, out_dir: Path, val_every: int = 0) -> Path:
+def export_yolo_dataset(data: Annotations, out_dir: Path, val_every: int = 0, tick: Tick | None = None) -> Path:
     """A YOLO segmentation dataset ready to train, zipped: ``images/{train,val}/``,
     ``labels/{train,val}/`` and ``data.yaml`` (names = the labels, class = label index).
 
@@ -243,6 +249,7 @@ def export_yolo_dataset(data: Annotations, out_dir: Path, val_every: int = 0) ->
     path = Path(out_dir) / f"{data.stem}_yolo.zip"
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for frame in range(data.count):
+            tick_frame(tick)
             split = "val" if val_every and (frame + 1) % val_every == 0 else "train"
             image = data.frame_file(frame)
             name = str(PurePosixPath(image).with_suffix(""))  # YOLO pairs images/x.jpg with labels/x.txt
@@ -454,7 +461,7 @@ def _yaml_string(text: str) -> str:
 # ----------------------------------------------------------------------------- semantic PNG
 
 
-def export_semantic_png(data: Annotations, out_dir: Path) -> Path:
+def export_semantic_png(data: Annotations, out_dir: Path, tick: Tick | None = None) -> Path:
     """``<video>_semantic.zip``: one indexed PNG per frame, pixel = class (label index + 1,
     0 = background), the DAVIS palette, and ``classes.json`` mapping values to labels. Where
     objects overlap, the one later in the object list wins, as in the instance masks."""
@@ -462,6 +469,7 @@ def export_semantic_png(data: Annotations, out_dir: Path) -> Path:
     files = data.images.mask_names() if data.images is not None else [f"{f:05d}.png" for f in range(data.count)]
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for frame in range(data.count):
+            tick_frame(tick)
             instances = label_map(data.frame_size(frame), data.frame_masks(frame), order=list(data.objects))
             classes = np.zeros(data.frame_size(frame), np.uint8)
             for obj in np.unique(instances[instances > 0]):
@@ -484,20 +492,23 @@ def indexed_png(values: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------- MOT
 
 
-def mot_rows(data: Annotations) -> Iterator[tuple[int, int, float, float, float, float, float, int]]:
+def mot_rows(
+    data: Annotations, tick: Tick | None = None
+) -> Iterator[tuple[int, int, float, float, float, float, float, int]]:
     """(frame, id, x, y, w, h, conf, class) per object and frame with a mask: the mask's box,
     with frames and pixels counted from 1 as MOTChallenge files do, conf 1, class = label
     index + 1."""
     for frame in range(data.count):
+        tick_frame(tick)
         for obj, mask in data.frame_masks(frame).items():
             _, (x, y, w, h) = _area_and_box(mask)
             yield frame + 1, obj, x + 1, y + 1, w, h, 1.0, data.class_index(obj) + 1
 
 
-def export_mot(data: Annotations, out_dir: Path) -> Path:
+def export_mot(data: Annotations, out_dir: Path, tick: Tick | None = None) -> Path:
     """``<video>_mot.txt``: MOT-style box tracks, one ``frame,id,x,y,w,h,conf,class`` line each."""
     path = Path(out_dir) / f"{data.stem}_mot.txt"
-    lines = [f"{f},{i},{x:g},{y:g},{w:g},{h:g},{c:g},{k}\n" for f, i, x, y, w, h, c, k in mot_rows(data)]
+    lines = [f"{f},{i},{x:g},{y:g},{w:g},{h:g},{c:g},{k}\n" for f, i, x, y, w, h, c, k in mot_rows(data, tick)]
     with writing(path) as partial:
         partial.write_text("".join(lines))
     return path

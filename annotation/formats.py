@@ -13,6 +13,8 @@ Shared arguments of the mask exports:
   None for every object found in ``masks`` by increasing id, named "object <id>". The order
   decides overlaps (later objects win in single-label formats) and YOLO class indices.
 * ``out_dir``: an existing folder; each export returns the path of the file it wrote.
+* ``tick``: called once per frame written (:data:`Tick`), e.g. to count progress and stop on
+  Cancel by raising; the file is then not made.
 
 Readers (``read_png_zip``, ``read_coco``, ``read_yolo_zip``) return every frame of the file,
 each with its non-empty masks only. The datasets by class (COCO, YouTube-VIS, YOLO, semantic
@@ -49,10 +51,15 @@ __all__ = [
     "export_overlay_video", "SESSION_VERSION", "SessionError", "VideoRef", "SessionObject", "Prompt",
     "SessionMask", "Session", "video_fingerprint", "video_ref", "export_session_json", "load_session_json",
     "check_session_video", "PromptsFile", "load_prompts_json", "clean_name", "file_stem", "writing", "ImageFrames",
+    "Tick", "tick_frame",
 ]
 
 MaskTrack = Mapping[int, Mapping[int, np.ndarray]]
 """frame index -> object id -> HxW bool mask."""
+
+Tick = Callable[[], None]
+"""An export's per-frame hook: called once per frame written; it may raise to stop the export
+(Cancel), and the file is then not made (:func:`writing` removes the part written)."""
 
 _PNG_NAME = re.compile(r"(?:^|/)(\d+)\.png$")
 _YOLO_NAME = re.compile(r"(?:^|/)labels/(?:[^/]+/)?(?:[^/]*_)?(\d+)\.txt$")
@@ -125,6 +132,12 @@ def _frame_masks(masks: MaskTrack, frame: int, names: Mapping[int, str]) -> dict
     return {obj_id: mask for obj_id, mask in found.items() if mask.any()}
 
 
+def tick_frame(tick: Tick | None) -> None:
+    """Call an export's per-frame hook, if it has one."""
+    if tick is not None:
+        tick()
+
+
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; it becomes ``path`` only if the block succeeds."""
@@ -161,6 +174,7 @@ def export_png_zip(
     *,
     stem: str = "masks",
     images: ImageFrames | None = None,
+    tick: Tick | None = None,
 ) -> Path:
     """DAVIS-style masks: a zip of ``00000.png``... one indexed ("P") PNG per frame; for an
     image set (``images``), each named after its image ("a.jpg" -> "a.png") at its size.
@@ -178,6 +192,7 @@ def export_png_zip(
     path = Path(out_dir) / f"{stem}.zip"
     with writing(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
         for frame in range(frames_count):
+            tick_frame(tick)
             frame_size = _frame_size(size, images, frame)
             labels = label_map(frame_size, _frame_masks(masks, frame, names), order=list(names))
             archive.writestr(files[frame], _indexed_png(labels.astype(np.uint8)))
@@ -284,6 +299,7 @@ def export_mask_video(
     fps: float,
     *,
     stem: str = "masks",
+    tick: Tick | None = None,
 ) -> Path:
     """MP4 (H.264, yuv420p) of each object's colour on black; later objects win on overlap.
 
@@ -292,7 +308,7 @@ def export_mask_video(
     names = _object_names(objects, masks)
     _check_masks(masks, frames_count, size)
     frames = (mask_image(size, _frame_masks(masks, f, names), order=list(names)) for f in range(frames_count))
-    return _write_mp4(Path(out_dir) / f"{stem}.mp4", frames, frames_count, size, fps, quality=9)
+    return _write_mp4(Path(out_dir) / f"{stem}.mp4", frames, frames_count, size, fps, quality=9, tick=tick)
 
 
 def export_overlay_video(
@@ -306,6 +322,7 @@ def export_overlay_video(
     hidden: Iterable[int] = (),
     alpha: float = 0.5,
     stem: str = "overlay",
+    tick: Tick | None = None,
 ) -> Path:
     """MP4 of ``frames`` (N x HxWx3 uint8) with masks drawn as in the UI (:func:`ui.render.overlay`).
 
@@ -322,7 +339,7 @@ def export_overlay_video(
         overlay(frame, _frame_masks(masks, i, names), alpha=alpha, hidden=hidden_ids, order=list(names))
         for i, frame in enumerate(frames)
     )
-    return _write_mp4(Path(out_dir) / f"{stem}.mp4", drawn, len(frames), size, fps, audio_path=audio_path)
+    return _write_mp4(Path(out_dir) / f"{stem}.mp4", drawn, len(frames), size, fps, audio_path=audio_path, tick=tick)
 
 
 def _write_mp4(
@@ -334,6 +351,7 @@ def _write_mp4(
     *,
     quality: float = 6.5,
     audio_path: Path | None = None,
+    tick: Tick | None = None,
 ) -> Path:
     """Encode ``count`` HxWx3 frames with libx264/yuv420p, padded at the right/bottom to even size.
 
@@ -354,6 +372,7 @@ def _write_mp4(
         writer.send(None)
         try:
             for frame in frames:
+                tick_frame(tick)
                 writer.send(_pad_to(frame, even))
         finally:
             writer.close()

@@ -515,69 +515,251 @@ def next_lost_frame(work: Work, frame: int) -> int:
 
 # ----------------------------------------------------------------------------- exports
 
+EXPORT_ORDER = ("session", *(f for f in EXPORT_FORMATS if f != "session"))  # the user's work first: it is small
+FRAME_PASSES = {"session": 0, "coco_images": 2}  # calls of the per-frame hook per frame (1 where not listed)
+ONE_SIZE_FORMATS = ("overlay", "mask_video", "ytvis")  # a video, or a format with one size per video
+Writer = Callable[[Path, formats.Tick], Path]  # (folder, per-frame hook) -> the file made
+
+
+class ExportCancelled(Exception):
+    """Cancel was pressed while files were made: the file being made is left out."""
+
+
+@dataclass
+class ExportOutcome:
+    """What an export made, and what not.
+
+    ``chosen``: the formats in the order they are made (:data:`EXPORT_ORDER`); ``made``: the
+    files made so far, in that order (the page lists them while the export runs);
+    ``failed``: format -> why it was not made, a plain sentence. A chosen format neither made
+    nor failed was not reached: the export was cancelled (``cancelled``)."""
+
+    chosen: list[str]
+    made: list[Path] = field(default_factory=list)
+    made_formats: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    cancelled: bool = False
+
+    @property
+    def not_made(self) -> list[str]:
+        return [f for f in self.chosen if f not in self.made_formats]
+
+    @property
+    def complete(self) -> bool:
+        return not self.not_made
+
+    def report(self, hint: str = "", unchanged: str = "Your objects, clicks and masks are unchanged.") -> str:
+        """What was made, and what not and why, in plain words; ``hint`` follows the count of
+        files made (the page: where to download them), ``unchanged`` the reasons."""
+        count = len(self.made)
+        made = f"Made {count} file(s)" if self.complete else f"Made {count} of {len(self.chosen)} file(s)"
+        made += f": {hint}" if hint and count else ""
+        if self.complete:
+            return f"{made}."
+        missing = listed([EXPORT_NAMES[f] for f in self.not_made])
+        reasons = " ".join(dict.fromkeys(self.failed[f] for f in self.chosen if f in self.failed))
+        if not count and not self.cancelled:
+            return " ".join(part for part in (reasons, "Nothing was made.", unchanged) if part)
+        head = f"Cancelled. {made}." if self.cancelled else f"{made}."
+        return " ".join(part for part in (head, f"Not made: {missing}.", reasons, unchanged) if part)
+
+
+class ExportIncomplete(UserError):
+    """Some chosen files could not be made (:func:`export`); ``outcome`` has those that were."""
+
+    def __init__(self, outcome: ExportOutcome) -> None:
+        self.outcome = outcome
+        super().__init__(outcome.report())
+
+
+def listed(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
 
 def export(work: Work, chosen: list[str], out_dir: Path | None = None, val_every: int = 0) -> list[Path]:
-    """Write the ``chosen`` files (names from :data:`EXPORT_FORMATS`) for every frame into
-    ``out_dir`` (default: the work's export folder); ``val_every``: every k-th frame goes to
-    the YOLO dataset's validation split (0: none).
+    """Make the ``chosen`` files and wait (the command line's and the tests' way; the page uses
+    :func:`start_exporting`) -> the files, in the order made (the session file first).
 
-    Exports only read the work, and each file appears whole or not at all (written under
-    another name, then renamed), so a failure to write (a full disk, a blocked path) loses
-    nothing: it is reported as a UserError naming the file that could not be made."""
-    video = require_video(work)
+    When a chosen file could not be made, the others are made all the same, and then
+    :class:`ExportIncomplete` (a UserError whose message says what was made and what not, and
+    why) is raised with them in its ``outcome``. :func:`make_files` returns the outcome instead."""
+    outcome = make_files(work, chosen, out_dir, val_every)
+    if not outcome.complete:
+        raise ExportIncomplete(outcome)
+    return list(outcome.made)
+
+
+def make_files(work: Work, chosen: list[str], out_dir: Path | None = None, val_every: int = 0) -> ExportOutcome:
+    """Write the ``chosen`` files (names from :data:`EXPORT_FORMATS`) for every frame into
+    ``out_dir`` (default: the work's export folder), and wait; ``val_every``: every k-th frame
+    goes to the YOLO dataset's validation split (0: none).
+
+    The session file is made first, then the others in :data:`EXPORT_ORDER`. A file that cannot
+    be made (refused, a blocked path, a full disk, an error) is left out with its reason and the
+    next is made: see :class:`ExportOutcome`. Holds ``work.lock`` meanwhile; ``work.progress``
+    counts the frames written, and ``work.cancel`` stops between frames (Ctrl-C too, raised
+    again). A choice that cannot be made at all (no video, an unknown format) raises UserError
+    before anything is written."""
+    order = _export_order(work, chosen, val_every)
+    refuse_while_running(work)
+    if not work.lock.acquire(blocking=False):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    outcome = _begin_exporting(work, order)
+    _run_exporting(work, outcome, out_dir, val_every)
+    return outcome
+
+
+@dataclass
+class Exporting:
+    """Files being made on a background thread (:func:`start_exporting`)."""
+
+    outcome: ExportOutcome
+    thread: threading.Thread = field(init=False)
+
+
+def start_exporting(work: Work, chosen: list[str], out_dir: Path | None = None, val_every: int = 0) -> Exporting:
+    """:func:`make_files` on a background thread that holds ``work.lock`` until it ends (the
+    page's way): the page polls ``work.progress`` and lists ``outcome.made`` as they come,
+    and Cancel (``work.cancel``) stops between frames, the files made so far kept. Exports only
+    read the work: whatever stops them, the objects, masks and undo history are unchanged."""
+    order = _export_order(work, chosen, val_every)
+    refuse_while_running(work)
+    if not work.lock.acquire(timeout=LOCK_WAIT_S):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    exporting = Exporting(_begin_exporting(work, order))
+    exporting.thread = start_holding_lock(
+        work, _run_exporting, (work, exporting.outcome, out_dir, val_every), "export"
+    )  # fmt: skip
+    return exporting
+
+
+def _export_order(work: Work, chosen: list[str], val_every: int) -> list[str]:
+    """The chosen formats in the order they are made, or UserError for a choice that cannot be made at all."""
+    require_video(work)
     unknown = [f for f in chosen if f not in EXPORT_FORMATS]
     if unknown or not chosen:
         raise UserError(f"Choose what to export from: {', '.join(EXPORT_FORMATS)}.")
     if val_every < 0 or val_every == 1:
         raise UserError("Every k-th frame to validation: k must be 0 (no validation split) or at least 2.")
-    _check_one_size(video, chosen)
-    names = {o.id: o.name for o in work.objects}
-    masks = work.doc.all_masks(video.count) if set(chosen) - {"session"} else {}
+    return [f for f in EXPORT_ORDER if f in chosen]
+
+
+def _begin_exporting(work: Work, order: list[str]) -> ExportOutcome:
+    """The outcome to fill (formats that cannot be made here already refused) and the progress
+    (``work.lock`` is held)."""
+    video = require_video(work)
+    outcome = ExportOutcome(order)
+    refusal = _one_size_refusal(video, order)
+    outcome.failed.update({f: refusal for f in ONE_SIZE_FORMATS if refusal and f in order})
+    frames = sum(FRAME_PASSES.get(f, 1) for f in order if f not in outcome.failed) * video.count
+    work.cancel.clear()
+    work.progress = TrackProgress(
+        running=True, label="Making files", total=frames, started=time.monotonic(), unit="frames",
+        kept="the files made so far are kept",
+    )  # fmt: skip
+    return outcome
+
+
+def _run_exporting(work: Work, outcome: ExportOutcome, out_dir: Path | None, val_every: int) -> None:
+    """Make each file of ``outcome.chosen`` in turn (``work.lock`` is held, and released at the
+    end); one that fails is noted in ``outcome`` and the next is made."""
+    progress = work.progress
+
+    def tick() -> None:
+        if work.cancel.is_set():
+            raise ExportCancelled
+        progress.done += 1
+
+    try:
+        writers = _writers(work, val_every)
+        count = require_video(work).count
+        for name in outcome.chosen:
+            if name in outcome.failed:
+                continue
+            if work.cancel.is_set():
+                outcome.cancelled = True
+                break
+            start, progress.part = progress.done, EXPORT_NAMES[name]
+            try:
+                path = writers[name](work.exports_folder() if out_dir is None else Path(out_dir), tick)
+            except ExportCancelled:
+                outcome.cancelled = True
+                break
+            except Exception as exc:  # the next file is made all the same
+                outcome.failed[name] = _export_failure(name, exc)
+            else:
+                outcome.made_formats.append(name)
+                outcome.made.append(path)
+            progress.done = start + FRAME_PASSES.get(name, 1) * count  # a failed file's frames count as passed
+    except Exception as exc:  # not one file's failure (each is caught above): the files not made say so
+        log.exception("Making files failed")
+        reason = f"Could not make the files ({type(exc).__name__}); the server's log has the details."
+        outcome.failed.update({name: reason for name in outcome.not_made if name not in outcome.failed})
+    finally:
+        progress.cancelled = outcome.cancelled
+        progress.part = ""
+        progress.running = False
+        progress.finished = time.monotonic()
+        work.lock.release()
+
+
+def _export_failure(name: str, exc: Exception) -> str:
+    """Why ``name`` was not made, in a sentence that names it (the traceback of an unexpected
+    error goes to the log; the server's paths are none of the user's business)."""
+    what = EXPORT_NAMES[name]
+    if isinstance(exc, UserError):
+        return f"Could not make {what}: {exc}"
+    if isinstance(exc, OSError):
+        return f"Could not write {what} ({exc.strerror or 'the server could not write the file'})."
+    log.error("Making %s failed", what, exc_info=exc)
+    return f"Could not make {what} ({type(exc).__name__}); the server's log has the details."
+
+
+def _writers(work: Work, val_every: int) -> dict[str, Writer]:
+    """Each format's writer, on the work as it is now (the export holds ``work.lock``). The
+    masks are unpacked once, when the first file that needs them is made: after the session file."""
+    video = require_video(work)
+    doc, objects = work.doc, list(work.objects)
+    names = {o.id: o.name for o in objects}
     size, count, fps = video.frame_size(0), video.count, video.decoded.fps
     images = formats.ImageFrames(video.frame_names, video.sizes) if video.is_image_set else None
     stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
-    data = datasets.Annotations(video.name, video.frames, masks, {o.id: o.label for o in work.objects},
-                                tuple(work.labels), size, fps, images)  # fmt: skip
-    writers: dict[str, Callable[[Path], Path]] = {
-        "overlay": lambda out: formats.export_overlay_video(
-            video.frames, masks, fps, video.decoded.audio_path, out, objects=names,
-            hidden=[o.id for o in work.objects if not o.visible], stem=f"{stem}_overlay",
+    masks = functools.cache(lambda: doc.all_masks(count))
+    data = functools.cache(lambda: datasets.Annotations(
+        video.name, video.frames, masks(), {o.id: o.label for o in objects}, tuple(work.labels), size, fps, images,
+    ))  # fmt: skip
+    return {
+        "overlay": lambda out, tick: formats.export_overlay_video(
+            video.frames, masks(), fps, video.decoded.audio_path, out, objects=names,
+            hidden=[o.id for o in objects if not o.visible], stem=f"{stem}_overlay", tick=tick,
         ),
-        "mask_video": lambda out: formats.export_mask_video(masks, count, size, names, out, fps, stem=f"{stem}_masks"),
-        "png": lambda out: formats.export_png_zip(masks, count, size, names, out, stem=f"{stem}_masks", images=images),
-        "semantic": lambda out: datasets.export_semantic_png(data, out),
-        "coco": lambda out: datasets.export_coco(data, out),
-        "coco_images": lambda out: datasets.export_coco(data, out, with_images=True),
-        "ytvis": lambda out: datasets.export_ytvis(data, out),
-        "yolo": lambda out: datasets.export_yolo_dataset(data, out, val_every=val_every),
-        "mot": lambda out: datasets.export_mot(data, out),
-        "session": lambda out: formats.export_session_json(session_record(work), out, stem=f"{stem}_session"),
+        "mask_video": lambda out, tick: formats.export_mask_video(
+            masks(), count, size, names, out, fps, stem=f"{stem}_masks", tick=tick,
+        ),
+        "png": lambda out, tick: formats.export_png_zip(
+            masks(), count, size, names, out, stem=f"{stem}_masks", images=images, tick=tick,
+        ),
+        "semantic": lambda out, tick: datasets.export_semantic_png(data(), out, tick=tick),
+        "coco": lambda out, tick: datasets.export_coco(data(), out, tick=tick),
+        "coco_images": lambda out, tick: datasets.export_coco(data(), out, with_images=True, tick=tick),
+        "ytvis": lambda out, tick: datasets.export_ytvis(data(), out, tick=tick),
+        "yolo": lambda out, tick: datasets.export_yolo_dataset(data(), out, val_every=val_every, tick=tick),
+        "mot": lambda out, tick: datasets.export_mot(data(), out, tick=tick),
+        "session": lambda out, tick: formats.export_session_json(session_record(work), out, stem=f"{stem}_session"),
     }  # fmt: skip
-    made: list[Path] = []
-    for name in (f for f in EXPORT_FORMATS if f in chosen):
-        try:
-            made.append(writers[name](work.exports_folder() if out_dir is None else Path(out_dir)))
-        except OSError as exc:  # the reason only: the server's paths are none of the user's business
-            reason = exc.strerror or "the server could not write the file"
-            raise UserError(
-                f"Could not write {EXPORT_NAMES[name]} ({reason}). Your objects, clicks and masks are "
-                "unchanged; try the export again."
-            ) from None
-    return made
 
 
-ONE_SIZE_FORMATS = ("overlay", "mask_video", "ytvis")  # a video, or a format with one size per video
-
-
-def _check_one_size(video: LoadedVideo, chosen: list[str]) -> None:
-    """Images of different sizes cannot be one video: refuse the exports that need one size,
-    before anything is written, saying which formats work instead."""
+def _one_size_refusal(video: LoadedVideo, chosen: list[str]) -> str:
+    """Images of different sizes cannot be one video: why the chosen exports that need one size
+    are not made, saying which formats work instead ('' when they can be made)."""
     needing = [EXPORT_NAMES[f] for f in ONE_SIZE_FORMATS if f in chosen]
     if video.uniform or not needing:
-        return
+        return ""
     (h0, w0), (h1, w1) = video.sizes[0], next(s for s in video.sizes if s != video.sizes[0])
-    raise UserError(
-        f"The images differ in size ({w0}x{h0}, {w1}x{h1}...), and {' and '.join(needing)} need one size for "
+    return (
+        f"The images differ in size ({w0}x{h0}, {w1}x{h1}...), and {' and '.join(needing)} "
+        f"{'needs' if len(needing) == 1 else 'need'} one size for "
         "all frames. Choose PNG masks, semantic masks, COCO, YOLO, MOT or the session file: they keep "
         "each image at its own size."
     )
@@ -827,12 +1009,19 @@ class MissingLabels(UserError):
                          f"{', '.join(known)}). Add them to the labels, then import again.")  # fmt: skip
 
 
-def apply_import(work: Work, engine: Engine, given: imports.Imported, add_missing_labels: bool = False) -> str:
-    """Masks and boxes made elsewhere become prompts on their frames, undoably: a mask is its
-    object's mask prompt (an object of the work with that id, else a new object), a box a new
-    object with a box prompt. Classes the labels lack are refused (:class:`MissingLabels`)
-    unless ``add_missing_labels``. If a model call fails part-way, the predictor is rebuilt
-    from the document as it was, and nothing changes."""
+def apply_import(
+    work: Work, engine: Engine, given: imports.Imported, add_missing_labels: bool = False,
+    progress: TrackProgress | None = None, cancel: threading.Event | None = None,
+) -> str:  # fmt: skip
+    """Masks and boxes made elsewhere become prompts on their frames, in one undoable step: a
+    mask is its object's mask prompt (an object of the work with that id, else a new object),
+    a box a new object with a box prompt. Classes the labels lack are refused
+    (:class:`MissingLabels`) unless ``add_missing_labels``.
+
+    All or nothing: if a model call fails part-way, or ``cancel`` is set (LoadCancelled,
+    checked before each prompt), the predictor is rebuilt from the document as it was, and
+    nothing changes. ``progress.done`` counts the prompts applied (``progress.total`` is set
+    here)."""
     video = require_video(work)
     wanted = [formats.clean_name(label) for label in [*given.labels.values(), *(b.label for b in given.boxes)] if label]
     missing = [label for label in dict.fromkeys(wanted) if label and label not in work.labels]
@@ -855,9 +1044,17 @@ def apply_import(work: Work, engine: Engine, given: imports.Imported, add_missin
     before = work.doc
     doc = replace(before, object_ids=tuple(dict.fromkeys([*before.object_ids, *(o.id for o in objects.values())])))
     made: dict[tuple[int, int], PackedMask] = {}
+    if progress is not None:
+        progress.total = len(prompts)
     try:
         for frame, obj, prompt in prompts:
+            if cancel is not None and cancel.is_set():
+                raise LoadCancelled
             made[(frame, obj)] = PackedMask.pack(engine.prompt(video.handle, frame, obj, prompt))
+            if progress is not None:
+                progress.done += 1
+        if cancel is not None and cancel.is_set():
+            raise LoadCancelled
     except BaseException:
         rebuild(work, engine)  # the predictor back to the document, which has not changed
         raise
@@ -898,6 +1095,82 @@ def _imported_objects(work: Work, given: imports.Imported) -> dict[tuple[str, in
     for index, box in enumerate(given.boxes):
         result[("box", index)] = new(None, box.label, None)
     return result
+
+
+# imports.read_any raises ImportCancelled once it takes ``cancel`` (issue 18's import limits); until then
+# a cancelled read is noticed when it returns.
+IMPORT_CANCELLED: tuple[type[Exception], ...] = (
+    LoadCancelled, *(c for c in [getattr(imports, "ImportCancelled", None)] if isinstance(c, type)),
+)  # fmt: skip
+
+
+@dataclass
+class Importing:
+    """A file of masks or detections being read and applied on a background thread
+    (:func:`start_importing`). ``imported``: the file as read (kept when its classes are
+    missing, for the page to offer adding them); ``missing``: that refusal; ``message``: the
+    import's own message, once it has succeeded."""
+
+    source: str
+    progress: TrackProgress  # this import's (``work.progress`` while it runs; a next step makes its own)
+    imported: imports.Imported | None = None
+    missing: MissingLabels | None = None
+    message: str = ""
+    thread: threading.Thread = field(init=False)
+
+
+def start_importing(
+    work: Work, engine: Engine, source: str, read: Callable[[], imports.Imported], add_missing_labels: bool = False,
+) -> Importing:  # fmt: skip
+    """Read a file of masks or detections (``read()``, named ``source`` in the progress line)
+    and apply it (:func:`apply_import`) on a background thread that holds ``work.lock`` until
+    it ends (the page's way). ``work.progress`` shows the reading, then counts the prompts
+    applied; Cancel (``work.cancel``) or a failure leaves the work as it was, and a finished
+    import is one undo step. The outcome is in ``work.progress`` (error, cancelled) and the
+    returned :class:`Importing`."""
+    require_video(work)
+    refuse_while_running(work)
+    if not work.lock.acquire(timeout=LOCK_WAIT_S):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    work.cancel.clear()
+    work.progress = TrackProgress(
+        running=True, label=f"Reading '{source}'", started=time.monotonic(), unit="prompts",
+        kept="your objects, clicks and masks stay as they were",
+    )  # fmt: skip
+    importing = Importing(source, work.progress)
+    importing.thread = start_holding_lock(
+        work, _run_importing, (work, engine, importing, read, add_missing_labels), "import"
+    )  # fmt: skip
+    return importing
+
+
+def _run_importing(
+    work: Work, engine: Engine, importing: Importing, read: Callable[[], imports.Imported], add_missing_labels: bool,
+) -> None:  # fmt: skip
+    """Read, then apply (``work.lock`` is held, and released at the end)."""
+    progress = importing.progress
+    try:
+        importing.imported = read()
+        if work.cancel.is_set():  # the read itself may not have looked (see IMPORT_CANCELLED)
+            raise LoadCancelled
+        progress.label = f"Importing '{importing.source}'"
+        importing.message = apply_import(work, engine, importing.imported, add_missing_labels,
+                                         progress=progress, cancel=work.cancel)  # fmt: skip
+    except IMPORT_CANCELLED:
+        progress.cancelled = True
+    except MissingLabels as exc:
+        importing.missing = exc
+        progress.error = str(exc)
+    except (UserError, imports.ImportProblem) as exc:
+        progress.error = str(exc)
+    except Exception as exc:  # the work is as it was (all or nothing); the log has the traceback
+        log.exception("Importing %s failed after %d of %d prompts", importing.source, progress.done, progress.total)
+        progress.error = (f"Could not import '{importing.source}' ({type(exc).__name__}). "
+                          "Your objects, clicks and masks are as they were.")  # fmt: skip
+    finally:
+        progress.running = False
+        progress.finished = time.monotonic()
+        work.lock.release()
 
 
 def _saved_masks(saved: list[formats.SessionMask], video: LoadedVideo) -> dict[tuple[int, int], PackedMask]:

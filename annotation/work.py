@@ -95,7 +95,8 @@ class LoadedVideo:
 
 @dataclass
 class TrackProgress:
-    """What a running (or the last) tracking run has done, for the progress display."""
+    """What a running (or the last) long step has done, for the progress display: tracking,
+    loading a session file, making files, an import."""
 
     running: bool = False
     label: str = ""
@@ -108,24 +109,31 @@ class TrackProgress:
     last_frame: int | None = None
     unit: str = "frames"  # what done and total count (loading a session file counts prompts)
     kept: str = "the frames done so far are kept"  # what a cancel leaves
+    part: str = ""  # the part of the step under way, while it runs (making files: the file being made)
 
     def summary(self) -> str:
-        """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words."""
+        """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words (a
+        step that counts nothing yet, such as reading a file: 'Reading 'a.json'...')."""
         if not self.label:
             return ""
         elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
         rate = self.done / elapsed
-        text = f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s"
+        label = f"{self.label} ({self.part})" if self.running and self.part else self.label
+        if not self.total and not self.done:
+            return f"{label}..." if self.running else self._ending(label, f" in {elapsed:.1f} s")
+        text = f"{label}: {self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s"
         if self.running:
             left = (self.total - self.done) / rate if rate > 0 else float("nan")
-            text += f", about {left:.0f} s left" if left == left else ", starting..."
-        elif self.error:
-            text += f". Stopped: {self.error}"
-        elif self.cancelled:
-            text += f". Cancelled: {self.kept}."
-        else:
-            text += f" in {elapsed:.1f} s. Done."
-        return text
+            return text + (f", about {left:.0f} s left" if left == left else ", starting...")
+        return self._ending(text, f" in {elapsed:.1f} s")
+
+    def _ending(self, text: str, took: str) -> str:
+        """How a step that has ended ended, after ``text`` (``took``: its time, said when it got done)."""
+        if self.error:
+            return f"{text}. Stopped: {self.error}"
+        if self.cancelled:
+            return f"{text}. Cancelled: {self.kept}."
+        return f"{text}{took}. Done."
 
 
 @dataclass

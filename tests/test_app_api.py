@@ -92,9 +92,9 @@ def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkp
     assert result["done"] == len(frames) and not result["error"]
 
     files = export(c, "coco", "session")
-    assert [Path(f["path"]).name for f in files] == ["api_coco.json", "api_session.json"]
+    assert [Path(f["path"]).name for f in files] == ["api_session.json", "api_coco.json"]  # the session file first
     coco_path = workdir / "api-annotations.json"
-    response = get(app, c, file_url(app, files[0]))
+    response = get(app, c, file_url(app, files[1]))
     assert response.status_code == 200
     coco_path.write_bytes(response.content)
 

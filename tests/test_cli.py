@@ -198,6 +198,28 @@ def test_a_failing_video_does_not_stop_the_batch(reference_checkpoint, workdir, 
     assert sorted(p.name for p in out.iterdir()) == ["walk_coco.json"]
 
 
+def test_a_file_that_cannot_be_made_does_not_stop_the_others(reference_checkpoint, workdir, video):
+    """The COCO file's place in --out is taken by a folder: the session file (first), the PNG
+    masks and the MOT tracks are made all the same, the summary says what was not made and
+    why, and the video counts as failed (exit status 1)."""
+    prompts = workdir / "one-box.json"
+    prompts.write_text(json.dumps({"objects": [{"name": "thing", "prompts": [{"frame": 1, "box": [10, 10, 90, 70]}]}]}))
+    out = workdir / "blocked"
+    (out / "walk_coco.json").mkdir(parents=True)
+    run = cli(reference_checkpoint, video, "--prompts", prompts, "--no-track", "--out", out,
+              "--export", "coco,png,mot,session")  # fmt: skip
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert ("walk.mp4: failed, 1 object(s), 0 of 6 frames tracked" in run.stdout
+            and "Made 3 of 4 file(s). Not made: the COCO file. Could not write the COCO file (Is a directory)\n"
+            in run.stdout), run.stdout  # fmt: skip
+    listed = [Path(line.strip()).name for line in run.stdout.splitlines() if line.startswith("    ")]
+    assert listed == ["walk_session.json", "walk_masks.zip", "walk_mot.txt"], run.stdout
+    assert "Summary: 1 failed." in run.stdout and "Traceback" not in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["walk_coco.json", "walk_masks.zip", "walk_mot.txt",
+                                                     "walk_session.json"]  # fmt: skip
+    assert formats.load_session_json(out / "walk_session.json").prompts[0].frame == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

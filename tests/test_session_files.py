@@ -113,8 +113,8 @@ def assert_still_works(work: WorkState, engine: Engine, folder: Path) -> None:
     out = folder / "exports"
     out.mkdir(exist_ok=True)
     made = annotate.export(work, ["png", "coco", "yolo", "session"], out)
-    assert [p.name for p in made] == ["v_masks.zip", "v_coco.json", "v_yolo.zip", "v_session.json"]
-    assert sorted(formats.read_png_zip(made[0])) == list(range(N))
+    assert [p.name for p in made] == ["v_session.json", "v_masks.zip", "v_coco.json", "v_yolo.zip"]
+    assert sorted(formats.read_png_zip(made[1])) == list(range(N))
     annotate.undo(work, engine)
     assert work.doc is before
 

@@ -420,19 +420,38 @@ class Handlers:
 
     # ------------------------------------------------------------------ files
     @guarded
-    def on_export(self, formats: list[str], val_every: float | None, request: gr.Request) -> dict:
-        """Make the chosen files; ``val_every``: every k-th frame to the YOLO dataset's validation
-        split (0 or empty: none; the number box gives whole numbers)."""
-        files: list[Path] = []
-
-        def action(work: WorkState) -> tuple[str, None]:
-            files.extend(operations.export(work, list(formats or []), val_every=int(val_every or 0)))
-            return f"Made {len(files)} file(s): click a name under 'Files' to download it.", None
-
-        result = self.run(request, action)
-        if files:
-            result[self.c.downloads] = [str(p) for p in files]
-        return result
+    def on_export(self, formats: list[str], val_every: float | None, request: gr.Request) -> Iterator[dict]:
+        """Make the chosen files on the session's worker thread (the session file first), while
+        the progress line counts the frames written and each file is listed under 'Files' as
+        soon as it is made; ``val_every``: every k-th frame to the YOLO dataset's validation
+        split (0 or empty: none; the number box gives whole numbers). A file that cannot be
+        made is left out with its reason and the others are made; Cancel stops between frames,
+        the files made so far kept. The work itself is never changed."""
+        c = self.c
+        try:
+            work = self.work(request)
+            exporting = operations.start_exporting(work, list(formats or []), val_every=int(val_every or 0))
+        except UserError as exc:
+            yield self.warn(str(exc))
+            return
+        outcome, progress, listed = exporting.outcome, work.progress, 0  # this export's (a next step makes its own)
+        while exporting.thread.is_alive():
+            update = {c.progress: views.markdown_text(progress.summary())}
+            if len(outcome.made) > listed:  # only when a file was added: each update sends the list again
+                listed = len(outcome.made)
+                update[c.downloads] = [str(p) for p in outcome.made[:listed]]
+            yield update
+            exporting.thread.join(POLL_S)
+        message = outcome.report("click a name under 'Files' to download it")
+        if outcome.complete:
+            out = self.refresh(work, None, message)
+        elif outcome.cancelled and not outcome.failed:  # the user's own choice: no warning
+            out = {c.status: views.markdown_text(message)}
+        else:
+            out = self.warn(message)
+        out[c.progress] = views.markdown_text(progress.summary())
+        out[c.downloads] = [str(p) for p in outcome.made] or None
+        yield out
 
     @guarded
     def on_load_session(self, file: str | None, frame: float, request: gr.Request) -> Iterator[dict]:

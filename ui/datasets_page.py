@@ -14,6 +14,7 @@ page's own); ``gradio_client`` gets named endpoints that take plain values and a
 
 import re
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
 from ui import views
-from ui.callbacks import Controls, Handlers, guarded, locked
+from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked
 from ui.sessions import WorkState
 
 LABELS_HELP = """
@@ -186,6 +187,12 @@ def _values_mask(values: np.ndarray, full: float) -> np.ndarray:
     if np.issubdtype(top.dtype, np.integer) and top.size and 0 <= top.min() and top.max() <= 1:
         return top == 1
     return top >= full / 2
+
+
+def shown_frame(imported: imports.Imported, frame: int) -> int:
+    """The frame to show after an import: ``frame`` (the one shown) if it got prompts, else the first that did."""
+    frames = sorted({m.frame for m in imported.masks} | {b.frame for b in imported.boxes})
+    return frame if frame in frames or not frames else frames[0]
 
 
 def api_file(value: Any) -> str:
@@ -391,62 +398,85 @@ class DatasetHandlers:
         return self.base.run(request, action)
 
     # ------------------------------------------------------------------ imports
-    def _read_import(self, work: WorkState, path: Path, frame: int, min_score: float | None) -> imports.Imported:
-        """The file read for this video (nothing changes here); a file that does not fit it
-        raises UserError with the reader's plain message."""
-        video = operations.require_video(work)
+    def _reader(
+        self, work: WorkState, path: Path, frame: int, min_score: float | None
+    ) -> Callable[[], imports.Imported]:
+        """What reads the file for this video, on the import's thread (the choices are checked
+        here, at once); a file that does not fit raises UserError with the reader's plain message."""
+        operations.require_video(work)
         score = float(min_score or 0)
         if not 0 <= score <= 1:
             raise UserError("The lowest score to keep must be between 0 and 1.")
-        shape = operations.video_shape(video)
-        try:
-            return imports.read_any(path, shape, operations.check_frame(work, frame), score, list(work.labels))
-        except imports.ImportProblem as exc:
-            raise UserError(str(exc)) from None
+        frame = operations.check_frame(work, frame)
 
-    def _apply_import(self, work: WorkState, pending: PendingImport, add_missing: bool) -> tuple[str, int]:
-        """Apply a file read before -> (message, frame to show: the one shown if it got prompts,
-        else the first that did). Classes the labels lack keep it waiting (MissingLabels)."""
-        work.pending_import = None
-        try:
-            message = operations.apply_import(work, self.base.engine, pending.imported, add_missing_labels=add_missing)
-        except operations.MissingLabels:
-            work.pending_import = pending
-            raise
-        frames = sorted({m.frame for m in pending.imported.masks} | {b.frame for b in pending.imported.boxes})
-        return message, pending.frame if pending.frame in frames else frames[0]
+        def read() -> imports.Imported:
+            shape = operations.video_shape(operations.require_video(work))
+            try:
+                # issue 18: pass cancel=work.cancel here once imports.read_any takes it (branch imports)
+                return imports.read_any(path, shape, frame, score, list(work.labels))
+            except imports.ImportProblem as exc:
+                raise UserError(str(exc)) from None
+
+        return read
+
+    def _follow(self, work: WorkState, importing: operations.Importing, frame: int, done: dict) -> Iterator[dict]:
+        """The progress line while the import runs, then its outcome: the page at the frame to
+        show (the one shown if it got prompts, else the first that did), a plain problem, or
+        the offer to add the classes the labels lack (the file read waits on the session)."""
+        c = self.base.c
+        progress = importing.progress
+        while importing.thread.is_alive():
+            yield {c.progress: views.markdown_text(progress.summary())}
+            importing.thread.join(POLL_S)
+        summary = {c.progress: views.markdown_text(progress.summary())}
+        if importing.missing is not None and importing.imported is not None and work.video is not None:
+            work.pending_import = PendingImport(importing.imported, weakref.ref(work.video), frame)
+            offer = f"{importing.missing} Or press '{ADD_MISSING}' to do both."
+            yield {**self.base.warn(offer), **summary, **done, self.page.add_missing: gr.Button(visible=True)}
+        elif progress.error:
+            yield {**self.base.warn(progress.error), **summary, **done}
+        elif progress.cancelled:
+            yield {c.status: views.markdown_text(f"Import cancelled: {progress.kept}."), **summary, **done}
+        else:
+            yield {**self.base.refresh(work, shown_frame(importing.imported, frame), importing.message), **summary,
+                   **done}  # fmt: skip
 
     @guarded
-    def on_import(self, file: str | None, min_score: float | None, frame: float, request: gr.Request) -> dict:
+    def on_import(self, file: str | None, min_score: float | None, frame: float, request: gr.Request) -> Iterator[dict]:
+        """Read and apply a file of masks or detections on the session's worker thread, with
+        progress and Cancel; the import is all or nothing, and one undo step."""
         page = self.page
         done = {page.import_file: None, page.add_missing: gr.Button(visible=False)}
         try:
             work = self.base.work(request)
-            with locked(work):
-                work.pending_import = None  # a new file replaces one that waited for its labels
-                path = self._uploaded(work, file, "a file of masks or detections")
-                imported = self._read_import(work, path, int(frame), min_score)
-                pending = PendingImport(imported, weakref.ref(work.video), int(frame))
-                message, shown = self._apply_import(work, pending, add_missing=False)
-        except operations.MissingLabels as exc:
-            offer = f"{exc} Or press '{ADD_MISSING}' to do both."
-            return {**self.base.warn(offer), **done, page.add_missing: gr.Button(visible=True)}
+            path = self._uploaded(work, file, "a file of masks or detections")
+            read = self._reader(work, path, int(frame), min_score)
+            importing = operations.start_importing(work, self.base.engine, path.name, read)
+            work.pending_import = None  # a new file replaces one that waited for its labels
         except UserError as exc:
-            return {**self.base.warn(str(exc)), **done}
+            yield {**self.base.warn(str(exc)), **done}
+            return
         finally:
             self.base.store.tidy_upload_cache()
-        return {**self.base.refresh(work, shown, message), **done}
+        yield from self._follow(work, importing, int(frame), done)
 
     @guarded
-    def on_add_missing(self, request: gr.Request) -> dict:
-        def action(work: WorkState) -> tuple[str, int]:
+    def on_add_missing(self, request: gr.Request) -> Iterator[dict]:
+        """The file that waited for its classes: add them to the labels and import it (as :meth:`on_import`)."""
+        done = {self.page.add_missing: gr.Button(visible=False)}
+        try:
+            work = self.base.work(request)
             pending = work.pending_import
             if not isinstance(pending, PendingImport) or not pending.fits(work):
                 work.pending_import = None
                 raise UserError("No import is waiting for its labels: import the file again.")
-            return self._apply_import(work, pending, add_missing=True)
-
-        return {**self.base.run(request, action), self.page.add_missing: gr.Button(visible=False)}
+            importing = operations.start_importing(work, self.base.engine, pending.imported.source,
+                                                   lambda: pending.imported, add_missing_labels=True)  # fmt: skip
+            work.pending_import = None
+        except UserError as exc:
+            yield {**self.base.warn(str(exc)), **done}
+            return
+        yield from self._follow(work, importing, pending.frame, done)
 
     # ------------------------------------------------------------------ brush
     @guarded
@@ -573,23 +603,28 @@ class DatasetHandlers:
         request: gr.Request = None,
     ) -> dict:  # fmt: skip
         """Import masks (PNG zip, COCO, YouTube-VIS) or detections (COCO results above `min_score`,
-        YOLO txt for `frame`) as prompts. Classes the labels lack are refused, and listed in
-        `missing_labels`, unless `add_missing_labels`."""
-        missing: list[str] = []
-
-        def action(work: WorkState) -> str:
+        YOLO txt for `frame`) as prompts; waits. Classes the labels lack are refused, and listed
+        in `missing_labels`, unless `add_missing_labels`. /cancel stops it with nothing changed."""
+        try:
+            work = self.base.work(request)
             path = self._uploaded(work, api_file(file), "a file of masks or detections")
-            imported = self._read_import(work, path, int(frame), min_score)
-            pending = PendingImport(imported, weakref.ref(work.video), int(frame))
-            try:
-                return self._apply_import(work, pending, add_missing=bool(add_missing_labels))[0]
-            except operations.MissingLabels as exc:
-                work.pending_import = None  # the API asks again with add_missing_labels
-                missing.extend(exc.labels)
-                raise
-
-        answer = self._api(request, action)
-        return {**answer, "missing_labels": missing} if missing else answer
+            read = self._reader(work, path, int(frame), min_score)
+            importing = operations.start_importing(work, self.base.engine, path.name, read,
+                                                   add_missing_labels=bool(add_missing_labels))  # fmt: skip
+            work.pending_import = None  # the API asks again with add_missing_labels
+        except UserError as exc:
+            return {"message": f"Problem: {exc}"}
+        finally:
+            self.base.store.tidy_upload_cache()
+        importing.thread.join()
+        progress = importing.progress
+        if importing.missing is not None:
+            return {"message": f"Problem: {importing.missing}", "missing_labels": list(importing.missing.labels)}
+        if progress.error:
+            return {"message": f"Problem: {progress.error}"}
+        if progress.cancelled:
+            return {"message": f"Import cancelled: {progress.kept}.", **labels_state(work)}
+        return {"message": importing.message, **labels_state(work)}
 
     @guarded
     def api_apply_mask(self, frame: int, obj_id: int, mask: gr.FileData, request: gr.Request) -> dict:

@@ -252,7 +252,8 @@ def _wire(demo: gr.Blocks, c: Controls, h: Handlers) -> None:
     b["cancel"].click(h.on_cancel, None, [c.status], api_name="cancel", concurrency_limit=None, show_progress="hidden")
     c.timeline.select(h.on_timeline_click, None, view, api_visibility="private", **quick)
     b["next_lost"].click(h.on_next_lost, [c.frame], view, api_name="next_lost_frame", **quick)
-    b["export"].click(h.on_export, [b["formats"], b["val_every"]], [*view, c.downloads], api_name="export")
+    b["export"].click(h.on_export, [b["formats"], b["val_every"]], [*view, c.downloads], api_name="export",
+                      concurrency_limit=8, show_progress="hidden")  # a long step, as tracking: progress line, Cancel
     b["session_file"].upload(h.on_load_session, [b["session_file"], c.frame], [*view, b["session_file"]],
                              api_name="load_session", show_progress="minimal")
     gr.api(h.api_add_point, api_name="add_point")
