@@ -1066,8 +1066,9 @@ def apply_import(
     work.active = prompts[-1][1]
     work.pending_corner = None
     frames = len({frame for frame, _, _ in prompts})
+    notes = "".join(f" Note: {note}." for note in given.notes)  # e.g. masks of one object and frame merged
     return (f"Imported {len(prompts)} prompt(s) of {len({obj for _, obj, _ in prompts})} object(s) on {frames} "
-            f"frame(s) from '{given.source}'. Press Track to follow them through the video.")  # fmt: skip
+            f"frame(s) from '{given.source}'.{notes} Press Track to follow them through the video.")  # fmt: skip
 
 
 def _imported_objects(work: Work, given: imports.Imported) -> dict[tuple[str, int], ObjectInfo]:
@@ -1097,11 +1098,8 @@ def _imported_objects(work: Work, given: imports.Imported) -> dict[tuple[str, in
     return result
 
 
-# imports.read_any raises ImportCancelled once it takes ``cancel`` (issue 18's import limits); until then
-# a cancelled read is noticed when it returns.
-IMPORT_CANCELLED: tuple[type[Exception], ...] = (
-    LoadCancelled, *(c for c in [getattr(imports, "ImportCancelled", None)] if isinstance(c, type)),
-)  # fmt: skip
+# What a cancelled import raises: while reading (imports.read_any, given ``cancel``) or applying.
+IMPORT_CANCELLED = (LoadCancelled, imports.ImportCancelled)
 
 
 @dataclass
@@ -1151,7 +1149,7 @@ def _run_importing(
     progress = importing.progress
     try:
         importing.imported = read()
-        if work.cancel.is_set():  # the read itself may not have looked (see IMPORT_CANCELLED)
+        if work.cancel.is_set():  # pressed just as the read ended
             raise LoadCancelled
         progress.label = f"Importing '{importing.source}'"
         importing.message = apply_import(work, engine, importing.imported, add_missing_labels,

@@ -223,7 +223,9 @@ def masks_file(tmp_path: Path) -> Path:
 
 
 def reader(work: Work, path: Path):
-    return lambda: imports.read_any(path, annotate.video_shape(work.video), 0, 0.0, list(work.labels))
+    """As the page reads a file: on the import's thread, looking at Cancel while it reads."""
+    return lambda: imports.read_any(path, annotate.video_shape(work.video), 0, 0.0, list(work.labels),
+                                    cancel=work.cancel)  # fmt: skip
 
 
 def test_cancel_during_an_import_leaves_the_work_and_frees_the_lock(tmp_path, engine, predictor, masks_file):
@@ -297,3 +299,26 @@ def test_a_failed_import_says_why_and_changes_nothing(tmp_path, engine, masks_fi
     importing = annotate.start_importing(work, engine, labelled.name, lambda: importing.imported, True)
     importing.thread.join(timeout=60)
     assert importing.message.startswith("Imported 1 prompt(s) of 1 object(s)") and work.labels == ["object", "class 3"]
+
+
+def test_masks_merged_while_reading_are_named_in_the_import_message(tmp_path, engine):
+    """Two COCO polygons of one track on one frame are one mask prompt (their union), and the
+    message says that they were merged."""
+    import json
+
+    work = make_work(tmp_path, engine)
+    height, width = synthetic_frames()[0].shape[:2]
+    left, right = [[1, 1, 6, 1, 6, 6, 1, 6]], [[10, 2, 15, 2, 15, 7, 10, 7]]
+    coco = tmp_path / "two_parts.json"
+    coco.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "00000.jpg", "height": height, "width": width}],
+        "annotations": [{"id": n, "image_id": 1, "track_id": 2, "category_id": 1, "segmentation": polygon}
+                        for n, polygon in enumerate((left, right), start=1)],
+        "categories": [{"id": 1, "name": "object"}],
+    }))  # fmt: skip
+    importing = annotate.start_importing(work, engine, coco.name, reader(work, coco))
+    importing.thread.join(timeout=60)
+    assert importing.message.startswith("Imported 1 prompt(s) of 1 object(s) on 1 frame(s) from 'two_parts.json'. "
+                                        "Note: 2 masks of 1 object(s) on frame 0 were merged into one mask")
+    mask = work.doc.calls[-1].prompt.mask.unpack()
+    assert mask[3, 3] and mask[4, 12] and not mask[4, 8]  # both parts, not the gap between them

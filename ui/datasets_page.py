@@ -412,8 +412,7 @@ class DatasetHandlers:
         def read() -> imports.Imported:
             shape = operations.video_shape(operations.require_video(work))
             try:
-                # issue 18: pass cancel=work.cancel here once imports.read_any takes it (branch imports)
-                return imports.read_any(path, shape, frame, score, list(work.labels))
+                return imports.read_any(path, shape, frame, score, list(work.labels), cancel=work.cancel)
             except imports.ImportProblem as exc:
                 raise UserError(str(exc)) from None
 
