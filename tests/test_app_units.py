@@ -652,9 +652,11 @@ def test_messages_show_names_as_text():
     progress, video facts) every character that could start markup is escaped, and through HTML
     (toasts, legend) they are entity-escaped; direction controls and lone surrogates show as
     U+FFFD. Ordinary messages are left as they are (API clients read them too)."""
-    plain = "Loaded 'walk.mp4'. The model now runs at 768 px (was 512 px); press Track: 12/40 frames, 1.5 s."
+    plain = ("Loaded 'walk_2.mp4'. The model now runs at 768 px (was 512 px); press Track: 12/40 frames, 1.5 s. "
+             "Imported 3 prompt(s) from 'import_3000.json'.")  # an underscore inside a word is no markup
     assert views.markdown_text(plain) == plain
-    hostile = "<img src=x> [a](b) ![i](c) **b** _i_ `c` $$x$$ ~~s~~ a|b &amp; http://e.org www.e.org m@e.org \\"
+    hostile = ("<img src=x> [a](b) ![i](c) **b** _i_ `c` $$x$$ ~~s~~ a|b &amp; http://e.org www.e.org m@e.org \\ "
+               "__u__ a_ _b")  # fmt: skip
     escaped = views.markdown_text(hostile)
     for mark in ("<", ">", "[", "]", "*", "_", "`", "$", "~", "|", "&"):
         assert escaped.count("\\" + mark) == hostile.count(mark), mark  # every one escaped

@@ -45,7 +45,9 @@ _HIDDEN = re.compile(f"[{BIDI_CONTROLS}\ud800-\udfff]")  # and lone surrogates, 
 # anywhere, \ ` * _ [ ] < > & | ~ $; the ":" of a URL and the "." of "www." (links made from bare
 # addresses) and the "@" of an e-mail address; at the start of a line, a heading, quote, list,
 # or underline. Nothing else is touched, so the messages API clients read stay as they are.
-_INLINE = re.compile(r"[\\`*_\[\]<>&|~$]|(?<=[A-Za-z])(?=:/)|(?i:(?<=\bwww)(?=\.))|(?<=\S)(?=@\S)")
+# An underscore inside a word (between two letters or digits: "import_3000.json") can neither
+# open nor close emphasis in CommonMark, so it stays as it is: file names read as they are.
+_INLINE = re.compile(r"[\\`*\[\]<>&|~$]|_+|(?<=[A-Za-z])(?=:/)|(?i:(?<=\bwww)(?=\.))|(?<=\S)(?=@\S)")
 _LINE_START = re.compile(r"^([ \t]*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
 
 
@@ -60,8 +62,19 @@ def markdown_text(text: str) -> str:
     is backslash-escaped (CommonMark: it then stands for itself), so no link, image, HTML tag,
     emphasis, formula or heading can come out of an object or file name; direction controls are
     neutralised. The page's messages are plain text, so each goes through here."""
-    escaped = _INLINE.sub(lambda m: "\\" + m.group(0) if m.group(0) else "\\", neutral(text))
+    escaped = _INLINE.sub(_escape_inline, neutral(text))
     return _LINE_START.sub(lambda m: m.group(1) + _escape_marker(m.group(2)), escaped)
+
+
+def _escape_inline(match: re.Match) -> str:
+    """One mark made text (a backslash before it, or at the place matched); a run of underscores
+    between two letters or digits is left as it is, any other has each underscore escaped."""
+    mark, text = match.group(0), match.string
+    if not mark.startswith("_"):
+        return "\\" + mark if mark else "\\"
+    before = text[match.start() - 1] if match.start() > 0 else " "
+    after = text[match.end()] if match.end() < len(text) else " "
+    return mark if before.isalnum() and after.isalnum() else "\\_" * len(mark)
 
 
 def _escape_marker(marker: str) -> str:
