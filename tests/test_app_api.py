@@ -362,18 +362,20 @@ def test_a_long_load_shows_progress_and_cancel_keeps_the_work(app, video, workdi
 
 
 def test_an_unexpected_failure_is_a_plain_message_and_a_logged_traceback(app, video):
-    """A request the handlers do not expect (a frame that is no number, sent past the page)
+    """A request the handlers do not expect (an object id that is no number, sent past the page)
     gets one plain sentence, not a raw error; the server's log has the traceback, on a line
-    that names the session."""
+    that names the session. A frame that is no number is expected: it is refused by name."""
     c = client(app)
     try:
         assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
-        start = len(app.log_text())
         answer = c.predict(frame="first", x=1.0, y=1.0, positive=True, obj_id=1, api_name="/add_point")
+        assert answer["message"] == "Problem: frame must be a whole number, not the text 'first'.", answer
+        start = len(app.log_text())
+        answer = c.predict("one", "object", api_name="/set_object_label")
         assert answer["message"].startswith("Problem: Something went wrong on the server (ValueError)"), answer
         assert "Traceback" not in answer["message"]
         log = new_log(app, start)
-        line = rf"ERROR ui\.callbacks \[session {re.escape(c.session_hash)}\]: api_add_point failed"
+        line = rf"ERROR ui\.callbacks \[session {re.escape(c.session_hash)}\]: api_set_object_label failed"
         assert re.search(line, log), log
         assert "Traceback" in log and "ValueError" in log
         ok = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
