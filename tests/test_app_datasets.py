@@ -584,7 +584,8 @@ def bad_imports(folder: Path) -> list[tuple[Path, str, list[str]]]:
         (png_zip("size.zip", "00000.png", np.ones((h // 2, w), np.uint8)),
          "'size.zip' cannot be imported: '00000.png' is 160x60, but the video is 160x120.", []),
         (write("frame.json", json.dumps([{**detection, "image_id": 40}])),
-         "'frame.json' cannot be imported: detection 0 is frame 39, but the video has frames 0 to 5.", []),
+         "'frame.json' cannot be imported: detection 0 is on image 40, but image ids count from 1 (frame 0 is "
+         "image 1), so this video's images are 1 to 6.", []),
         (yolo_zip("labels.zip", "labels/small_00009.txt", "0 0.5 0.5 0.2 0.2\n"),
          "'labels.zip' cannot be imported: 'labels/small_00009.txt' is frame 9, but the video has frames 0 to 5.", []),
         (write("classes.json", json.dumps([{**detection, "category_id": 5}])),

@@ -28,7 +28,7 @@ from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked
+from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked, running_status
 from ui.sessions import WorkState
 
 LABELS_HELP = """
@@ -42,7 +42,12 @@ IMPORT_HELP = """
 **Start from annotations made elsewhere**: masks (a zip of PNG masks, COCO, YouTube-VIS) become
 each object's mask on its frames; a detector's boxes (COCO detection results, or a YOLO `.txt`
 for the frame shown) become new objects with a box each, and SAM 2 makes their masks. Then
-track as usual. Classes the labels lack are offered to add.
+track as usual. Classes the labels lack are offered to add. *Which frame*: a COCO `image_id` is
+the frame + 1 (frame 0 is image 1, as this app's COCO files number them) unless the file lists
+its `images`; then an image's frame is its `frame_index` field if it has one, else the number at
+the end of its `file_name` (`walk_00012.jpg` is frame 12), else its id - 1 (in an image set, the
+image's own file name comes first). PNG masks and YOLO `.txt` files go by the number at the end
+of their names.
 """
 
 BRUSH_HELP = """
@@ -424,8 +429,9 @@ class DatasetHandlers:
         the offer to add the classes the labels lack (the file read waits on the session)."""
         c = self.base.c
         progress = importing.progress
-        while importing.thread.is_alive():
-            yield {c.progress: views.markdown_text(progress.summary())}
+        while importing.thread.is_alive():  # the status says the step under way (reading the file, then its prompts)
+            status = views.markdown_text(running_status(progress))
+            yield {c.status: status, c.progress: views.markdown_text(progress.summary())}
             importing.thread.join(POLL_S)
         summary = {c.progress: views.markdown_text(progress.summary())}
         if importing.missing is not None and importing.imported is not None and work.video is not None:
