@@ -35,7 +35,8 @@ LABELS_HELP = """
 **Labels** are the classes a training pipeline learns (COCO categories, YOLO classes). Every
 object has one; a new object takes the label chosen last. Type new labels (several: separate
 them with commas), or load a `classes.txt` (one per line) or a YOLO `data.yaml`. Renaming a
-label renames it on every object; a label no object uses can be removed.
+label renames it on every object; a label no object uses can be removed. The files list the
+labels as classes in this order, less "object" while no object has it.
 """
 
 IMPORT_HELP = """
