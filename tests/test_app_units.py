@@ -305,12 +305,12 @@ def test_clear_reset_delete_and_their_undo(tmp_path, engine, predictor):
     assert (1, info.id) in work.doc.masks and engine.object_ids(handle) == [1, info.id]
     assert stored_prompt(work, info.id, 1) == ([(8, 8)], [1])
 
-    annotate.delete_object(work, engine, info.id)
+    assert annotate.delete_object(work, engine, info.id) == f"Deleted '{info.name}'. Undo brings it back."
     assert work.doc.object_ids == (1,) and work.active == 1 and engine.object_ids(handle) == [1]
     annotate.undo(work, engine)
     assert work.doc.object_ids == (1, info.id) and engine.object_ids(handle) == [1, info.id]
 
-    annotate.reset_all(work, engine)
+    assert annotate.reset_all(work, engine).endswith("Undo brings them back.")
     assert not work.doc.masks and not work.doc.prompts() and engine.object_ids(handle) == []
     annotate.undo(work, engine)
     assert set(work.doc.prompts()) == {(0, 1), (1, info.id)}
