@@ -832,8 +832,11 @@ def test_the_status_line_while_a_long_step_runs_says_what_runs():
     from ui.callbacks import running_status
 
     tracking = TrackProgress(running=True, label="Tracking both", total=7)
-    assert running_status(tracking, "from frame 3") == (
+    assert running_status(tracking, "from frame 3", counted=True) == (
         "Tracking both from frame 3 (7 frames)... Cancel stops it: the frames done so far are kept.")
+    making = TrackProgress(running=True, label="Making files", total=12, part="the COCO file",
+                           kept="the files made so far are kept")
+    assert running_status(making) == "Making files (the COCO file)... Cancel stops it: the files made so far are kept."
     kept = "your objects, clicks and masks stay as they were"
     reading = TrackProgress(running=True, label="Reading 'a.json'", kept=kept)
     assert running_status(reading) == f"Reading 'a.json'... Cancel stops it: {kept}."

@@ -390,7 +390,7 @@ class Handlers:
         except UserError as exc:
             yield self.warn(str(exc))
             return
-        status = views.markdown_text(running_status(work.progress, f"from frame {int(frame)}"))
+        status = views.markdown_text(running_status(work.progress, f"from frame {int(frame)}", counted=True))
         while True:
             progress = work.progress
             running = progress.running
@@ -460,8 +460,8 @@ class Handlers:
             yield self.warn(str(exc))
             return
         outcome, progress, listed = exporting.outcome, work.progress, 0  # this export's (a next step makes its own)
-        status = views.markdown_text(running_status(progress))
         while exporting.thread.is_alive():
+            status = views.markdown_text(running_status(progress))  # names the file being made
             update = {c.status: status, c.progress: views.markdown_text(progress.summary())}
             if len(outcome.made) > listed:  # only when a file was added: each update sends the list again
                 listed = len(outcome.made)
@@ -621,12 +621,14 @@ class Handlers:
         return {"message": work.progress.summary(), "done": work.progress.done, "error": work.progress.error}
 
 
-def running_status(progress: operations.TrackProgress, where: str = "") -> str:
+def running_status(progress: operations.TrackProgress, where: str = "", counted: bool = False) -> str:
     """The status line while a long step runs: what runs now, and what Cancel does, e.g.
-    'Tracking forward from frame 3 (10 frames)... Cancel stops it: the frames done so far are kept.'"""
-    count = f" ({progress.total} {progress.unit})" if progress.total else ""
+    'Tracking forward from frame 3 (10 frames)... Cancel stops it: the frames done so far are kept.'
+    (``counted``: say the step's total, where it is a count a person asked for)."""
+    count = f" ({progress.total} {progress.unit})" if counted and progress.total else ""
     at = f" {where}" if where else ""
-    return f"{progress.label}{at}{count}... Cancel stops it: {progress.kept}."
+    part = f" ({progress.part})" if progress.part else ""  # making files: the file being made
+    return f"{progress.label}{part}{at}{count}... Cancel stops it: {progress.kept}."
 
 
 def api_whole(value: Any, name: str) -> int:
