@@ -183,8 +183,8 @@ def _components(
                     both = gr.Button("◀ Track both ▶", elem_id="track-both", variant="primary")
                     fwd = gr.Button("Track forward ▶", elem_id="track-forward")
                 with gr.Row():
-                    count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)",
-                                      elem_id="count")
+                    count = gr.Number(0, precision=0, minimum=0, elem_id="count",
+                                      label="Frames to track past the one shown (0 = to the end)")
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
                 progress = gr.Markdown("", elem_id="progress", latex_delimiters=[])
             with gr.Group():
