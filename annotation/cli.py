@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--start", type=whole_from_zero, default=None,
                        help="frame to track from (default: the first frame with a prompt)")
     track.add_argument("--frames", type=positive_whole, default=None,
-                       help="track at most this many frames each way (default: to the end of the video)")
+                       help="track at most this many frames each way past the start frame, as the page's "
+                            "'Frames to track' (default: to the end of the video)")
     track.add_argument("--no-track", action="store_true",
                        help="do not track: export the masks as the session file holds them")
     out = parser.add_argument_group("output")

@@ -54,25 +54,49 @@ class FoundMask:
     stability: float
 
 
+# "Find objects" costs about one frame's encoding plus this many encodings per grid point (the
+# point's masks decoded, upsampled and scored): the slope of the `python -m sam2.bench
+# --find-objects` times over their intercept, 0.024 at 1024 px and 0.027 at 512 (8, 16 and 32
+# points per side, 2-core AMD EPYC, float32). The page's figures are this times the encoding timed here.
+FIND_POINT_ENCODINGS = 0.025
+
+
 @dataclass(frozen=True)
 class SpeedEstimate:
-    """Seconds per tracked frame on this machine, from the encoding of one frame timed there.
+    """Seconds per tracked frame on this machine, from the encoding of one frame timed there
+    (at ``image_size``, the engine's default).
 
     Tracking a frame costs its encoding plus, per object, memory attention, decoding and the
     memory encoder: about 1.1 encodings per object at 1024 px, 0.85 at 768 and 0.55 at 512 (the
-    README's tables, exact and fast mode alike), i.e. in proportion to the input size.
+    README's tables, exact and fast mode alike), i.e. in proportion to the input size. An
+    encoding at another size costs about the square of the size ratio (the image encoder's work
+    grows with its pixels).
     """
 
     image_size: int
     encode_s: float
 
-    def frame_s(self, objects: int) -> float:
-        return self.encode_s * (1 + 1.1 * self.image_size / 1024 * objects)
+    def encode_at(self, image_size: int | None = None) -> float:
+        """Seconds to encode one frame at ``image_size`` (None: the size timed)."""
+        size = image_size or self.image_size
+        return self.encode_s * (size / self.image_size) ** 2
 
-    def describe(self) -> str:
-        return (f"On this machine it takes about {self.frame_s(1):.1f} s per frame with one object and "
-                f"{self.frame_s(3):.1f} s with three, at {self.image_size} px (estimated from encoding a "
-                f"frame here at start: {self.encode_s:.2f} s)")
+    def frame_s(self, objects: int, image_size: int | None = None) -> float:
+        """Seconds per tracked frame for ``objects`` objects at ``image_size`` (None: the size timed)."""
+        size = image_size or self.image_size
+        return self.encode_at(size) * (1 + 1.1 * size / 1024 * objects)
+
+    def find_s(self, points_per_side: int, image_size: int | None = None) -> float:
+        """Seconds "Find objects" takes with a grid of ``points_per_side`` squared points at
+        ``image_size``: one encoding plus FIND_POINT_ENCODINGS encodings per point."""
+        return self.encode_at(image_size) * (1 + FIND_POINT_ENCODINGS * points_per_side**2)
+
+    def describe(self, image_size: int | None = None) -> str:
+        size = image_size or self.image_size
+        timed = f"{self.encode_s:.2f} s at {self.image_size} px"
+        return (f"On this machine it takes about {self.frame_s(1, size):.1f} s per frame with one object and "
+                f"{self.frame_s(3, size):.1f} s with three, at {size} px (estimated from encoding a "
+                f"frame here at start: {timed})")
 
 
 class FindingCancelled(Exception):
@@ -174,12 +198,13 @@ class Engine:
             self.speed = SpeedEstimate(size, time.perf_counter() - start)
         return self.speed
 
-    def describe(self) -> str:
-        """The model in one line, e.g. 'sam2.1_hiera_tiny, 1024 px, bfloat16 on cpu'."""
+    def describe(self, image_size: int | None = None) -> str:
+        """The model in one line, e.g. 'sam2.1_hiera_tiny, 1024 px, bfloat16 on cpu', at
+        ``image_size`` (a video's size; None: the default)."""
         from sam2.config import long_name
 
         p = self._predictor
-        return f"{long_name(p.config.name)}, {p.image_size} px, {p.precision.name} on {p.device}"
+        return f"{long_name(p.config.name)}, {image_size or p.image_size} px, {p.precision.name} on {p.device}"
 
     def describe_choices(self) -> list[str]:
         """What was chosen on this machine and why: the precision, and each attention kernel

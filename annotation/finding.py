@@ -35,15 +35,6 @@ from annotation.work import TrackProgress, Work
 DENSITIES = (8, 16, 32)  # points per side the page offers
 DEFAULT_DENSITY = 16
 MIN_DENSITY, MAX_DENSITY = 2, 64  # what the API accepts (64 x 64 points take many minutes on a CPU)
-# Seconds one run took on this project's machine (a 2-core AMD EPYC 7001 "Naples", AVX2, no
-# AVX-512; float32, sam2.1_hiera_tiny, one 854x480 frame, encoding included, every candidate
-# upsampled: an upper bound), by model detail and points per side, by `python -m sam2.bench
-# --find-objects`. The page's help quotes them; its progress line gives the real time left.
-MEASURED_S = {
-    1024: {8: 14.7, 16: 37.6, 32: 138.6},
-    512: {8: 4.3, 16: 11.1, 32: 41.7},
-}
-MEASURED_ON = "a 2-core AMD EPYC (Zen 1, AVX2), float32, one 854x480 frame"
 THUMB_WIDTH = 160  # pixels across one of a click's candidate pictures
 log = logging.getLogger(__name__)
 
@@ -119,15 +110,23 @@ def start_finding(work: Work, engine: Engine, frame: int, points_per_side: int) 
     if not work.lock.acquire(timeout=operations.LOCK_WAIT_S):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
     work.cancel.clear()
+    estimate = find_estimate(engine, engine.image_size_of(operations.require_video(work).handle), points_per_side)
     work.progress = TrackProgress(
         running=True, label=f"Finding objects on frame {frame}", total=points_per_side**2, started=time.monotonic(),
         unit="points", kept="your objects, clicks and masks stay as they were",
+        estimate_s=None if estimate is None else estimate / points_per_side**2,
     )  # fmt: skip
     finding = Finding()
     finding.thread = operations.start_holding_lock(
         work, _run_finding, (work, engine, frame, points_per_side, finding), "find-objects"
     )
     return finding
+
+
+def find_estimate(engine: Engine, image_size: int, points_per_side: int) -> float | None:
+    """Seconds a find is expected to take here at ``image_size``, from the encoding timed at
+    start (None where it was not timed)."""
+    return None if engine.speed is None else engine.speed.find_s(points_per_side, image_size)
 
 
 def find_objects(work: Work, engine: Engine, frame: int, points_per_side: int) -> str:
@@ -145,7 +144,9 @@ def _run_finding(work: Work, engine: Engine, frame: int, points_per_side: int, f
     progress = work.progress
 
     def report(done: int, total: int) -> bool:
-        progress.done, progress.total = done, total
+        progress.total = total
+        if done > progress.done:
+            progress.advance(done - progress.done)
         return not work.cancel.is_set()
 
     try:

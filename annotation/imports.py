@@ -900,6 +900,9 @@ def _detections(
         frame = frames.get(image_id) if frames is not None else (image_id - 1 if _is_whole(image_id) else None)
         if frame is None:
             raise _problem(source, f"{what} is on image {_describe(image_id)}, which is not a frame of this video")
+        if frames is None and not 0 <= frame < video.frames:  # the numbering is ours: say it
+            raise _problem(source, f"{what} is on image {_describe(image_id)}, but image ids count from 1 (frame 0 is "
+                                   f"image 1), so this video's images are 1 to {video.frames}")  # fmt: skip
         _check_frame(source, frame, video, what)
         x, y, w, h = _box_numbers(result.get("bbox"), source, what)
         label = _detection_label(result.get("category_id"), categories, names, source, what)

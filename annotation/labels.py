@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from annotation.document import UserError
+from annotation.document import DEFAULT_LABEL, UserError
 from annotation.formats import clean_name
 
 if TYPE_CHECKING:
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 MAX_LABELS = 255  # classes of one video (semantic PNG masks hold one class per pixel value)
 MAX_LABEL_FILE_BYTES = 2**20  # a classes.txt or data.yaml (255 names of 60 characters take 15 kB)
+
+
+def exported_labels(labels: Iterable[str], used: Iterable[str]) -> tuple[str, ...]:
+    """The class list the exports write (class ids follow it): the work's labels, less the
+    default label when no object uses it. That label is always in the list, so that a new
+    object has one; it becomes a class only when an object has it. Labels the user added stay,
+    used or not: a person building a dataset names all its classes."""
+    used = set(used)
+    return tuple(label for label in labels if label != DEFAULT_LABEL or label in used)
 
 
 def distinct_labels(names: Iterable[object], known: Iterable[str] = (), what: str = "") -> list[str]:

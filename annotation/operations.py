@@ -400,7 +400,7 @@ def select_object(work: Work, obj_id: int | None) -> str:
 # In annotation.labels; their names stay here, for the page and the command line.
 
 from annotation.labels import (  # noqa: E402, F401, I001
-    MAX_LABELS, add_labels, read_label_file, remove_label, rename_label, set_label,
+    MAX_LABELS, add_labels, exported_labels, read_label_file, remove_label, rename_label, set_label,
 )  # fmt: skip
 
 
@@ -408,7 +408,10 @@ from annotation.labels import (  # noqa: E402, F401, I001
 
 
 def plan_tracking(work: Work, frame: int, direction: Direction, count: int | None) -> list[tuple[int, int, bool]]:
-    """[(start, frames, reverse)] runs for a direction; ``count`` None = to the end."""
+    """[(start, frames, reverse)] runs for a direction: ``frames`` past the start frame each way
+    (``count`` None = to the end). "Track 10 frames" means the 10 frames after (or before) the
+    one shown, which has its mask already: the predictor yields the start frame too (objects
+    without a click there are tracked onto it), but the count and the progress leave it out."""
     video = require_video(work)
     frame = check_frame(work, frame)
     if direction not in DIRECTIONS:
@@ -436,7 +439,7 @@ def track(work: Work, engine: Engine, frame: int, direction: Direction, count: i
     refuse_while_running(work)
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
-    _begin_tracking(work, runs, direction)
+    _begin_tracking(work, engine, runs, direction)
     _run_tracking(work, engine, runs, direction)
     return work.progress
 
@@ -451,21 +454,25 @@ def start_tracking(work: Work, engine: Engine, frame: int, direction: Direction,
     refuse_while_running(work)
     if not work.lock.acquire(blocking=False):
         raise UserError("Still busy with the last step; wait a moment or press Cancel.")
-    _begin_tracking(work, runs, direction)
+    _begin_tracking(work, engine, runs, direction)
     return start_holding_lock(work, _run_tracking, (work, engine, runs, direction), "track")
 
 
-def _begin_tracking(work: Work, runs: list[tuple[int, int, bool]], direction: str) -> None:
+def _begin_tracking(work: Work, engine: Engine, runs: list[tuple[int, int, bool]], direction: str) -> None:
     work.cancel.clear()
-    total = sum(_run_length(start, n, reverse) for start, n, reverse in runs)
-    work.progress = TrackProgress(running=True, label=f"Tracking {direction}", total=total, started=time.monotonic())
+    total = sum(n for _, n, _ in runs)
+    work.progress = TrackProgress(running=True, label=f"Tracking {direction}", total=total, started=time.monotonic(),
+                                  estimate_s=tracking_estimate(work, engine))
 
 
-def _run_length(start: int, count: int, reverse: bool) -> int:
-    """Frames one predictor run yields: the start frame and ``count`` more (none backward from 0)."""
-    if reverse and start == 0:
-        return 0
-    return count + 1
+def tracking_estimate(work: Work, engine: Engine) -> float | None:
+    """Seconds per frame to expect for the objects that will be tracked, at the video's model
+    size (from the encoding timed at start), or None where it was not timed."""
+    video = require_video(work)
+    if engine.speed is None:
+        return None
+    objects = len(engine.object_ids(video.handle))  # every object the predictor holds is tracked
+    return engine.speed.frame_s(max(1, objects), engine.image_size_of(video.handle))
 
 
 def _run_tracking(work: Work, engine: Engine, runs: list[tuple[int, int, bool]], direction: str) -> None:
@@ -481,7 +488,8 @@ def _run_tracking(work: Work, engine: Engine, runs: list[tuple[int, int, bool]],
                 new = {(frame, obj): PackedMask.pack(m) for obj, m in frame_masks.items() if obj in before.object_ids}
                 doc = work.doc
                 work.doc = replace(doc, masks={**doc.masks, **new}, tracked=doc.tracked | set(new))
-                progress.done += 1
+                if frame != start:  # the start frame has its mask already: not one of the frames asked for
+                    progress.count_one()
                 progress.last_frame = frame
                 if work.cancel.is_set():
                     progress.cancelled = True
@@ -727,7 +735,8 @@ def _writers(work: Work, val_every: int) -> dict[str, Writer]:
     stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
     masks = functools.cache(lambda: doc.all_masks(count))
     data = functools.cache(lambda: datasets.Annotations(
-        video.name, video.frames, masks(), {o.id: o.label for o in objects}, tuple(work.labels), size, fps, images,
+        video.name, video.frames, masks(), {o.id: o.label for o in objects},
+        exported_labels(work.labels, (o.label for o in objects)), size, fps, images,
     ))  # fmt: skip
     return {
         "overlay": lambda out, tick: formats.export_overlay_video(
@@ -864,7 +873,7 @@ def apply_session(
         masks[(p.frame, p.obj_id)] = PackedMask.pack(engine.prompt(handle, p.frame, p.obj_id, prompt))
         calls.append(PromptCall(p.frame, p.obj_id, prompt))
         if progress is not None:
-            progress.done += 1
+            progress.count_one()
     doc = Snapshot(object_ids=tuple(objects), calls=tuple(calls), masks=masks)
     if saved.masks:
         doc = replace(doc, masks=_saved_masks(saved.masks, video), tracked=frozenset(
@@ -1052,7 +1061,7 @@ def apply_import(
                 raise LoadCancelled
             made[(frame, obj)] = PackedMask.pack(engine.prompt(video.handle, frame, obj, prompt))
             if progress is not None:
-                progress.done += 1
+                progress.count_one()
         if cancel is not None and cancel.is_set():
             raise LoadCancelled
     except BaseException:

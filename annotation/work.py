@@ -92,6 +92,8 @@ class LoadedVideo:
             )
         return self.sizes[0]
 
+ESTIMATE_WEIGHT = 3  # how many measured units the starting estimate of a step's pace counts as
+
 
 @dataclass
 class TrackProgress:
@@ -110,22 +112,72 @@ class TrackProgress:
     unit: str = "frames"  # what done and total count (loading a session file counts prompts)
     kept: str = "the frames done so far are kept"  # what a cancel leaves
     part: str = ""  # the part of the step under way, while it runs (making files: the file being made)
+    estimate_s: float | None = None  # seconds per unit expected at the start (tracking: from the speed measured here)
+    first_done: float = 0.0  # time.monotonic() when the first units were done (see advance)
+    first_count: int = 0  # ... how many they were
+    last_done: float = 0.0  # ... and when the last were
+
+    def count_one(self, now: float | None = None) -> None:
+        """One more unit done (see :meth:`advance`)."""
+        self.advance(1, now)
+
+    def advance(self, units: int, now: float | None = None) -> None:
+        """``units`` more done at ``now`` (time.monotonic()), for the pace the time left is read
+        from: the pace counts from the first units done on, since those pay for the warm-up."""
+        now = time.monotonic() if now is None else now
+        self.done += units
+        if not self.first_done:
+            self.first_done, self.first_count = now, self.done
+        self.last_done = now
+
+    def unit_s(self, now: float | None = None) -> float | None:
+        """Seconds one more unit takes, or None while there is no basis: the estimate given at
+        the start (``estimate_s``) until units are done, then blended towards their measured
+        pace as more are (the pace between the first unit done and the last, when they are
+        counted with :meth:`count_one`: the first unit pays for the warm-up); a step without an
+        estimate uses the pace of the units done so far."""
+        timed = self.done - self.first_count if self.last_done else 0  # units done since the first were
+        pace = (self.last_done - self.first_done) / timed if timed > 0 else None
+        if pace is None and self.estimate_s is None:
+            if not self.done:
+                return None
+            end = self.last_done or (time.monotonic() if now is None else now)
+            return (end - self.started) / self.done
+        if pace is None or self.estimate_s is None:
+            return pace if pace is not None else self.estimate_s
+        weight = timed / (timed + ESTIMATE_WEIGHT)  # the estimate counts as a few units measured
+        return (1 - weight) * self.estimate_s + weight * pace
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """The time left in seconds, or None without a basis (see :meth:`unit_s`); the time
+        already spent on the unit under way is taken off, so the figure falls while it runs."""
+        now = time.monotonic() if now is None else now
+        unit = self.unit_s(now)
+        if unit is None or not self.running:
+            return None
+        since = now - (self.last_done or self.started) if self.last_done or not self.done else 0.0
+        return max(0.0, (self.total - self.done) * unit - min(since, unit))
 
     def summary(self) -> str:
         """'Tracking forward: 12/40 frames, 2.3 frames/s, about 12 s left' in plain words (a
-        step that counts nothing yet, such as reading a file: 'Reading 'a.json'...')."""
+        step that counts nothing yet, such as reading a file: 'Reading 'a.json'...'). The time
+        left is said only where there is a basis (:meth:`unit_s`)."""
         if not self.label:
             return ""
-        elapsed = max(1e-6, (time.monotonic() if self.running else self.finished) - self.started)
-        rate = self.done / elapsed
+        now = time.monotonic()
+        elapsed = max(1e-6, (now if self.running else self.finished) - self.started)
         label = f"{self.label} ({self.part})" if self.running and self.part else self.label
         if not self.total and not self.done:
             return f"{label}..." if self.running else self._ending(label, f" in {elapsed:.1f} s")
-        text = f"{label}: {self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s"
+        text = f"{label}: {self.done}/{self.total} {self.unit}"
         if self.running:
-            left = (self.total - self.done) / rate if rate > 0 else float("nan")
-            return text + (f", about {left:.0f} s left" if left == left else ", starting...")
-        return self._ending(text, f" in {elapsed:.1f} s")
+            unit = self.unit_s(now)
+            if unit and self.done > self.first_count:
+                text += f", {1 / unit:.1f} {self.unit}/s" if unit <= 1 else f", {unit:.1f} s per {self.unit[:-1]}"
+            left = self.seconds_left(now)
+            return text + (f", about {left:.0f} s left" if left is not None else ", starting...")
+        rate = self.done / elapsed
+        return self._ending(f"{text}, {rate:.1f} {self.unit}/s", f" in {elapsed:.1f} s")
 
     def _ending(self, text: str, took: str) -> str:
         """How a step that has ended ended, after ``text`` (``took``: its time, said when it got done)."""

@@ -75,7 +75,8 @@ def new_log(app, start: int) -> str:
 # them, by name (buttons are not API outputs).
 VIEW = ("viewer", "frame", "status", "objects", "name", "visible", "legend", "timeline", "video", "progress",
         "label", "labels",  # ui.datasets_page
-        "choices", "found")  # ui.find_page
+        "choices", "found",  # ui.find_page
+        "model", "track_help", "find_help", "density")  # the views that follow the model size
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):
@@ -89,7 +90,7 @@ def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkp
     assert "box" in box["message"]
     result = c.predict(direction="forward", frame=0, frames=0, api_name="/track")
     frames = decode(video, MediaLimits()).frames
-    assert result["done"] == len(frames) and not result["error"]
+    assert result["done"] == len(frames) - 1 and not result["error"]  # every frame after the one shown
 
     files = export(c, "coco", "session")
     assert [Path(f["path"]).name for f in files] == ["api_session.json", "api_coco.json"]  # the session file first
@@ -203,14 +204,25 @@ def test_users_are_isolated(app, video):
 
 def test_model_detail_applies_to_the_loaded_video(app, video):
     """The page's "Model detail" through the API: the video's clicks are applied again at the
-    new size, and clicks afterwards run there too."""
+    new size, and clicks afterwards run there too; the model line and the speeds quoted follow
+    the size. Before that, the page's Track button: while it runs, the status line says what
+    runs (not the last click's message), and "3 frames" are the 3 after the one shown."""
     c = client(app)
     try:
         assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
         before = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
-        outputs = c.predict(768, 0, api_name="/set_detail")
-        status = next(o for o in outputs if isinstance(o, str) and "px" in o)
-        assert "now runs at 768 px (was 512 px)" in status, status
+        job = c.submit(0, 3, api_name="/track_forward")
+        final = dict(zip(VIEW, job.result(timeout=300), strict=True))
+        said = [plain(dict(zip(VIEW, o, strict=True))["status"]) for o in job.outputs()[:-1]]
+        running = "Tracking forward from frame 0 (3 frames)... Cancel stops it: the frames done so far are kept."
+        assert said and all(s == running for s in said), said
+        assert plain(final["progress"]).startswith("Tracking forward: 3/3 frames") and "Done" in final["status"]
+
+        outputs = dict(zip(VIEW, c.predict(768, 0, api_name="/set_detail"), strict=True))
+        assert "now runs at 768 px (was 512 px)" in outputs["status"], outputs["status"]
+        assert plain(outputs["model"]) == "Model: sam2.1_hiera_tiny, 768 px, float32 on cpu."
+        assert "at 768 px (estimated from encoding a frame here at start" in plain(outputs["track_help"])
+        assert "estimated for 768 px from a frame encoded on this machine" in plain(outputs["find_help"])
         after = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
         assert before["areas"]["1"] > 0 and after["areas"]["1"] > 0, (before, after)
     finally:
@@ -244,7 +256,7 @@ def test_frame_changes_and_clicks_while_tracking(app, workdir):
         pictures = [job.result(timeout=600) for job in shows]
         said = [job.result(timeout=600)["message"] for job in clicks]
         result = tracking.result(timeout=600)
-        assert result["done"] == len(frames) and not result["error"], result
+        assert result["done"] == len(frames) - 1 and not result["error"], result
         # Clicks while tracking runs are refused in words; those after it are made.
         assert any("Tracking forward is still running" in m for m in said), said
         assert all("still running" in m or m.startswith("Added a point -") for m in said), said

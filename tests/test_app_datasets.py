@@ -308,7 +308,7 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
     assert [o.replace("✓", "").strip() for o in options] == [*labels[:3], "class 9"]
     page.keyboard.press("Escape")
 
-    assert "9/9 frames" in track(page, "both")
+    assert "7/7 frames" in track(page, "both")  # every frame but the one shown
     ref.track(3, 4, False)
     ref.track(3, 3, True)
     page.locator("#val-every input").fill("2")
@@ -380,7 +380,7 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
     assert "Undid: brush on frame 2." in status(page)
     act(page, lambda: page.locator("#redo").click())
     assert "Redid: brush on frame 2." in status(page)
-    assert "6/6 frames" in track(page, "forward")  # frames 2..7
+    assert "5/5 frames" in track(page, "forward")  # frames 3..7, after frame 2
     made = make_files(page, workdir, {"Overlay video (MP4)": False, "Mask video (MP4)": False,
                                       "PNG masks (zip)": False, "COCO JSON": True, "YOLO dataset (zip)": False,
                                       "Session (JSON)": True}, expected=2)  # fmt: skip
@@ -584,7 +584,8 @@ def bad_imports(folder: Path) -> list[tuple[Path, str, list[str]]]:
         (png_zip("size.zip", "00000.png", np.ones((h // 2, w), np.uint8)),
          "'size.zip' cannot be imported: '00000.png' is 160x60, but the video is 160x120.", []),
         (write("frame.json", json.dumps([{**detection, "image_id": 40}])),
-         "'frame.json' cannot be imported: detection 0 is frame 39, but the video has frames 0 to 5.", []),
+         "'frame.json' cannot be imported: detection 0 is on image 40, but image ids count from 1 (frame 0 is "
+         "image 1), so this video's images are 1 to 6.", []),
         (yolo_zip("labels.zip", "labels/small_00009.txt", "0 0.5 0.5 0.2 0.2\n"),
          "'labels.zip' cannot be imported: 'labels/small_00009.txt' is frame 9, but the video has frames 0 to 5.", []),
         (write("classes.json", json.dumps([{**detection, "category_id": 5}])),

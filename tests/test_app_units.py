@@ -305,12 +305,12 @@ def test_clear_reset_delete_and_their_undo(tmp_path, engine, predictor):
     assert (1, info.id) in work.doc.masks and engine.object_ids(handle) == [1, info.id]
     assert stored_prompt(work, info.id, 1) == ([(8, 8)], [1])
 
-    annotate.delete_object(work, engine, info.id)
+    assert annotate.delete_object(work, engine, info.id) == f"Deleted '{info.name}'. Undo brings it back."
     assert work.doc.object_ids == (1,) and work.active == 1 and engine.object_ids(handle) == [1]
     annotate.undo(work, engine)
     assert work.doc.object_ids == (1, info.id) and engine.object_ids(handle) == [1, info.id]
 
-    annotate.reset_all(work, engine)
+    assert annotate.reset_all(work, engine).endswith("Undo brings them back.")
     assert not work.doc.masks and not work.doc.prompts() and engine.object_ids(handle) == []
     annotate.undo(work, engine)
     assert set(work.doc.prompts()) == {(0, 1), (1, info.id)}
@@ -364,7 +364,7 @@ def test_tracking_both_ways_then_correct_undo_and_lost_frames(tmp_path, engine, 
     annotate.click(work, engine, 2, 4, 4, "add")
     ref.prompt(2, 1, [(4, 4)], [1])
     annotate.start_tracking(work, engine, 2, "both", None).join()
-    assert work.progress.done == work.progress.total == N + 1  # frame 2 is in both runs
+    assert work.progress.done == work.progress.total == N - 1  # every frame but the one shown (it has its mask)
     ref.track(2, N - 3, False)  # "both" is forward to the end, then backward to the start
     ref.track(2, 2, True)
     assert_same_masks(work, ref.masks)
@@ -402,17 +402,17 @@ def test_cancel_keeps_what_was_done_and_frees_the_session(tmp_path, engine, pred
         time.sleep(0.001)
     work.cancel.set()  # the next frames take tens of ms each: the run stops after one or two
     thread.join()
-    done = work.progress.done
-    assert work.progress.cancelled and 0 < done < N
-    assert work.doc.tracked == {(f, 1) for f in range(done)}
+    done = work.progress.done  # frames after frame 0, the one the run started from
+    assert work.progress.cancelled and 0 < done < N - 1
+    assert work.doc.tracked == {(f, 1) for f in range(done + 1)}
     assert "Cancelled" in work.progress.summary()
     assert lock_is_free(work)
 
     ref = direct(predictor)
     ref.prompt(0, 1, [(4, 4)], [1])
     ref.track(0, N - 1, False)
-    assert_same_masks(work, {f: ref.masks[f] for f in range(done)})
-    assert all((f, 1) not in work.doc.masks for f in range(done, N))
+    assert_same_masks(work, {f: ref.masks[f] for f in range(done + 1)})
+    assert all((f, 1) not in work.doc.masks for f in range(done + 1, N))
 
 
 @pytest.mark.parametrize(
@@ -433,7 +433,7 @@ def test_a_tracking_error_is_reported_and_the_session_stays_usable(tmp_path, eng
     assert work.doc is before and not work.progress.running and lock_is_free(work)
     annotate.click(work, engine, 1, 4, 4, "add")
     annotate.start_tracking(work, engine, 1, "forward", 1).join()
-    assert not work.progress.error and work.progress.done == 2
+    assert not work.progress.error and work.progress.done == 1  # frame 2, the one after frame 1
 
 
 # ----------------------------------------------------------------------------- exports and session files
@@ -737,8 +737,106 @@ def test_the_page_gives_the_speed_measured_on_this_machine(predictor):
     speed = engine.measure_speed()
     assert speed is engine.speed and speed.image_size == IMAGE_SIZE and 0 < speed.encode_s < 60
     assert speed.frame_s(3) > speed.frame_s(1) > speed.encode_s
-    words = track_help(speed.describe())
+    words = track_help(speed)
     assert "about a second" not in words
     assert f"about {speed.frame_s(1):.1f} s per frame with one object" in words
-    assert f"encoding a frame here at start: {speed.encode_s:.2f} s" in words
+    assert f"encoding a frame here at start: {speed.encode_s:.2f} s at {IMAGE_SIZE} px" in words
     assert "depends on the machine" in track_help(None)  # ZeroGPU: nothing measured at start
+    # Another model size: the figures are scaled from the same encoding, and say the size.
+    other = track_help(speed, 2 * IMAGE_SIZE)
+    assert f"about {speed.frame_s(1, 2 * IMAGE_SIZE):.1f} s per frame with one object" in other
+    assert f"at {2 * IMAGE_SIZE} px (estimated" in other
+
+
+def test_frames_to_track_count_the_frames_after_the_one_shown(tmp_path, engine, predictor):
+    """"Track 2 frames" from frame 1 tracks frames 2 and 3 (frame 1 has its mask from the
+    click) and says 2/2 frames; backward from frame 0 there is nothing to track."""
+    work = make_work(tmp_path, engine)
+    annotate.click(work, engine, 1, 7, 10, "add")
+    assert annotate.plan_tracking(work, 1, "both", 2) == [(1, 2, False), (1, 1, True)]  # only frame 0 is before
+    annotate.start_tracking(work, engine, 1, "forward", 2).join()
+    assert work.progress.done == work.progress.total == 2 and "2/2 frames" in work.progress.summary()
+    assert {f for f, _ in work.doc.tracked} == {1, 2, 3}
+    ref = direct(predictor)
+    ref.prompt(1, 1, [(7, 10)], [1])
+    ref.track(1, 2, False)
+    assert_same_masks(work, ref.masks)
+    annotate.start_tracking(work, engine, 0, "backward", None).join()
+    assert work.progress.done == work.progress.total == 0 and not work.progress.error
+
+
+def test_tracking_time_left_starts_from_the_estimate_and_follows_the_frames_done():
+    """The time left: none said without a basis; from the estimate at first; then blended
+    towards the pace of the frames done after the first (which pays for the warm-up)."""
+    from annotation.work import ESTIMATE_WEIGHT, TrackProgress
+
+    blind = TrackProgress(running=True, label="Tracking forward", total=10, started=100.0)
+    assert blind.seconds_left(101.0) is None and blind.summary().endswith(", starting...")
+    progress = TrackProgress(running=True, label="Tracking forward", total=10, started=100.0, estimate_s=2.0)
+    assert progress.seconds_left(100.0) == 20.0 and progress.seconds_left(101.5) == 18.5  # falls while a frame runs
+    progress.count_one(now=110.0)  # the first frame, with the warm-up: 10 s
+    assert progress.unit_s() == 2.0  # no pace from one frame
+    for t in (114.0, 118.0, 122.0):  # then 4 s a frame
+        progress.count_one(now=t)
+    weight = 3 / (3 + ESTIMATE_WEIGHT)
+    assert progress.unit_s() == pytest.approx((1 - weight) * 2.0 + weight * 4.0)
+    assert progress.seconds_left(122.0) == pytest.approx(6 * progress.unit_s())
+    for t in range(126, 126 + 4 * 40, 4):  # many frames later the pace is the measured one
+        progress.total += 1
+        progress.count_one(now=float(t))
+    assert progress.unit_s() == pytest.approx(4.0, rel=0.1)
+    running = progress.summary()
+    assert re.search(r": 44/50 frames, [34]\.\d s per frame, about \d+ s left$", running), running
+
+
+def test_the_tracking_estimate_is_for_the_objects_and_the_videos_size(tmp_path, predictor):
+    """The estimate a run starts from counts the objects the predictor tracks, at the size the
+    video runs at; without a speed measured there is none."""
+    from annotation.engine import SpeedEstimate
+
+    engine = Engine(predictor)
+    work = make_work(tmp_path, engine)
+    annotate.click(work, engine, 0, 7, 10, "add")
+    annotate.add_object(work)
+    annotate.click(work, engine, 0, 25, 20, "add")
+    assert annotate.tracking_estimate(work, engine) is None
+    engine.speed = SpeedEstimate(IMAGE_SIZE, 0.5)
+    assert annotate.tracking_estimate(work, engine) == SpeedEstimate(IMAGE_SIZE, 0.5).frame_s(2, IMAGE_SIZE)
+    annotate.start_tracking(work, engine, 0, "forward", 1).join()
+    assert work.progress.estimate_s == engine.speed.frame_s(2)
+    speed = SpeedEstimate(512, 0.25)
+    assert speed.encode_at(1024) == 1.0 and speed.frame_s(3, 1024) == pytest.approx(1.0 * (1 + 3.3))
+    assert speed.frame_s(1) == pytest.approx(0.25 * (1 + 0.55))
+
+
+def test_find_objects_times_are_estimated_here_for_the_size_chosen():
+    """The densities' times come from the encoding timed here, scaled for the model size, and
+    the help says so; none is quoted where nothing was timed."""
+    from annotation.engine import FIND_POINT_ENCODINGS, SpeedEstimate
+    from ui.find_page import density_label, times_text
+
+    speed = SpeedEstimate(512, 0.3)
+    assert speed.find_s(16, 512) == pytest.approx(0.3 * (1 + FIND_POINT_ENCODINGS * 256))
+    assert speed.find_s(16, 1024) == pytest.approx(4 * speed.find_s(16, 512))
+    about = f"about {speed.find_s(16, 512):.0f} s here at 512 px"
+    assert density_label(16, speed, 512) == f"16 per side (256 points, {about})"
+    assert "1024 px" not in density_label(16, speed, 512) and "at 1024 px" in density_label(16, speed, 1024)
+    assert density_label(16, None, 512) == "16 per side (256 points)"
+    words = times_text(speed, 768)
+    assert "estimated for 768 px from a frame encoded on this machine at start (0.30 s at 512 px)" in words
+    assert "EPYC" not in words and "depends on the machine" in times_text(None, 512)
+
+
+def test_the_status_line_while_a_long_step_runs_says_what_runs():
+    from annotation.work import TrackProgress
+    from ui.callbacks import running_status
+
+    tracking = TrackProgress(running=True, label="Tracking both", total=7)
+    assert running_status(tracking, "from frame 3", counted=True) == (
+        "Tracking both from frame 3 (7 frames)... Cancel stops it: the frames done so far are kept.")
+    making = TrackProgress(running=True, label="Making files", total=12, part="the COCO file",
+                           kept="the files made so far are kept")
+    assert running_status(making) == "Making files (the COCO file)... Cancel stops it: the files made so far are kept."
+    kept = "your objects, clicks and masks stay as they were"
+    reading = TrackProgress(running=True, label="Reading 'a.json'", kept=kept)
+    assert running_status(reading) == f"Reading 'a.json'... Cancel stops it: {kept}."

@@ -5,6 +5,7 @@ written by other tools' conventions; and bad files, each a plain message."""
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -112,6 +113,24 @@ def test_detections_become_boxes_above_the_score(tmp_path):
     assert [(b.frame, b.box, b.label) for b in imported.boxes] == [
         (0, (10.0, 5.0, 30.0, 35.0), "class 1"), (0, (50.0, 30.0, 64.0, 48.0), "class 2"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("image_id", [0, N + 1])
+def test_detection_image_ids_count_from_one(tmp_path, image_id):
+    """Without an image list, image ids are frames + 1: an id outside 1..N says so, not 'frame -1'."""
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps([{"image_id": image_id, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]))
+    message = (f"detection 0 is on image {image_id}, but image ids count from 1 (frame 0 is image 1), so this "
+               f"video's images are 1 to {N}")
+    with pytest.raises(ImportProblem, match=re.escape(message)) as raised:
+        read_coco_detections(path, VIDEO)
+    assert "frame -1" not in str(raised.value)
+    listed = tmp_path / "listed.json"  # with its images listed, the list says the frames
+    listed.write_text(json.dumps({
+        "images": [{"id": 0, "file_name": "clip_00002.jpg", "height": H, "width": W}],
+        "annotations": [{"image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}],
+    }))  # fmt: skip
+    assert [b.frame for b in read_coco_detections(listed, VIDEO).boxes] == [2]
 
 
 def test_yolo_txt_and_zip(tmp_path):

@@ -4,12 +4,14 @@ load with one label); the exports go by class. On the real engine with tiny fram
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import sam2
 from annotation import formats, operations
@@ -121,3 +123,39 @@ def test_exports_go_by_label(tmp_path, engine):
         assert sorted(n for n in archive.namelist() if n.startswith("images/")) == [
             f"images/train/walk_{f:05d}.jpg" for f in range(N)
         ]
+
+
+def test_the_default_label_is_a_class_only_when_an_object_uses_it(tmp_path, engine):
+    """Labels 'object' (always there, unused here), 'person' and 'car' (added, 'car' unused):
+    every class list in the files is person, car, with ids by that list; the session keeps all three."""
+    work = loaded(tmp_path, engine)
+    operations.add_labels(work, ["person", "car"])
+    operations.set_label(work, 1, "person")
+    operations.click(work, engine, 0, 9, 10, "add")
+    assert work.labels == ["object", "person", "car"]
+    made = operations.export(work, ["coco", "ytvis", "yolo", "semantic", "session"], tmp_path)
+    coco, ytvis, yolo, semantic, session = (next(p for p in made if kind in p.name)
+                                            for kind in ("coco", "ytvis", "yolo", "semantic", "session"))
+    for path in (coco, ytvis):
+        document = json.loads(path.read_text())
+        assert [(c["id"], c["name"]) for c in document["categories"]] == [(1, "person"), (2, "car")]
+        assert {a["category_id"] for a in document["annotations"]} == {1}
+    with zipfile.ZipFile(yolo) as archive:
+        data_yaml = archive.read("data.yaml").decode()
+        assert '  0: "person"' in data_yaml and '  1: "car"' in data_yaml and "object" not in data_yaml
+        first = archive.read("labels/train/walk_00000.txt").decode()
+        assert first.startswith("0 ")  # the person's class is 0
+    with zipfile.ZipFile(semantic) as archive:
+        assert json.loads(archive.read("classes.json")) == {"0": "background", "1": "person", "2": "car"}
+        values = np.unique(np.asarray(Image.open(io.BytesIO(archive.read(next(
+            n for n in archive.namelist() if n.endswith("00000.png")))))))
+        assert set(values.tolist()) == {0, 1}
+    assert json.loads(session.read_text())["labels"] == ["object", "person", "car"]
+
+    operations.add_object(work)  # now an object has the default label: it is a class again, first in the list
+    operations.set_label(work, 2, "object")
+    operations.click(work, engine, 0, 25, 20, "add")
+    (tmp_path / "again").mkdir()
+    document = json.loads(operations.export(work, ["coco"], tmp_path / "again")[0].read_text())
+    assert [c["name"] for c in document["categories"]] == ["object", "person", "car"]
+    assert {(a["track_id"], a["category_id"]) for a in document["annotations"]} == {(1, 2), (2, 1)}

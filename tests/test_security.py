@@ -423,7 +423,7 @@ def test_a_shared_upload_stays_until_the_last_session_using_it_closes(app, workd
         answer = second.predict(frame=0, x=64.0, y=48.0, positive=True, obj_id=1, api_name="/add_point")
         assert answer["areas"]["1"] > 0, answer
         tracked = second.predict(direction="forward", frame=0, frames=2, api_name="/track")
-        assert tracked["done"] == 3 and not tracked["error"], tracked
+        assert tracked["done"] == 2 and not tracked["error"], tracked  # frames 1 and 2
         files = second.predict(["overlay", "coco"], api_name="/export")[-1]
         assert [Path(f["path"]).name for f in files] == ["shared_overlay.mp4", "shared_coco.json"]
         response = httpx.get(f"{app.url}gradio_api/file={files[0]['path']}", cookies=second.cookies, timeout=30)

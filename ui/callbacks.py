@@ -129,6 +129,26 @@ class Handlers:
         # Views that other parts of the page add (ui.datasets_page): each gives its updates for
         # a work with a video, and its components are in ``controls.extras``.
         self.refreshers: list[Callable[[WorkState], dict]] = []
+        # Views that say figures for one model size (the model line, speeds): updated with the
+        # size the loaded video uses, or the next upload will use (see size_updates).
+        self.size_refreshers: list[Callable[[int], dict]] = [self._size_views]
+
+    def _size_views(self, size: int) -> dict:
+        b = self.c.buttons
+        if "model_info" not in b:
+            return {}
+        return {b["model_info"]: views.model_line(self.engine.describe(size)),
+                b["track_info"]: views.track_help(self.engine.speed, size)}
+
+    def size_updates(self, work: WorkState | None, size: int | None = None) -> dict:
+        """The views that follow the model size: ``work``'s video's size, else ``size`` (the
+        next upload's), else the engine's."""
+        if work is not None and work.video is not None:
+            size = self.engine.image_size_of(work.video.handle)
+        out: dict = {}
+        for views_at in self.size_refreshers:
+            out.update(views_at(size or self.engine.image_size))
+        return out
 
     # ------------------------------------------------------------------ plumbing
     def work(self, request: gr.Request, create: bool = False) -> WorkState:
@@ -247,6 +267,7 @@ class Handlers:
         if self.c.viewer in result:
             result[self.c.progress] = ""
             result[self.c.downloads] = None
+            result.update(self.size_updates(self.store.peek(getattr(request, "session_hash", None) or "")))
         return result
 
     def _image_size(self, detail: float | None) -> int | str:
@@ -266,8 +287,10 @@ class Handlers:
             return self.warn(size)
         work = self.store.peek(getattr(request, "session_hash", None) or "")
         if work is None or work.video is None:
-            return {self.c.status: f"Videos you upload will be processed at {size} px."}
-        return self.run(request, lambda work: (operations.change_detail(work, self.engine, size), int(frame)))
+            next_upload = f"Videos you upload will be processed at {size} px."
+            return {self.c.status: next_upload, **self.size_updates(None, size)}
+        out = self.run(request, lambda work: (operations.change_detail(work, self.engine, size), int(frame)))
+        return {**out, **self.size_updates(work)}  # after a problem too: the line says the size in use
 
     @guarded
     def on_frame(self, frame: float, request: gr.Request) -> dict:
@@ -367,6 +390,7 @@ class Handlers:
         except UserError as exc:
             yield self.warn(str(exc))
             return
+        status = views.markdown_text(running_status(work.progress, f"from frame {int(frame)}", counted=True))
         while True:
             progress = work.progress
             running = progress.running
@@ -374,6 +398,7 @@ class Handlers:
             if not running:
                 break
             yield {
+                c.status: status,
                 c.progress: views.markdown_text(progress.summary()),
                 c.viewer: str(views.frame_file(work, shown)),
                 c.timeline: str(views.timeline_file(work, shown)),
@@ -436,7 +461,8 @@ class Handlers:
             return
         outcome, progress, listed = exporting.outcome, work.progress, 0  # this export's (a next step makes its own)
         while exporting.thread.is_alive():
-            update = {c.progress: views.markdown_text(progress.summary())}
+            status = views.markdown_text(running_status(progress))  # names the file being made
+            update = {c.status: status, c.progress: views.markdown_text(progress.summary())}
             if len(outcome.made) > listed:  # only when a file was added: each update sends the list again
                 listed = len(outcome.made)
                 update[c.downloads] = [str(p) for p in outcome.made[:listed]]
@@ -476,8 +502,9 @@ class Handlers:
             yield {**self.warn(str(exc)), **done}
             return
         self.store.tidy_upload_cache()
+        status = views.markdown_text(running_status(work.progress))
         while loading.thread.is_alive():
-            yield {c.progress: views.markdown_text(work.progress.summary())}
+            yield {c.status: status, c.progress: views.markdown_text(work.progress.summary())}
             loading.thread.join(POLL_S)
         progress = work.progress
         summary = views.markdown_text(progress.summary())
@@ -515,6 +542,7 @@ class Handlers:
             message += f" {work.progress.label} is still running; the page shows what it has done."
         out = self.refresh(work, work.shown_frame, message)
         out[self.c.progress] = views.markdown_text(work.progress.summary())
+        out.update(self.size_updates(work))
         return out
 
     @guarded
@@ -591,6 +619,16 @@ class Handlers:
             return {"message": str(exc), "done": 0}
         thread.join()
         return {"message": work.progress.summary(), "done": work.progress.done, "error": work.progress.error}
+
+
+def running_status(progress: operations.TrackProgress, where: str = "", counted: bool = False) -> str:
+    """The status line while a long step runs: what runs now, and what Cancel does, e.g.
+    'Tracking forward from frame 3 (10 frames)... Cancel stops it: the frames done so far are kept.'
+    (``counted``: say the step's total, where it is a count a person asked for)."""
+    count = f" ({progress.total} {progress.unit})" if counted and progress.total else ""
+    at = f" {where}" if where else ""
+    part = f" ({progress.part})" if progress.part else ""  # making files: the file being made
+    return f"{progress.label}{part}{at}{count}... Cancel stops it: {progress.kept}."
 
 
 def api_whole(value: Any, name: str) -> int:

@@ -28,21 +28,27 @@ from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked
+from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked, running_status
 from ui.sessions import WorkState
 
 LABELS_HELP = """
 **Labels** are the classes a training pipeline learns (COCO categories, YOLO classes). Every
 object has one; a new object takes the label chosen last. Type new labels (several: separate
 them with commas), or load a `classes.txt` (one per line) or a YOLO `data.yaml`. Renaming a
-label renames it on every object; a label no object uses can be removed.
+label renames it on every object; a label no object uses can be removed. The files list the
+labels as classes in this order, less "object" while no object has it.
 """
 
 IMPORT_HELP = """
 **Start from annotations made elsewhere**: masks (a zip of PNG masks, COCO, YouTube-VIS) become
 each object's mask on its frames; a detector's boxes (COCO detection results, or a YOLO `.txt`
 for the frame shown) become new objects with a box each, and SAM 2 makes their masks. Then
-track as usual. Classes the labels lack are offered to add.
+track as usual. Classes the labels lack are offered to add. *Which frame*: a COCO `image_id` is
+the frame + 1 (frame 0 is image 1, as this app's COCO files number them) unless the file lists
+its `images`; then an image's frame is its `frame_index` field if it has one, else the number at
+the end of its `file_name` (`walk_00012.jpg` is frame 12), else its id - 1 (in an image set, the
+image's own file name comes first). PNG masks and YOLO `.txt` files go by the number at the end
+of their names.
 """
 
 BRUSH_HELP = """
@@ -424,8 +430,9 @@ class DatasetHandlers:
         the offer to add the classes the labels lack (the file read waits on the session)."""
         c = self.base.c
         progress = importing.progress
-        while importing.thread.is_alive():
-            yield {c.progress: views.markdown_text(progress.summary())}
+        while importing.thread.is_alive():  # the status says the step under way (reading the file, then its prompts)
+            status = views.markdown_text(running_status(progress))
+            yield {c.status: status, c.progress: views.markdown_text(progress.summary())}
             importing.thread.join(POLL_S)
         summary = {c.progress: views.markdown_text(progress.summary())}
         if importing.missing is not None and importing.imported is not None and work.video is not None:

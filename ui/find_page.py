@@ -20,8 +20,9 @@ import gradio as gr
 
 from annotation import finding, operations
 from annotation.document import UserError
+from annotation.engine import SpeedEstimate
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, api_whole, api_wholes, guarded, locked
+from ui.callbacks import POLL_S, Controls, Handlers, api_whole, api_wholes, guarded, locked, running_status
 from ui.sessions import WorkState
 
 FIND_HELP = """
@@ -39,20 +40,19 @@ def _seconds(value: float) -> str:
     return f"{value:.0f} s" if value < 90 else f"{value / 60:.0f} min"
 
 
-def density_label(density: int) -> str:
-    """'16 per side (256 points, about 1 min here)': at the page's default detail, as measured."""
-    measured = finding.MEASURED_S.get(1024, {}).get(density)
-    about = f", about {_seconds(measured)} at 1024 px here" if measured else ""
+def density_label(density: int, speed: SpeedEstimate | None, size: int) -> str:
+    """'16 per side (256 points, about 2 s here at 512 px)': estimated from the encoding timed
+    on this machine at start, for the model size ``size`` (the video's, or the next upload's)."""
+    about = f", about {_seconds(speed.find_s(density, size))} here at {size} px" if speed is not None else ""
     return f"{density} per side ({density * density} points{about})"
 
 
-def times_text() -> str:
-    """The help text's sentence on how long a find took here, at each detail and density."""
-    parts = []
-    for size, row in sorted(finding.MEASURED_S.items(), reverse=True):
-        each = ", ".join(f"{_seconds(s)} at {d}" for d, s in sorted(row.items()))
-        parts.append(f"{size} px: {each} points per side")
-    return f"Measured on {finding.MEASURED_ON}: " + "; ".join(parts) + "."
+def times_text(speed: SpeedEstimate | None, size: int) -> str:
+    """The help text's sentence on how long a find takes here, and the basis of the figures."""
+    if speed is None:
+        return "How long it takes depends on the machine; the progress line gives the time left."
+    return (f"The times beside each density are estimated for {size} px from a frame encoded on this machine "
+            f"at start ({speed.encode_s:.2f} s at {speed.image_size} px); the progress line gives the real time left.")
 
 
 # ----------------------------------------------------------------------------- components
@@ -68,11 +68,15 @@ class FindPage:
             object_fit="contain", buttons=[], elem_id="choices",
         )  # fmt: skip
 
+    def __init__(self, speed: SpeedEstimate | None = None, size: int = 1024) -> None:
+        self.speed = speed  # the encoding timed at start (None: not timed), for the figures quoted
+        self.size = size  # the model size the page opens with
+
     def build_finder(self) -> None:
         """Its own group in the frame's column: density, Find and Cancel, what was found."""
         with gr.Group():
-            gr.Markdown(FIND_HELP.format(times=times_text()))
-            self.density = gr.Radio([(density_label(d), d) for d in finding.DENSITIES], value=finding.DEFAULT_DENSITY,
+            self.help = gr.Markdown(self.help_text(self.size), elem_id="find-help")
+            self.density = gr.Radio(self.density_choices(self.size), value=finding.DEFAULT_DENSITY,
                                     label="Points per side", elem_id="find-density")  # fmt: skip
             with gr.Row():
                 self.find = gr.Button("Find objects on this frame", elem_id="find-objects", variant="primary")
@@ -86,9 +90,23 @@ class FindPage:
                     self.keep_all = gr.Button("Keep all", elem_id="keep-all-found", size="sm")
                     self.clear = gr.Button("Clear found", elem_id="clear-found", size="sm")
 
+    def help_text(self, size: int) -> str:
+        return FIND_HELP.format(times=times_text(self.speed, size))
+
+    def density_choices(self, size: int) -> list[tuple[str, int]]:
+        return [(density_label(d, self.speed, size), d) for d in finding.DENSITIES]
+
     def view_outputs(self) -> list[Any]:
         """What every full refresh updates (``Controls.extras``)."""
         return [self.choices, self.found_box, self.found]
+
+    def size_outputs(self) -> list[Any]:
+        """What changes with the model size (see :meth:`size_views`)."""
+        return [self.help, self.density]
+
+    def size_views(self, size: int) -> dict:
+        """The help and the densities' times at model size ``size`` (the chosen density kept)."""
+        return {self.help: self.help_text(size), self.density: gr.Radio(choices=self.density_choices(size))}
 
     def wire(self, controls: Controls, handlers: "FindHandlers") -> None:
         c, h = controls, handlers
@@ -122,6 +140,7 @@ class FindHandlers:
         self.base = base
         self.page = page
         base.refreshers.append(self.views)
+        base.size_refreshers.append(page.size_views)
 
     def failed(self, handler: str, exc: Exception) -> Any:
         """What :func:`guarded` answers an unexpected exception with (as the page's other handlers)."""
@@ -162,8 +181,9 @@ class FindHandlers:
         except UserError as exc:
             yield self.base.warn(str(exc))
             return
+        status = views.markdown_text(running_status(work.progress))
         while run.thread.is_alive():
-            yield {page.progress: views.markdown_text(work.progress.summary())}
+            yield {c.status: status, page.progress: views.markdown_text(work.progress.summary())}
             run.thread.join(POLL_S)
         progress = work.progress
         summary = views.markdown_text(progress.summary())

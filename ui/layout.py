@@ -13,7 +13,7 @@ from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.find_page import FindHandlers, FindPage
 from ui.sessions import SessionStore
-from ui.views import markdown_text
+from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
 TITLE = "SAM 2 video annotator"
 
@@ -36,15 +36,6 @@ OBJECTS_HELP = """
 Each object has its own colour. Clicks go to the object chosen here. **Add object** starts a
 new one (at any time, also after tracking). Rename it, hide it from the view (and the overlay
 video), or delete it.
-"""
-
-TRACK_HELP = """
-Tracking follows every object from the frame shown in the viewer: forward to the end,
-backward to the start, or both. {speed}; the progress line shows the real pace. **Cancel**
-stops it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
-from there. The **timeline** under the frame shows each object (rows) on each frame (columns): its colour =
-found, red = lost, grey = not tracked yet, white dot = your clicks. Click the timeline to go
-to that frame.
 """
 
 EXPORT_HELP = """
@@ -93,13 +84,14 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     # never read again. Session folders are not Gradio's files and are not touched.
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
-        find = FindPage()  # finding objects on a frame and a click's three masks (ui/find_page.py)
-        speed = engine.speed.describe() if engine.speed is not None else None
+        find = FindPage(engine.speed, engine.image_size)  # finding objects, a click's three masks (ui/find_page.py)
         controls = _components(
-            limits, engine.describe(), speed, engine.image_sizes, engine.image_size, datasets, find,
-            engine.describe_choices(),
+            limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
+            find, engine.describe_choices(),
         )
-        controls.extras += datasets.view_outputs() + find.view_outputs()
+        # The views that follow the model size (the loaded video's, or the next upload's) go last.
+        sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
+        controls.extras += datasets.view_outputs() + find.view_outputs() + sized
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
@@ -107,13 +99,8 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     return demo
 
 
-def track_help(speed: str | None) -> str:
-    """The tracking step's help, with the speed measured on this machine where there is one."""
-    return TRACK_HELP.format(speed=speed or "How long it takes depends on the machine")
-
-
 def _components(
-    limits: MediaLimits, model: str, speed: str | None, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
+    limits: MediaLimits, model: str, tracking: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
     find: FindPage, choices: list[str] = (),
 ) -> Controls:
     gr.Markdown(INTRO)
@@ -172,7 +159,7 @@ def _components(
                     f"at its own size ({limits.max_frames} images at most)."
                 )
                 video_info = gr.Markdown("No video yet.", elem_id="video-info", latex_delimiters=[])
-                gr.Markdown(f"Model: {model}.", elem_id="model-info")
+                model_info = gr.Markdown(model_line(model), elem_id="model-info")  # follows the video's size
                 if choices:
                     with gr.Accordion("Why this precision and these kernels", open=False, elem_id="model-choices"):
                         gr.Markdown("\n".join(f"- {markdown_text(line)}" for line in choices))
@@ -190,14 +177,14 @@ def _components(
                 datasets.build_imports()
             with gr.Group():
                 gr.Markdown("### 3. Track")
-                gr.Markdown(track_help(speed))
+                track_info = gr.Markdown(tracking, elem_id="track-help")
                 with gr.Row():
                     back = gr.Button("◀ Track backward", elem_id="track-backward")
                     both = gr.Button("◀ Track both ▶", elem_id="track-both", variant="primary")
                     fwd = gr.Button("Track forward ▶", elem_id="track-forward")
                 with gr.Row():
-                    count = gr.Number(0, precision=0, minimum=0, label="Frames to track (0 = to the end)",
-                                      elem_id="count")
+                    count = gr.Number(0, precision=0, minimum=0, elem_id="count",
+                                      label="Frames to track past the one shown (0 = to the end)")
                     cancel = gr.Button("Cancel", elem_id="cancel", variant="stop")
                 progress = gr.Markdown("", elem_id="progress", latex_delimiters=[])
             with gr.Group():
@@ -214,7 +201,8 @@ def _components(
         "clear": clear, "reset": reset, "add_object": add_object, "delete": delete, "back": back,
         "both": both, "fwd": fwd, "count": count, "cancel": cancel, "next_lost": next_lost,
         "formats": formats, "export": export, "session_file": session_file, "sample_fps": sample_fps,
-        "detail": detail, "val_every": val_every, "upload_one": upload_one,
+        "detail": detail, "val_every": val_every, "upload_one": upload_one, "model_info": model_info,
+        "track_info": track_info,
     }  # fmt: skip
     return Controls(
         upload, video_info, viewer, frame, mode, status, undo, redo, objects, obj_name, obj_visible, legend,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from annotation.engine import SpeedEstimate
 from annotation.views import frame_view, timeline_image
 from ui.sessions import WorkState
 
@@ -33,6 +34,30 @@ def frame_file(work: WorkState, frame: int) -> Path:
 
 def timeline_file(work: WorkState, current: int) -> Path:
     return write_png(timeline_image(work, current), work.new_file("timeline", ".png"))
+
+
+# ----------------------------------------------------------------------------- step texts
+
+TRACK_HELP = """
+Tracking follows every object from the frame shown in the viewer: forward to the end,
+backward to the start, or both; *Frames to track* counts the frames after (or before) the one
+shown, which keeps its mask. {speed}; the progress line shows the real pace. **Cancel**
+stops it and keeps the frames done. If a frame is wrong, correct it with clicks and track again
+from there. The **timeline** under the frame shows each object (rows) on each frame (columns): its colour =
+found, red = lost, grey = not tracked yet, white dot = your clicks. Click the timeline to go
+to that frame.
+"""
+
+
+def track_help(speed: SpeedEstimate | None, image_size: int | None = None) -> str:
+    """The tracking step's help, with the speed measured on this machine (where it was) for the
+    model size ``image_size`` (None: the size timed)."""
+    return TRACK_HELP.format(speed=speed.describe(image_size) if speed else "How long it takes depends on the machine")
+
+
+def model_line(model: str) -> str:
+    """The model line under the video, e.g. 'Model: sam2.1_hiera_tiny, 512 px, float32 on cpu.'"""
+    return f"Model: {model}."
 
 
 # ----------------------------------------------------------------------------- text
