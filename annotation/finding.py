@@ -164,9 +164,7 @@ def _run_finding(work: Work, engine: Engine, frame: int, points_per_side: int, f
         progress.error = (f"Could not find objects ({type(exc).__name__}: {exc}). "
                           "Your objects, clicks and masks are as they were.")  # fmt: skip
     finally:
-        progress.running = False
-        progress.finished = time.monotonic()
-        work.lock.release()
+        operations.end_holding_lock(work, progress)
 
 
 def _found_message(frame: int, points_per_side: int, count: int) -> str:

@@ -502,9 +502,7 @@ def _run_tracking(work: Work, engine: Engine, runs: list[tuple[int, int, bool]],
     finally:
         if work.doc is not before:
             work.commit(f"track {direction}", work.doc, before=before)
-        progress.running = False
-        progress.finished = time.monotonic()
-        work.lock.release()
+        end_holding_lock(work, progress)
 
 
 def lost_frames(work: Work, obj_id: int) -> list[int]:
@@ -707,9 +705,7 @@ def _run_exporting(work: Work, outcome: ExportOutcome, out_dir: Path | None, val
     finally:
         progress.cancelled = outcome.cancelled
         progress.part = ""
-        progress.running = False
-        progress.finished = time.monotonic()
-        work.lock.release()
+        end_holding_lock(work, progress)
 
 
 def _export_failure(name: str, exc: Exception) -> str:
@@ -945,9 +941,7 @@ def _run_loading(work: Work, engine: Engine, saved: formats.Session, loading: Lo
         progress.error = (f"Could not load the session file ({type(exc).__name__}: {exc}). "
                           "Your objects, clicks and masks are as they were.")  # fmt: skip
     finally:
-        progress.running = False
-        progress.finished = time.monotonic()
-        work.lock.release()
+        end_holding_lock(work, progress)
 
 
 def refuse_while_running(work: Work) -> None:
@@ -969,6 +963,14 @@ def start_holding_lock(work: Work, target: Callable, args: tuple, name: str) -> 
         work.lock.release()
         raise
     return thread
+
+
+def end_holding_lock(work: Work, progress: TrackProgress) -> None:
+    """The end of a step started with :func:`start_holding_lock`: its progress stops (with the
+    time it ended) and the work's lock is given back."""
+    progress.running = False
+    progress.finished = time.monotonic()
+    work.lock.release()
 
 
 def _in_this_context(function: Callable) -> Callable:
@@ -1175,9 +1177,7 @@ def _run_importing(
         progress.error = (f"Could not import '{importing.source}' ({type(exc).__name__}). "
                           "Your objects, clicks and masks are as they were.")  # fmt: skip
     finally:
-        progress.running = False
-        progress.finished = time.monotonic()
-        work.lock.release()
+        end_holding_lock(work, progress)
 
 
 def _saved_masks(saved: list[formats.SessionMask], video: LoadedVideo) -> dict[tuple[int, int], PackedMask]:
