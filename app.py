@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         footer_links=["api"],
         app_kwargs={"middleware": [Middleware(SessionFileGuard, store=store)]},
         css=_css(),
+        head=_head(),
     )
     return 0
 
@@ -210,6 +211,12 @@ def _css() -> str:
     from ui.layout import CSS
 
     return CSS
+
+
+def _head() -> str:
+    from ui.layout import page_head
+
+    return page_head()
 
 
 if __name__ == "__main__":

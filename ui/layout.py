@@ -71,6 +71,17 @@ CSS = """
 """
 
 
+# Scripts the page runs in the browser, one per part that needs it (the player, the keyboard,
+# dragging boxes), each a plain string of JavaScript. They run before Gradio draws the page, so
+# each listens on ``document`` (event delegation) rather than on elements that come and go.
+PAGE_SCRIPTS: tuple[str, ...] = ()
+
+
+def page_head() -> str:
+    """The page's extra ``<head>``: :data:`PAGE_SCRIPTS`, each in its own script element."""
+    return "\n".join(f"<script>\n{script}\n</script>" for script in PAGE_SCRIPTS)
+
+
 def _detail_label(size: int) -> str:
     notes = {512: " (fastest)", 1024: " (SAM 2's own size)"}
     return f"{size} px{notes.get(size, '')}"
