@@ -22,6 +22,12 @@ what was not made and why (the video counts as failed). Ctrl-C stops tracking, o
 after the current frame and saves a session file with every frame done so far (load it in the
 page or give it to ``--session`` again). Bad input gets one plain line and exit status 2 before
 the model loads; a video that fails is reported, the others go on, and the exit status is 1.
+
+One dataset for the whole batch: ``--merge coco,yolo,ytvis`` (and ``--val-videos 0.2``) merges the
+videos done into ``--out/merged/`` (:mod:`annotation.merge`; each video's COCO dataset with
+frames is made for it). Output folders of earlier runs merge without tracking:
+
+    python -m annotation merge results/ more-results/ --into dataset/ --formats coco,yolo --val-videos 0.2
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotation import formats, imports, operations
+from annotation import formats, imports, merge, operations
 from annotation.document import UserError
 from annotation.engine import Engine, ModelSpec
 from annotation.options import (
@@ -58,6 +64,8 @@ from sam2.video_io import MediaLimits
 log = logging.getLogger("annotation.cli")
 
 DEFAULT_EXPORTS = ("png", "coco", "session")
+MERGED_FOLDER = "merged"  # --merge writes into --out/merged/
+MERGE_COMMAND = "merge"  # `sam2-annotate merge OUT_DIR... --into DATASET`
 EXIT_FAILED = 1  # a video could not be done
 EXIT_USAGE = 2  # the command itself is wrong (argparse's own code)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
@@ -152,9 +160,49 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frames per second to keep (default: the session file's, else the video's own, "
                           "capped by --max-fps)")  # fmt: skip
     out.add_argument("--quiet", action="store_true", help="no progress bars, only the summary")
+    merged = parser.add_argument_group("one dataset for all the videos")
+    merged.add_argument("--merge", default=None, metavar="LIST",
+                        help=f"after the batch, merge the videos done into one dataset in --out/{MERGED_FOLDER}/: "
+                             f"comma-separated {', '.join(merge.MERGE_FORMATS)} (each video's COCO dataset with "
+                             "frames is made for it). Earlier runs' folders: "
+                             f"'sam2-annotate {MERGE_COMMAND} OUT_DIR... --into DATASET'")  # fmt: skip
+    merged.add_argument("--val-videos", type=fraction, default=0.0, metavar="FRACTION",
+                        help="with --merge: this share of the videos, whole, goes to the YOLO validation split "
+                             "(default 0)")  # fmt: skip
     add_model_arguments(parser)
     add_media_arguments(parser)
     return parser
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    parser = QuietParser(
+        prog=f"sam2-annotate {MERGE_COMMAND}",
+        description="Merge the outputs of annotated videos (sam2-annotate's --out folders, or their <video>_coco.zip "
+                    "files) into one COCO, YOLO and YouTube-VIS dataset, without tracking anything.",
+        epilog=f"Example: sam2-annotate {MERGE_COMMAND} results/ more/ --into dataset/ --formats coco,yolo "
+               "--val-videos 0.2",
+    )  # fmt: skip
+    parser.add_argument("outputs", nargs="+", type=Path, metavar="OUT_DIR",
+                        help="output folders of earlier runs (each video's <video>_coco.zip, or _coco.json, is "
+                             "read), or those files")  # fmt: skip
+    parser.add_argument("--into", type=Path, required=True, metavar="DATASET",
+                        help="folder for the merged dataset: new, empty, or an earlier merge (replaced)")
+    parser.add_argument("--formats", default=",".join(merge.MERGE_FORMATS), metavar="LIST",
+                        help=f"comma-separated: {', '.join(merge.MERGE_FORMATS)} (default: all)")
+    parser.add_argument("--val-videos", type=fraction, default=0.0, metavar="FRACTION",
+                        help="this share of the videos, whole, goes to the YOLO validation split (default 0)")
+    parser.add_argument("--val-every", type=whole_from_zero, default=0, metavar="K",
+                        help="every K-th frame of the other videos goes to the validation split too (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="which videos go to validation (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    return parser
+
+
+def parse_merge_formats(text: str, parser: argparse.ArgumentParser, flag: str) -> list[str]:
+    try:
+        return merge.check_choices(text.split(","), 0.0, 0)
+    except merge.MergeError as exc:
+        parser.error(f"{flag}: {exc}")
 
 
 def parse_exports(text: str, parser: argparse.ArgumentParser) -> list[str]:
@@ -410,15 +458,28 @@ def _progress_bar(total: int, name: str, quiet: bool):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == MERGE_COMMAND:  # a video called 'merge' is given as ./merge
+        return merge_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     args.exports = parse_exports(args.export, parser)
+    args.merge_formats = parse_merge_formats(args.merge, parser, "--merge") if args.merge is not None else []
+    if args.val_videos and not args.merge_formats:
+        parser.error("--val-videos splits the merged dataset: give --merge too")
+    if args.merge_formats and "coco_images" not in args.exports:
+        args.exports.append("coco_images")  # the merge reads each video's masks and frames from it
     limits = media_limits(args, parser, advice="run again with {flag} {value}")
     model, precision = resolve_model(args, parser)
     if args.val_every == 1:
         parser.error("--val-every must be 0 (no validation split) or at least 2")
     args.class_list = _classes(args.classes, parser)
     jobs = plan_jobs(args, parser)
+    if args.merge_formats:
+        try:
+            merge.check_target(args.out / MERGED_FOLDER, [])
+        except merge.MergeError as exc:
+            parser.error(f"--merge: {exc}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -443,7 +504,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(outcomes))
     if any(o.status == "partial" for o in outcomes):
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else 0
+    failed = any(o.status == "failed" for o in outcomes)
+    if args.merge_formats:
+        merged = merge_outcomes(outcomes, args)
+        if merged != 0:
+            return merged
+    return EXIT_FAILED if failed else 0
+
+
+def merge_outcomes(outcomes: list[Outcome], args: argparse.Namespace) -> int:
+    """--merge: the videos done, merged into --out/merged/ (those not done are left out, and said so)."""
+    sources = [path for o in outcomes if o.status == "done" for path in o.files if path.name.endswith("_coco.zip")]
+    left_out = [o.job.video.name for o in outcomes if o.status != "done"]
+    if not sources:
+        return _fail("nothing to merge: no video was done.", EXIT_FAILED)
+    if left_out:
+        print(f"Merging without {', '.join(left_out)} (not done).", file=sys.stderr)
+    return _run_merge(sources, args.out / MERGED_FOLDER, args.merge_formats, args.val_videos, args.val_every, 0,
+                      args.quiet)  # fmt: skip
+
+
+def merge_main(argv: Sequence[str]) -> int:
+    """``sam2-annotate merge OUT_DIR... --into DATASET``: earlier runs' outputs into one dataset."""
+    parser = build_merge_parser()
+    args = parser.parse_args(argv)
+    chosen = parse_merge_formats(args.formats, parser, "--formats")
+    if args.val_every == 1:
+        parser.error("--val-every must be 0 (no validation split) or at least 2")
+    return _run_merge(args.outputs, args.into, chosen, args.val_videos, args.val_every, args.seed, args.quiet,
+                      refused=EXIT_USAGE)  # fmt: skip
+
+
+def _run_merge(sources: list[Path], into: Path, chosen: list[str], val_videos: float, val_every: int, seed: int,
+               quiet: bool, refused: int = EXIT_FAILED) -> int:  # fmt: skip
+    """The merge with a progress bar over the videos; its refusal one plain line (status ``refused``)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="merging", unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int, name: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(name, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        result = merge.merge_datasets(sources, into, chosen, val_videos, val_every, seed, progress=progress)
+    except merge.MergeError as exc:
+        return _fail(f"merge: {exc}", refused)
+    except KeyboardInterrupt:
+        return _fail(f"merge interrupted; nothing was written to {into}.", EXIT_INTERRUPTED)
+    finally:
+        bar.close()
+    print(result.summary())
+    return 0
 
 
 def run_jobs(jobs: list[Job], engine: Engine, args: argparse.Namespace, limits: MediaLimits) -> list[Outcome]:
