@@ -540,21 +540,28 @@ def _run_merge(sources: list[Path], into: Path, chosen: list[str], val_videos: f
     """The merge with a progress bar over the videos; its refusal one plain line (status ``refused``)."""
     from tqdm import tqdm
 
-    bar = tqdm(desc="merging", unit="video", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    bars = []  # made at the first video, once every input is checked: a refusal stays one line
 
     def progress(done: int, total: int, name: str) -> None:
-        bar.total = total
-        bar.set_postfix_str(name, refresh=False)
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, desc="merging", unit="video", disable=quiet, file=sys.stderr,
+                             dynamic_ncols=True))  # fmt: skip
+        bars[0].set_postfix_str(name, refresh=False)
+        bars[0].update(done - bars[0].n)
 
     try:
         result = merge.merge_datasets(sources, into, chosen, val_videos, val_every, seed, progress=progress)
     except merge.MergeError as exc:
-        return _fail(f"merge: {exc}", refused)
+        message = f"merge: {exc}"
     except KeyboardInterrupt:
-        return _fail(f"merge interrupted; nothing was written to {into}.", EXIT_INTERRUPTED)
+        message = f"merge interrupted; nothing was written to {into}."
+    else:
+        message = ""
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
+    if message:
+        return _fail(message, EXIT_INTERRUPTED if message.startswith("merge interrupted") else refused)
     print(result.summary())
     return 0
 

@@ -643,7 +643,7 @@ def merge_datasets(
     if len({s.name for s in listed}) != len(listed):
         raise MergeError("Two videos have the same name; their frames would have the same file names. Rename one.")
     out_dir = Path(out_dir)
-    _check_target(out_dir, listed)
+    check_target(out_dir, listed)
     plans = [plan_video(source, needs_frames="yolo" in chosen) for source in listed]
     if "ytvis" in chosen:
         mixed = [p.source.name for p in plans if not p.uniform]
@@ -682,7 +682,7 @@ def merge_datasets(
     return result
 
 
-def _check_target(out_dir: Path, sources: Sequence[VideoSource]) -> None:
+def check_target(out_dir: Path, sources: Sequence[VideoSource]) -> None:
     """Refuse a folder that holds something other than an earlier merge, or that is an input's."""
     target = out_dir.resolve()
     for source in sources:
