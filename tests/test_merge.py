@@ -23,7 +23,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from annotation import merge
+from annotation import formats, merge
+from sam2.video_io import MediaLimits, decode
 from tests import media_factory
 from tests.app_harness import ROOT
 from tests.test_cli import cli
@@ -32,33 +33,67 @@ from tests.test_cli import cli
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 LABELS = ["car", "person", "dog"]  # the union, in the order first met: alpha's, then beta's new one
-PROMPTS = {  # video -> (label, box) per object; "person" is in alpha and beta, "dog" in beta and gamma
-    "alpha": [("car", [4, 4, 30, 30]), ("person", [34, 10, 60, 42])],
-    "beta": [("person", [0, 0, 16, 12]), ("dog", [28, 20, 60, 46])],
-    "gamma": [("dog", [10, 10, 54, 44])],
-}
 FRAMES = 6
+SIZES = {"alpha": (120, 160), "beta": (120, 160), "gamma": (96, 128)}  # (H, W)
+
+
+def disc(size: tuple[int, int], cx: float, cy: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0 : size[0], 0 : size[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+
+def rectangle(size: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    mask = np.zeros(size, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+# video -> object id -> (label, frame -> HxW mask): "person" is in alpha and beta, "dog" in beta and gamma
+SHAPES = {
+    "alpha": {1: ("car", lambda f: rectangle(SIZES["alpha"], 10 + 4 * f, 20, 50 + 4 * f, 60)),
+              2: ("person", lambda f: disc(SIZES["alpha"], 110, 60 - 2 * f, 20))},
+    "beta": {1: ("person", lambda f: disc(SIZES["beta"], 40 + 5 * f, 40, 18)),
+             3: ("dog", lambda f: disc(SIZES["beta"], 110, 70, 25) & ~disc(SIZES["beta"], 110, 70, 10))},
+    "gamma": {5: ("dog", lambda f: disc(SIZES["gamma"], 64, 48, 15 + f))},
+}  # fmt: skip
+
+
+def session_with_masks(video: Path, stem: str) -> formats.Session:
+    """The session file the page would save for ``video`` with SHAPES' masks on every frame."""
+    decoded = decode(video, MediaLimits())
+    assert len(decoded.frames) == FRAMES and decoded.frames[0].shape[:2] == SIZES[stem]
+    objects, masks = [], []
+    for obj, (label, shape) in SHAPES[stem].items():
+        objects.append(formats.SessionObject(obj, f"{label} {obj}", (255, 0, 0), True, label))
+        for frame in range(FRAMES):
+            mask = shape(frame)
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            masks.append(formats.SessionMask(frame, obj, True, int(rows[0]), int(cols[0]), *crop.shape,
+                                             np.packbits(crop).tobytes()))  # fmt: skip
+    labels = list(dict.fromkeys(label for label, _ in SHAPES[stem].values()))
+    ref = formats.video_ref(video.name, decoded.frames, decoded.fps)
+    return formats.Session(ref, objects, [], masks, labels)
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory, reference_checkpoint: Path) -> Path:
-    """The batch's --out: each video's exports, and merged/ (beta and gamma in a folder of their
-    own: videos from two places)."""
+    """The batch's --out: each video's exports (from a session file with masks, as the page
+    saves it), and merged/. beta and gamma are in a folder of their own: videos from two places."""
     root = tmp_path_factory.mktemp("merge")
-    (root / "prompts").mkdir()
+    (root / "sessions").mkdir()
     (root / "more").mkdir()
     videos = [
-        media_factory.testsrc(root / "alpha.mp4", size=(64, 48), fps=8, seconds=FRAMES / 8),
-        media_factory.marker_video(root / "more" / "beta.mp4", size=(64, 48), fps=8, seconds=FRAMES / 8),
-        media_factory.testsrc(root / "more" / "gamma.mp4", size=(80, 60), fps=8, seconds=FRAMES / 8),
+        media_factory.testsrc(root / "alpha.mp4", size=(160, 120), fps=8, seconds=FRAMES / 8),
+        media_factory.marker_video(root / "more" / "beta.mp4", size=(160, 120), fps=8, seconds=FRAMES / 8),
+        media_factory.testsrc(root / "more" / "gamma.mp4", size=(128, 96), fps=8, seconds=FRAMES / 8),
     ]
-    for stem, objects in PROMPTS.items():
-        listed = [{"name": f"{label} {i}", "label": label, "prompts": [{"frame": 0, "box": box}]}
-                  for i, (label, box) in enumerate(objects)]  # fmt: skip
-        (root / "prompts" / f"{stem}_prompts.json").write_text(json.dumps({"objects": listed}))
+    for video in videos:
+        formats.export_session_json(session_with_masks(video, video.stem), root / "sessions",
+                                    stem=f"{video.stem}_session")  # fmt: skip
     out = root / "out"
-    run = cli(reference_checkpoint, *videos, "--prompts", root / "prompts", "--export", "session", "--out", out,
-              "--direction", "forward", "--merge", "coco,yolo,ytvis", "--val-videos", "0.34")  # fmt: skip
+    run = cli(reference_checkpoint, *videos, "--session", root / "sessions", "--no-track", "--export", "session",
+              "--out", out, "--merge", "coco,yolo,ytvis", "--val-videos", "0.34")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "Summary: 3 done." in run.stdout and "Merged 3 video(s), 18 frames, 30 masks and 3 class(es)" in run.stdout
     return out
@@ -93,7 +128,8 @@ def test_the_merged_coco_loads_in_pycocotools_scores_ap_1_and_holds_each_videos_
     assert [(c["id"], c["name"]) for c in document["categories"]] == [(1, "car"), (2, "person"), (3, "dog")]
     for image in images:  # the frames are there, at their size
         assert (path.parent / "images" / image["file_name"]).stat().st_size > 0
-    assert {(i["video"], i["width"]) for i in images} == {("alpha.mp4", 64), ("beta.mp4", 64), ("gamma.mp4", 80)}
+    assert {(i["video"], i["width"], i["height"]) for i in images} == {
+        ("alpha.mp4", 160, 120), ("beta.mp4", 160, 120), ("gamma.mp4", 128, 96)}
 
     results = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
                 "score": 1.0} for a in annotations]  # fmt: skip
@@ -111,16 +147,17 @@ def test_the_merged_coco_loads_in_pycocotools_scores_ap_1_and_holds_each_videos_
         merged[(image["video"], image["frame_index"], a["instance_id"])] = gt.annToMask(a)
         assert a["category_id"] == LABELS.index(label_of(a["instance_id"], image["video"])) + 1
     assert len({a["track_id"] for a in annotations}) == 5  # one track per object of every video
-    for stem in PROMPTS:
+    for stem, shapes in SHAPES.items():
         own = own_masks(batch, stem)
-        assert len(own) == len(PROMPTS[stem]) * FRAMES
+        assert len(own) == len(shapes) * FRAMES
         for (frame, obj), mask in own.items():
+            assert np.array_equal(mask, shapes[obj][1](frame))  # the session's masks, exported as they are
             assert np.array_equal(merged[(f"{stem}.mp4", frame, obj)], mask), (stem, frame, obj)
 
 
 def label_of(obj: int, video: str) -> str:
-    """The label prompted for object ``obj`` (ids 1, 2... in the prompts file's order) of ``video``."""
-    return PROMPTS[video.removesuffix(".mp4")][obj - 1][0]
+    """The label of object ``obj`` of ``video`` (``walk.mp4``)."""
+    return SHAPES[video.removesuffix(".mp4")][obj][0]
 
 
 def test_the_merged_yolo_dataset_opens_in_supervision_with_whole_videos_in_val_and_one_class_per_label(batch):
@@ -137,19 +174,20 @@ def test_the_merged_yolo_dataset_opens_in_supervision_with_whole_videos_in_val_a
     record = json.loads((batch / "merged" / merge.MARKER).read_text())
     val = [v["name"] for v in record["videos"] if v["split"] == "val"]
     assert len(val) == 1  # round(0.34 x 3), whole videos
-    assert val == merge.choose_val_videos(list(PROMPTS), 0.34)
-    for stem in PROMPTS:
+    assert val == merge.choose_val_videos(list(SHAPES), 0.34)
+    for stem, shapes in SHAPES.items():
         own = own_masks(batch, stem)
         for frame in range(FRAMES):
             split, detections = read[f"{stem}_{frame:05d}.jpg"]
             assert split == ("val" if stem in val else "train"), (stem, frame)
+            assert detections.mask.shape[1:] == SIZES[stem]
             expected = {obj: m.astype(bool) for (f, obj), m in own.items() if f == frame}
-            assert len(detections) == len(expected)
+            assert len(detections) == len(expected) == len(shapes)
             for obj, mask in expected.items():
                 best = max(range(len(detections)), key=lambda i: iou(detections.mask[i], mask))
                 assert iou(detections.mask[best], mask) >= 0.9, (stem, frame, obj)
                 # "person" is class 1 in alpha and beta, "dog" 2 in beta and gamma
-                assert detections.class_id[best] == LABELS.index(PROMPTS[stem][obj - 1][0])
+                assert detections.class_id[best] == LABELS.index(label_of(obj, f"{stem}.mp4"))
 
 
 def test_the_merged_youtube_vis_file_has_one_entry_per_video_with_its_masks(batch):
@@ -158,7 +196,7 @@ def test_the_merged_youtube_vis_file_has_one_entry_per_video_with_its_masks(batc
     videos = {v["id"]: v for v in document["videos"]}
     assert [v["name"] for v in document["videos"]] == ["alpha.mp4", "beta.mp4", "gamma.mp4"]
     assert all(v["length"] == FRAMES and len(v["file_names"]) == FRAMES for v in videos.values())
-    assert videos[3]["file_names"][0] == "gamma/00000.jpg" and (videos[3]["width"], videos[3]["height"]) == (80, 60)
+    assert videos[3]["file_names"][0] == "gamma/00000.jpg" and (videos[3]["width"], videos[3]["height"]) == (128, 96)
     assert (batch / "merged" / "ytvis" / "JPEGImages" / "gamma" / "00005.jpg").is_file()
     assert len(document["annotations"]) == 5 and len({a["id"] for a in document["annotations"]}) == 5
     for annotation in document["annotations"]:
@@ -179,16 +217,16 @@ def test_the_merge_command_merges_output_folders_without_tracking_and_replaces_a
     for stem in ("alpha", "beta"):
         shutil.copy(batch / f"{stem}_coco.zip", alone)
     into = tmp_path / "dataset"
-    for formats in ("coco,yolo,ytvis", "coco,yolo"):
+    for chosen in ("coco,yolo,ytvis", "coco,yolo"):
         command = [sys.executable, "-m", "annotation", "merge", str(alone), str(batch / "gamma_coco.zip"),
-                   "--into", str(into), "--formats", formats, "--val-every", "3", "--quiet"]  # fmt: skip
+                   "--into", str(into), "--formats", chosen, "--val-every", "3", "--quiet"]  # fmt: skip
         run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
         assert "Merged 3 video(s), 18 frames, 30 masks and 3 class(es)" in run.stdout
     assert sorted(p.name for p in into.iterdir()) == ["coco", "merged.json", "yolo"]  # the first merge's ytvis/ is gone
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial or old folder left
     val = sorted(p.name for p in (into / "yolo" / "images" / "val").iterdir())
-    assert val == sorted(f"{stem}_{frame:05d}.jpg" for stem in PROMPTS for frame in (2, 5))
+    assert val == sorted(f"{stem}_{frame:05d}.jpg" for stem in SHAPES for frame in (2, 5))
     assert "val: images/val" in (into / "yolo" / "data.yaml").read_text()
 
 
@@ -242,11 +280,11 @@ def test_bad_input_is_refused_in_words_and_leaves_nothing(batch, tmp_path):
     sized["images"][2]["width"] = 80
     source = write_coco(tmp_path / "sized" / "alpha_coco.json", sized)
     refused([source], out, "frame sizes of 'alpha_coco.json' disagree")
-    bare = coco_of(batch, "alpha")  # the JPEG is 64x48, its image 80x60 and without masks: found while writing
+    bare = coco_of(batch, "alpha")  # the JPEG is 160x120, its image 80x60 and without masks: found while writing
     bare["images"][4].update(width=80, height=60)
     bare["annotations"] = [a for a in bare["annotations"] if a["image_id"] != bare["images"][4]["id"]]
     source = write_coco(tmp_path / "bare" / "alpha_coco.zip", bare, frames_from=batch / "alpha_coco.zip")
-    refused([source], out, "'alpha_00004.jpg' is 64x48 in 'alpha_coco.zip' but 80x60", formats=["coco"])
+    refused([source], out, "'alpha_00004.jpg' is 160x120 in 'alpha_coco.zip' but 80x60", formats=["coco"])
 
     refused([batch], out, "'voc' is not a dataset format the merge writes: choose from coco, yolo, ytvis",
             formats=["coco", "voc"])  # fmt: skip
