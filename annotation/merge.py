@@ -31,6 +31,7 @@ end: a refused, failed or cancelled merge leaves the folder as it was.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import io
 import json
@@ -152,7 +153,11 @@ def find_sources(paths: Iterable[str | Path]) -> list[VideoSource]:
             )
         for source in sources:
             other = found.get(source.name)
-            if other is not None and other.coco.resolve() != source.coco.resolve():
+            if other is not None and other.coco.resolve().parent == source.coco.resolve().parent:
+                if source.coco.suffix == ".zip":  # one video's two COCO files: the zip has the frames
+                    found[source.name] = source
+                continue
+            if other is not None:
                 raise MergeError(
                     f"Two videos are both named '{source.name}' ({other.coco} and {source.coco}): their frames would "
                     "have the same file names in the merged dataset. Rename one video's files (for example "
@@ -654,6 +659,7 @@ def merge_datasets(
             )
     labels = union_labels(plans)
     names = [p.source.name for p in plans]
+    _check_file_names(plans)
     val = choose_val_videos(names, val_videos, seed) if "yolo" in chosen else []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -663,7 +669,9 @@ def merge_datasets(
             if progress is not None:
                 progress(number - 1, len(plans), plan.source.name)
             writer.add_video(number, plan)
-        info = {"description": f"{len(plans)} videos annotated with SAM 2, merged", "version": "1.0"}
+        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        info = {"description": f"{len(plans)} videos annotated with SAM 2, merged", "version": "1.0",
+                "date_created": created}  # fmt: skip
         categories = [{"id": i + 1, "name": label, "supercategory": "object"} for i, label in enumerate(labels)]
         files = writer.finish(info, categories)
         result = MergeResult(
@@ -680,6 +688,19 @@ def merge_datasets(
     if progress is not None:
         progress(len(plans), len(plans), "")
     return result
+
+
+def _check_file_names(plans: Sequence[VideoPlan]) -> None:
+    """Refuse two frames of one merged name (image sets whose names and images' names line up so)."""
+    seen: dict[str, str] = {}
+    for plan in plans:
+        for frame in plan.frames:
+            merged = merged_file_name(plan.source.name, frame.file_name)
+            if seen.setdefault(merged, plan.source.name) != plan.source.name:
+                raise MergeError(
+                    f"A frame of '{seen[merged]}' and one of '{plan.source.name}' would both be '{merged}' in the "
+                    "merged dataset. Rename one of them, or merge them separately."
+                )
 
 
 def check_target(out_dir: Path, sources: Sequence[VideoSource]) -> None:

@@ -303,21 +303,35 @@ def test_bad_input_is_refused_in_words_and_leaves_nothing(batch, tmp_path):
 
 
 def test_labels_are_compared_cleaned_progress_counts_videos_and_coco_alone_needs_no_frames(batch, tmp_path):
-    """gamma's 'dog' written ' dog\\u200b' is beta's dog; a COCO file without frames merges into COCO."""
+    """gamma's 'dog' written ' dog\u200b' is beta's dog; a COCO file without frames merges into
+    COCO, and takes the frames of the YOLO zip beside it (beta's)."""
     gamma = coco_of(batch, "gamma")
     gamma["categories"] = [{**c, "name": f" {c['name']}\u200b"} for c in gamma["categories"]]
     beta = write_coco(tmp_path / "b" / "beta_coco.json", coco_of(batch, "beta"))
+    yolo_zip = beta.with_name("beta_yolo.zip")
+    with zipfile.ZipFile(batch / "beta_coco.zip") as source, zipfile.ZipFile(yolo_zip, "w") as yolo:
+        for name in source.namelist():
+            if name.startswith("images/"):
+                split = "val" if name.endswith("3.jpg") else "train"
+                yolo.writestr(name.replace("images/", f"images/{split}/"), source.read(name))
     sources = [batch / "alpha_coco.zip", beta, write_coco(tmp_path / "g" / "gamma_coco.json", gamma)]
     seen = []
     result = merge.merge_datasets(sources, tmp_path / "d", formats=["coco"],
                                   progress=lambda *step: seen.append(step))  # fmt: skip
     assert seen == [(0, 3, "alpha"), (1, 3, "beta"), (2, 3, "gamma"), (3, 3, "")]
-    assert result.labels == tuple(LABELS) and result.without_frames == ("beta", "gamma")
+    assert result.labels == tuple(LABELS) and result.without_frames == ("gamma",)
     document = json.loads(result.files["coco"].read_text())
     assert [c["name"] for c in document["categories"]] == LABELS
     assert sorted(p.name for p in (tmp_path / "d" / "coco" / "images").iterdir()) == [
-        f"alpha_{f:05d}.jpg" for f in range(FRAMES)
+        f"{stem}_{f:05d}.jpg" for stem in ("alpha", "beta") for f in range(FRAMES)
     ]  # fmt: skip
+    with zipfile.ZipFile(batch / "beta_coco.zip") as own:  # the very bytes, not encoded again
+        assert (tmp_path / "d" / "coco" / "images" / "beta_00003.jpg").read_bytes() == own.read("images/beta_00003.jpg")
+    both = tmp_path / "both"  # one video's two COCO files in one folder are one video: the zip, with frames
+    both.mkdir()
+    shutil.copy(batch / "alpha_coco.zip", both)
+    write_coco(both / "alpha_coco.json", coco_of(batch, "alpha"))
+    assert merge.find_sources([both / "alpha_coco.json", both]) == [merge.VideoSource("alpha", both / "alpha_coco.zip")]
 
 
 def test_the_cli_refuses_bad_merge_options_in_one_line(batch, tmp_path):
