@@ -437,12 +437,7 @@ class _Writer:
         class_of = {cid: self.labels.index(label) for cid, label in plan.labels.items()}
         name = plan.source.name
         self.videos.append({"id": number, "name": plan.video, "file_prefix": f"{name}_", "frames": len(plan.frames)})
-        tracks: dict[int, dict] = {}  # source track -> its YouTube-VIS record
-        if "ytvis" in self.formats and not plan.uniform:
-            raise MergeError(
-                f"YouTube-VIS holds one frame size per video, and the frames of '{name}' differ in size; "
-                "choose COCO or YOLO for it."
-            )
+        tracks: dict[int, dict] = {}  # source track -> its YouTube-VIS record (one size per video: checked before)
         archive = zipfile.ZipFile(plan.frames_from) if plan.frames_from is not None else None
         try:
             for position, frame in enumerate(plan.frames):
@@ -455,6 +450,7 @@ class _Writer:
                 self._yolo_frame(plan, position, frame, annotations, masks, class_of, image)
                 self._ytvis_frame(position, len(plan.frames), frame, annotations, masks, class_of, tracks)
                 self.frames += 1
+                self.masks += len(annotations)
         finally:
             if archive is not None:
                 archive.close()
@@ -495,7 +491,6 @@ class _Writer:
                 "category_id": class_of[annotation["category_id"]] + 1, "segmentation": _rle(mask), "area": area,
                 "bbox": bbox, "iscrowd": 0, "track_id": track, "instance_id": obj, "video_id": number,
             })  # fmt: skip
-        self.masks += len(annotations)
 
     def _yolo_frame(self, plan, position, frame, annotations, masks, class_of, image) -> None:
         if "yolo" not in self.formats:
