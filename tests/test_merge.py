@@ -1,9 +1,11 @@
-"""One dataset from many videos (issue 21 item 4): three real ffmpeg videos tracked by the real
-command line with the reference weights, once, with ``--merge coco,yolo,ytvis --val-videos``;
-then the merged COCO loads in pycocotools and scores AP 1.0 against itself, its masks are each
-video's own, the merged YOLO dataset opens in supervision with every object at IoU >= 0.9, a
-label of two videos has one class, and ``sam2-annotate merge`` merges output folders without
-tracking. Bad input is refused in words and leaves nothing behind."""
+"""One dataset from many videos (issue 21 item 4): three real ffmpeg videos (and a broken file)
+through the real command line with the reference weights, once, from session files with masks
+of known shapes (``--no-track``: the reference weights' tracked masks are noise, which no YOLO
+polygon holds), with ``--merge coco,yolo,ytvis --val-videos``; then the merged COCO loads in
+pycocotools and scores AP 1.0 against itself, its masks are each video's own, the merged YOLO
+dataset opens in supervision with every object at IoU >= 0.9, a label of two videos has one
+class, and ``sam2-annotate merge`` merges output folders without tracking. Bad input is refused
+in words and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -91,11 +93,15 @@ def batch(tmp_path_factory: pytest.TempPathFactory, reference_checkpoint: Path) 
     for video in videos:
         formats.export_session_json(session_with_masks(video, video.stem), root / "sessions",
                                     stem=f"{video.stem}_session")  # fmt: skip
+    broken = media_factory.random_bytes(root / "delta.mp4", seed=3)  # fails; the merge goes on without it
+    shutil.copy(root / "sessions" / "alpha_session.json", root / "sessions" / "delta_session.json")
     out = root / "out"
-    run = cli(reference_checkpoint, *videos, "--session", root / "sessions", "--no-track", "--export", "session",
-              "--out", out, "--merge", "coco,yolo,ytvis", "--val-videos", "0.34")  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert "Summary: 3 done." in run.stdout and "Merged 3 video(s), 18 frames, 30 masks and 3 class(es)" in run.stdout
+    run = cli(reference_checkpoint, *videos, broken, "--session", root / "sessions", "--no-track", "--export",
+              "session", "--out", out, "--merge", "coco,yolo,ytvis", "--val-videos", "0.34")  # fmt: skip
+    assert run.returncode == 1, run.stderr  # a video failed
+    assert "delta.mp4: failed" in run.stdout and "Summary: 3 done, 1 failed." in run.stdout, run.stdout
+    assert "Merging without delta.mp4 (not done)." in run.stderr
+    assert "Merged 3 video(s), 18 frames, 30 masks and 3 class(es)" in run.stdout
     return out
 
 
