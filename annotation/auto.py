@@ -128,7 +128,8 @@ def auto_annotate(
         :class:`annotation.detect.Detector` (then its own device and precision).
     sam_model: a SAM 2 variant name ("sam2.1_hiera_tiny", downloaded into checkpoints/ like the
         app does, or ``checkpoint_dir``) or a checkpoint file (its variant read from its keys).
-    device: a torch device ("cpu", "cuda", "cuda:1"), as the app's --device.
+    device: a torch device ("cpu", "cuda", "cuda:1"), as the app's --device; "" takes a CUDA GPU
+        when there is one, else the CPU (Ultralytics' default).
     conf: the detector's box threshold: a box is kept when its score is above it.
     iou: boxes of one class overlapping a better one by more than this IoU are dropped (NMS).
     imgsz: SAM 2's input size, 512, 768 or 1024 (the detector resizes as its own processor does).
@@ -156,6 +157,8 @@ def auto_annotate(
         text_threshold = _threshold(text_threshold, "text threshold")
     source = _source(Path(data))
     out = _output_dir(Path(data), output_dir)
+    device = _device(device)
+    precision = _precision(precision, device)
     detector = _detector(det_model, device, precision)
     predictor = _predictor(sam_model, imgsz, device, precision, kernels, checkpoint_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,15 +391,33 @@ def _output_dir(data: Path, output_dir: str | Path | None) -> Path:
 # ----------------------------------------------------------------------------- the models
 
 
+def _device(device: str) -> str:
+    """The device to run on; "" (Ultralytics' default) picks a CUDA GPU when there is one."""
+    if device != "":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _precision(precision: str, device: str) -> str:
+    """"auto" decided for the device (the app's rule); refused in words for a device torch
+    does not know or this computer does not have."""
+    import torch
+
     from annotation.options import PRECISIONS, resolve_precision
 
     if precision not in PRECISIONS:
         raise AutoAnnotateError(f"precision must be one of {', '.join(PRECISIONS)} (it is {precision!r:.40}).")
     try:
-        return resolve_precision(precision, device)
-    except (RuntimeError, ValueError) as error:  # torch's words for a device it does not know
-        raise AutoAnnotateError(f"The device {device!r} cannot be used: {error}") from None
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError, TypeError) as error:  # torch's words for a device it does not know
+        raise AutoAnnotateError(f"The device {device!r:.40} is not one torch knows ({error}); use 'cpu' or 'cuda'.") \
+            from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise AutoAnnotateError(f"The device {device!r} is a CUDA GPU, and torch sees none on this computer. "
+                                "Use device='cpu'.")
+    return resolve_precision(precision, device)
 
 
 def _detector(det_model: str | Path | Detector, device: str, precision: str) -> Detector:
@@ -404,7 +425,7 @@ def _detector(det_model: str | Path | Detector, device: str, precision: str) -> 
 
     if isinstance(det_model, Detector):
         return det_model
-    spec = DetectorSpec(str(det_model), device=device, precision=_precision(precision, device))
+    spec = DetectorSpec(str(det_model), device=device, precision=precision)
     return Detector.load(spec)
 
 
@@ -428,7 +449,7 @@ def _predictor(
 
         checkpoint = ensure_checkpoint(variant, Path(checkpoint_dir) if checkpoint_dir else DEFAULT_DIRECTORY)
     return sam2.build_image_predictor(variant, str(checkpoint), image_size=imgsz, device=device, kernels=kernels,
-                                      precision=_precision(precision, device))  # fmt: skip
+                                      precision=precision)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- files
