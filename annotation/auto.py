@@ -26,6 +26,7 @@ video limits (``sam2.video_io.MediaLimits``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -153,6 +154,7 @@ def auto_annotate(
     iou = _threshold(iou, "iou (the overlap above which a weaker box is dropped)")
     max_det = _max_det(max_det)
     imgsz = _image_size(imgsz)
+    kernels = _kernels(kernels)
     if text_threshold is not None:
         text_threshold = _threshold(text_threshold, "text threshold")
     source = _source(Path(data))
@@ -165,13 +167,20 @@ def auto_annotate(
     result = AutoAnnotation(out, out / "data.yaml", source.images_dir(out), phrases, total=source.count)
     _write_text(result.data_yaml, _data_yaml(phrases, result.images_dir))
     log.info("auto_annotate: %d images of %s, finding %s, labels into %s", source.count, data, phrases, out)
-    for done, (name, image) in enumerate(source.images(out, result.skipped), start=1):
+    for done, (name, read) in enumerate(source.items(), start=1):
         if cancel is not None and cancel():
             result.cancelled = True
             log.info("auto_annotate: cancelled after %d of %d images", done - 1, source.count)
             break
-        if image is not None:
+        try:
+            image = read()
+        except AutoAnnotateError as error:
+            log.warning("auto_annotate: %s", error)
+            result.skipped.append(str(error))
+        else:
             labels = _annotate_image(detector, predictor, image, phrases, conf, text_threshold, iou, max_det)
+            if source.frames is not None:  # a video's frame, the image its labels pair with
+                _write_jpeg(out / name, image)
             label_file = out / (Path(name).stem + ".txt")
             _write_text(label_file, "".join(line + "\n" for line in labels.lines))
             result.images.append(ImageLabels(name, label_file, labels.kept, len(labels.lines)))
@@ -264,32 +273,25 @@ class _Source:
             return out
         return self.path if self.path.is_dir() else self.path.parent
 
-    def images(self, out: Path, skipped: list[str]) -> Iterator[tuple[str, np.ndarray | None]]:
-        """(name, HxWx3 uint8) per image, None for an image that could not be read (the reason
-        appended to ``skipped``); a video's frames are written into ``out`` as they come."""
-        if self.frames is not None:
-            yield from self._frames(out)
+    def items(self) -> Iterator[tuple[str, Callable[[], np.ndarray]]]:
+        """(name, how to get the image: HxWx3 uint8, or AutoAnnotateError when it cannot be
+        read) per image, in order; an image is read only when asked for, a video's frame let
+        go once handed out."""
+        if self.frames is None:
+            for path in self.files:
+                yield path.name, functools.partial(read_image, path)
             return
-        for path in self.files:
-            try:
-                image = read_image(path)
-            except AutoAnnotateError as error:
-                log.warning("auto_annotate: %s", error)
-                skipped.append(str(error))
-                image = None
-            yield path.name, image
-
-    def _frames(self, out: Path) -> Iterator[tuple[str, np.ndarray]]:
         from annotation.formats import file_stem
 
-        assert self.frames is not None
         stem = file_stem(self.path.name)
         for index, frame in enumerate(self.frames):
             assert frame is not None
-            self.frames[index] = None  # each frame let go once labelled
-            name = f"{stem}_{index:05d}.jpg"
-            _write_jpeg(out / name, frame)
-            yield name, frame
+            self.frames[index] = None
+            yield f"{stem}_{index:05d}.jpg", functools.partial(_same, frame)
+
+
+def _same(frame: np.ndarray) -> np.ndarray:
+    return frame
 
 
 def _source(data: Path) -> _Source:
@@ -375,6 +377,14 @@ def _image_size(value: Any) -> int:
         sizes = ", ".join(map(str, SUPPORTED_IMAGE_SIZES))
         raise AutoAnnotateError(f"imgsz (SAM 2's input size) must be one of {sizes} (it is {value!r:.40}).")
     return int(value)
+
+
+def _kernels(value: Any) -> str:
+    from annotation.options import KERNEL_POLICIES
+
+    if value not in KERNEL_POLICIES:
+        raise AutoAnnotateError(f"kernels must be one of {', '.join(KERNEL_POLICIES)} (it is {value!r:.40}).")
+    return str(value)
 
 
 def _output_dir(data: Path, output_dir: str | Path | None) -> Path:

@@ -217,10 +217,11 @@ def test_the_package_exports_it_without_loading_torch():
         (dict(text_threshold=7), "text threshold"),
         (dict(device="gpu0"), "The device 'gpu0' is not one torch knows"),
         (dict(precision="double"), "precision must be one of"),
+        (dict(kernels="fast"), "kernels must be one of measure, fused, blockwise"),
     ],
     ids=["no-classes", "empty-classes", "only-commas", "500-phrases", "not-text", "conf-high", "conf-negative",
          "conf-nan", "iou-high", "max-det-0", "max-det-negative", "max-det-fraction", "imgsz", "text-threshold",
-         "device", "precision"],
+         "device", "precision", "kernels"],
 )  # fmt: skip
 def test_bad_settings_are_refused_in_words_before_anything_is_written(images, tmp_path, change, words):
     arguments = dict(det_model="no/such-detector", sam_model="sam2.1_hiera_tiny", classes=PHRASES,
