@@ -8,9 +8,30 @@ annotation``).
 - :mod:`annotation.engine`: the one place that calls the predictor;
 - :mod:`annotation.render`, :mod:`annotation.views`: drawing masks, clicks and the timeline;
 - :mod:`annotation.formats`: COCO, YOLO, PNG, videos and session files, written and read;
-- :mod:`annotation.cli`: the command line.
+- :mod:`annotation.cli`: the command line;
+- :mod:`annotation.auto`: :func:`auto_annotate`, a detector's boxes as SAM 2 prompts, written as
+  YOLO labels (``from annotation import auto_annotate``).
 
 Videos are read by the project's one hardened decoder, :mod:`sam2.video_io`. Arrows point one
 way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or Starlette
 (``tests/test_imports.py`` checks it).
 """
+
+from typing import Any
+
+# Looked up on first use, so that ``import annotation`` loads neither torch nor the detector.
+_EXPORTS = {"auto_annotate": "auto", "AutoAnnotation": "auto", "AutoAnnotateError": "auto"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'annotation' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
