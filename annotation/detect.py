@@ -501,7 +501,8 @@ def _build(folder: Path, spec: DetectorSpec, kind: str) -> tuple[Any, Any]:
                                   f"{known}: they are not of one detector. {fix}")
     try:
         model = model.to(spec.device).eval()
-    except (RuntimeError, ValueError) as error:  # torch's words for a device it does not have
+    # torch's words for a device it does not have; a CPU-only build asserts "Torch not compiled with CUDA".
+    except (RuntimeError, ValueError, AssertionError) as error:
         raise DetectorUnavailable(f"The detector cannot run on the device {spec.device}: {_short(error)}") from None
     return processor, model
 

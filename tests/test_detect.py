@@ -467,3 +467,9 @@ def test_importing_the_module_loads_neither_torch_nor_transformers() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_device_this_machine_lacks_is_refused_in_words(grounding_folder: Path) -> None:
+    """A GPU that is not there (torch without CUDA asserts; with CUDA, the ordinal is out of range)."""
+    with pytest.raises(DetectorUnavailable, match="cannot run on the device cuda:99"):
+        Detector.load(DetectorSpec(str(grounding_folder), device="cuda:99"))
