@@ -17,7 +17,8 @@ with the masks the objects have on f (:func:`match_detections`):
 The whole-video run (:func:`start_run` for the page, :func:`run` for the command line and the
 tests) goes through the detection frames in order, tracking forward between them, then to the
 end of the video, and at last backward from the latest first frame of a new object, so new
-objects also cover the frames before they were first detected. ``work.progress`` counts
+objects also cover the frames before they were first detected (only theirs are taken from that
+backward run: the other objects keep what was tracked forward). ``work.progress`` counts
 detection frames and tracked frames ("steps"); Cancel keeps what is done; the run is one undo
 step (its new objects and labels included).
 
@@ -317,7 +318,8 @@ def _run(
         back = max(firsts.values(), default=0)
         if track and back > 0:  # from that frame itself: reverse tracking from frame 0 would track nothing
             progress.total += back + 1
-            _track(work, engine, concepts, back, back, True, f"tracking back from frame {back}")
+            before_first = lambda frame, obj: frame < firsts.get(obj, 0)  # noqa: E731
+            _track(work, engine, concepts, back, back, True, f"tracking back from frame {back}", before_first)
         concepts.message = _message(concepts, track)
     except _Stopped:
         progress.cancelled = True
@@ -414,9 +416,16 @@ def _prompt(work: Work, engine: Engine, frame: int, obj: int, box: tuple, concep
     work.active = obj
 
 
-def _track(work: Work, engine: Engine, concepts: Concepts, start: int, count: int, reverse: bool, part: str) -> None:
+def _track(
+    work: Work, engine: Engine, concepts: Concepts, start: int, count: int, reverse: bool, part: str,
+    keep: Callable[[int, int], bool] | None = None,
+) -> None:  # fmt: skip
     """Track ``count`` frames past ``start`` (``start`` included) if there is such a frame and
-    something to track; each frame's masks into the document at once, counted as a step."""
+    something to track; each frame's masks into the document at once, counted as a step.
+    ``keep(frame, object)``: which masks to take (None: all). Tracking back takes only the new
+    objects' masks before their first detection: the others keep the masks tracked forward, from
+    the detections they were prompted or matched with, which tracking back from a later frame
+    would replace with guesses made from further away."""
     video = operations.require_video(work)
     if count < 0 or not 0 <= start < video.count or not engine.object_ids(video.handle):
         return
@@ -426,7 +435,8 @@ def _track(work: Work, engine: Engine, concepts: Concepts, start: int, count: in
     prompted = set(work.doc.prompts())
     for frame, frame_masks in engine.track(video.handle, start, count, reverse):
         doc = work.doc
-        new = {(frame, obj): PackedMask.pack(m) for obj, m in frame_masks.items() if obj in doc.object_ids}
+        new = {(frame, obj): PackedMask.pack(m) for obj, m in frame_masks.items()
+               if obj in doc.object_ids and (keep is None or keep(frame, obj))}  # fmt: skip
         work.doc = replace(doc, masks={**doc.masks, **new}, tracked=doc.tracked | (set(new) - prompted))
         progress.count_one()
         progress.last_frame = frame
