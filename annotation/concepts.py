@@ -258,11 +258,78 @@ def start_import(
     return start_run(work, engine, detect, frames, f"'{given.source}'", threshold, True, add_missing_labels, wanted)
 
 
+def start_importing(
+    work: Work, engine: Engine, source: str, read: Callable[[], imports.Imported], add_missing_labels: bool = False,
+    matching: bool = True, threshold: float = DEFAULT_MATCH_IOU,
+) -> operations.Importing:  # fmt: skip
+    """:func:`operations.start_importing` (the page's import of masks or boxes, read on a
+    background thread that holds ``work.lock``), with boxes on several frames matched and tracked
+    over the whole video when ``matching`` (:func:`uses_matching`); one frame's boxes, masks, or
+    ``matching`` off: each box a new object, as before. The outcome is in the returned
+    :class:`operations.Importing` (``message``, ``missing``) and ``work.progress``."""
+    operations.require_video(work)
+    operations.refuse_while_running(work)
+    check_match_iou(threshold)
+    if not work.lock.acquire(timeout=operations.LOCK_WAIT_S):
+        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
+    work.cancel.clear()
+    work.progress = TrackProgress(
+        running=True, label=f"Reading '{source}'", started=time.monotonic(), unit="prompts",
+        kept="your objects, clicks and masks stay as they were",
+    )  # fmt: skip
+    importing = operations.Importing(source, work.progress)
+    importing.thread = operations.start_holding_lock(
+        work, _run_importing, (work, engine, importing, read, add_missing_labels, matching, threshold), "import"
+    )  # fmt: skip
+    return importing
+
+
+def _run_importing(
+    work: Work, engine: Engine, importing: operations.Importing, read: Callable[[], imports.Imported],
+    add_missing_labels: bool, matching: bool, threshold: float,
+) -> None:  # fmt: skip
+    """Read; then match and track, or apply as before (``work.lock`` is held; each way gives it back at its end)."""
+    progress = importing.progress
+    try:
+        given = read()
+        if work.cancel.is_set():
+            raise operations.LoadCancelled
+        if matching and uses_matching(given):
+            frames, detect = file_detections(given)
+            labels = [box.label for box in given.boxes if box.label]
+            run = _checked(work, frames, f"'{given.source}'", threshold, labels, add_missing_labels)
+    except operations.IMPORT_CANCELLED:
+        progress.cancelled = True
+    except operations.MissingLabels as exc:
+        importing.imported, importing.missing, progress.error = given, exc, str(exc)
+    except (UserError, imports.ImportProblem) as exc:
+        progress.error = str(exc)
+    except Exception as exc:  # nothing was changed; the log has the traceback
+        log.exception("Reading %s failed", importing.source)
+        progress.error = (f"Could not import '{importing.source}' ({type(exc).__name__}). "
+                          "Your objects, clicks and masks are as they were.")  # fmt: skip
+    else:
+        importing.imported = given
+        if not (matching and uses_matching(given)):
+            operations._run_importing(work, engine, importing, lambda: given, add_missing_labels)
+            return
+        _count_steps(work, run, True, progress)
+        _run(work, engine, detect, run, threshold, True, labels, importing)
+        return
+    operations.end_holding_lock(work, progress)
+
+
 def _prepare(
     work: Work, frames: Sequence[int], what: str, threshold: float, labels: Sequence[str], add_missing_labels: bool
 ) -> Concepts:
     operations.require_video(work)
     operations.refuse_while_running(work)
+    return _checked(work, frames, what, threshold, labels, add_missing_labels)
+
+
+def _checked(
+    work: Work, frames: Sequence[int], what: str, threshold: float, labels: Sequence[str], add_missing_labels: bool
+) -> Concepts:
     check_match_iou(threshold)
     frames = [operations.check_frame(work, f) for f in frames]
     if not frames:
@@ -280,14 +347,17 @@ def _prepare(
 def _begin(work: Work, engine: Engine, concepts: Concepts, track: bool) -> None:
     """The progress: a step per detection frame and per frame tracked forward; the frames
     tracked backward are added once known (when the backward run starts)."""
-    video = operations.require_video(work)
     work.cancel.clear()
+    work.progress = TrackProgress(running=True, started=time.monotonic())
+    _count_steps(work, concepts, track, work.progress)
+
+
+def _count_steps(work: Work, concepts: Concepts, track: bool, progress: TrackProgress) -> None:
+    video = operations.require_video(work)
     forward = video.count - 1 - concepts.frames[0] if track else 0
-    work.progress = TrackProgress(
-        running=True, label=f"Finding and tracking {concepts.what}" if track else f"Finding {concepts.what}",
-        total=len(concepts.frames) + forward, started=time.monotonic(), unit="steps",
-        kept="the objects found and the frames tracked so far are kept",
-    )  # fmt: skip
+    progress.label = f"Finding and tracking {concepts.what}" if track else f"Finding {concepts.what}"
+    progress.total, progress.unit = len(concepts.frames) + forward, "steps"
+    progress.kept = "the objects found and the frames tracked so far are kept"
 
 
 class _Stopped(Exception):
@@ -295,11 +365,12 @@ class _Stopped(Exception):
 
 
 def _run(
-    work: Work, engine: Engine, detect: DetectFn, concepts: Concepts, threshold: float, track: bool, labels: list[str]
+    work: Work, engine: Engine, detect: DetectFn, concepts: Concepts, threshold: float, track: bool, labels: list[str],
+    importing: operations.Importing | None = None,
 ) -> None:
     """The thread's work (``work.lock`` is held, and released at the end). Each step goes into
     ``work.doc`` at once (the page draws it meanwhile); at the end, whatever stopped it, what
-    was done is one undo step."""
+    was done is one undo step. ``importing``: an import's outcome, which gets the message."""
     progress = work.progress
     before, naming = work.doc, work.naming()
     firsts: dict[int, int] = {}  # new object -> the frame it was first detected on
@@ -338,6 +409,8 @@ def _run(
             work.commit(label, work.doc, before=before, naming_before=naming)
         else:
             work.restore_naming(naming)  # nothing done: labels added up front go again
+        if importing is not None:
+            importing.message = concepts.message
         operations.end_holding_lock(work, progress)
 
 

@@ -262,6 +262,29 @@ def test_one_object_per_instance_the_newcomer_covers_earlier_frames_and_the_hidd
     assert "1 lost object(s) found again" in run.message and "2 new object(s)" in run.message
 
 
+def test_the_pages_import_matches_boxes_on_several_frames_unless_told_not_to(
+    folder: Path, video: Path, detections: Path, predictor
+) -> None:
+    engine = ColourEngine(predictor)
+    work = loaded(folder, engine, video, "page-import")
+    importing = concepts.start_importing(work, engine, "hide_detections.json", lambda: read(work, detections))
+    importing.thread.join()
+    assert importing.missing is not None and importing.missing.labels == ["person", "car"]
+    assert work.doc.object_ids == (1,) and not work.lock.locked()
+    importing = concepts.start_importing(work, engine, "hide_detections.json", lambda: read(work, detections), True)
+    importing.thread.join()
+    assert not work.progress.error and work.doc.object_ids == (1, 2, 3)  # the person found again is one object
+    assert importing.message.startswith("Found 3 box(es) for 'hide_detections.json' on 2 frame(s): 2 new object(s)")
+    assert work.progress.summary().startswith("Finding and tracking 'hide_detections.json': 52/52 steps")
+    operations.undo(work, engine)
+    assert work.doc.object_ids == (1,)
+    old = concepts.start_importing(work, engine, "hide_detections.json", lambda: read(work, detections), True,
+                                   matching=False)  # fmt: skip
+    old.thread.join()
+    assert old.message.startswith("Imported 3 prompt(s) of 3 object(s) on 2 frame(s)")  # each box a new object
+    assert len(work.doc.object_ids) == 4 and not work.doc.tracked
+
+
 # ----------------------------------------------------------------------------- the real predictor
 
 
