@@ -212,8 +212,8 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
         stems[stem] = video
     if args.session is None and args.prompts is None and args.import_ is None and args.text is None \
             and not args.no_track:
-        parser.error("give --session (a session file saved from the page), --prompts, --import or --text; "
-                     "nothing to track without prompts")  # fmt: skip
+        parser.error("give --session (a session file saved from the page), --prompts or --import (or --text, "
+                     "the phrases to find); nothing to track without prompts")  # fmt: skip
     jobs = []
     read: dict[Path, formats.PromptsFile] = {}  # one prompts file may serve several videos
     for video in args.videos:
