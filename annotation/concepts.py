@@ -28,6 +28,12 @@ COCO results file covering the video: with matching, the same person on frames 0
 object). :func:`uses_matching` says when an imported file is matched (boxes on several frames)
 and when each box stays a new object as before (one frame's boxes, or masks).
 
+For the page ("Find and track in the whole video"): ``frames = detection_frames(video.count,
+every)`` with ``every`` defaulting to ``default_every(fps)``; say ``describe_plan(frames, count)``
+before starting; then ``start_run(work, engine, text_detections(detector, phrases, box, text),
+frames, f"'{prompt}'", threshold, labels=phrases)`` and poll ``work.progress`` as for tracking.
+An import goes through :func:`start_importing` (``operations.start_importing`` plus matching).
+
 The threshold: DEFAULT_MATCH_IOU = 0.5. Above one half, a mask can match at most one of several
 disjoint masks (IoU > 0.5 with A means covering more than half of itself with A), so a detection
 can never be split between two tracked objects; and a box prompt's mask and the tracked mask of
@@ -48,7 +54,7 @@ from typing import Literal
 import numpy as np
 
 from annotation import imports, operations
-from annotation.detect import Detection, Detector, check_threshold, clean_phrases
+from annotation.detect import Detection, Detector, check_threshold, clean_phrases, parse_phrases
 from annotation.document import MAX_OBJECTS, ObjectInfo, PackedMask, PromptCall, PromptSpec, Snapshot, UserError
 from annotation.engine import Engine
 from annotation.formats import clean_name
@@ -166,8 +172,6 @@ def text_detections(
 ) -> DetectFn:  # fmt: skip
     """The detector run on each frame for ``phrases`` (checked here: an empty prompt, too many
     phrases and thresholds outside 0..1 are refused before anything runs)."""
-    from annotation.detect import parse_phrases
-
     chosen = parse_phrases(phrases) if isinstance(phrases, str) else clean_phrases(phrases)
     if box_threshold is not None:
         check_threshold(box_threshold, "box threshold")
