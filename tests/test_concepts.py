@@ -421,6 +421,31 @@ def test_bad_requests_are_refused_before_anything_runs(folder: Path, video: Path
 # ----------------------------------------------------------------------------- the command line
 
 
+def test_text_on_one_frame_prompts_each_new_box_as_the_predictor_would(folder: Path, video: Path, predictor,
+                                                                       detector: Path) -> None:  # fmt: skip
+    """The real detector (tiny, random weights) on frame 20: each box matched to no object is
+    a new object whose mask is the predictor's for that box alone; one undo step."""
+    from annotation.detect import Detector, DetectorSpec
+
+    engine = Engine(predictor)
+    work = loaded(folder, engine, video, "text-one-frame")
+    found = Detector.load(DetectorSpec(str(detector)), progress=False)
+    run = concepts.run(work, engine, concepts.text_detections(found, "person, red car"), [20], "'person, red car'",
+                       track=False, labels=["person", "red car"])  # fmt: skip
+    assert not work.progress.error, work.progress.error
+    new = [(d, m.obj_id) for _, d, m in run.matches if m.kind == "new"]
+    assert new and len(run.matches) == len(found.detect(np.asarray(work.video.frames[20]), ["person", "red car"]))
+    assert [s[0] for s in run.steps] == ["prompt"] * len(new)  # no tracking on one frame
+    state = predictor.init_state(decode(video, MediaLimits()).frames)
+    for detection, obj in new:
+        _, ids, logits = predictor.add_new_points_or_box(state, 20, obj, box=list(detection.box))
+        assert np.array_equal(work.doc.masks[(20, obj)].unpack(), (logits[list(ids).index(obj), 0] > 0).numpy())
+        assert work.registry[obj].label == detection.phrase
+    assert run.message.endswith("Press Track to follow them through the video.")
+    assert work.undo[-1].label == "find 'person, red car'" and len(work.undo) == 1
+
+
+
 def cli(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "annotation", *map(str, args)]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
