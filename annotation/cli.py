@@ -2,6 +2,7 @@
 
     sam2-annotate walk.mp4 --session walk_session.json --export coco,png
     python -m annotation videos/*.mp4 --session sessions/ --out results/ --image-size 512
+    sam2-annotate walk.mp4 --text "person, car" --every 10 --export coco
 
 Typical use: click a few frames of each video in the page, save each session file, then track
 the long videos here (on a bigger machine, overnight, in a batch) and export. A hand-written
@@ -41,11 +42,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from annotation import formats, imports, merge, operations
+from annotation import concepts, formats, imports, merge, operations
+from annotation.detect import parse_phrases
 from annotation.document import UserError
 from annotation.engine import Engine, ModelSpec
 from annotation.options import (
     QuietParser,
+    add_detector_arguments,
     add_media_arguments,
     add_model_arguments,
     checkpoint_problem,
@@ -103,6 +106,11 @@ class Outcome:
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
     exported: operations.ExportOutcome | None = None  # what the export made and not (None: it did not start)
+    refused: bool = False  # the command was wrong for this video (--every larger than it): exit status 2
+
+
+class Refused(UserError):
+    """The command cannot work for this video (found once it is decoded): nothing is written for it."""
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -133,11 +141,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="masks or a detector's boxes to start from: a PNG mask zip, COCO (masks or "
                              "detection results), YouTube-VIS, YOLO txt (boxes on --start) or a zip of them; "
                              "a folder: <video name>_<anything> per video")  # fmt: skip
+    source.add_argument("--text", metavar="PHRASES",
+                        help="find these with the text detector, phrases separated by commas ('person, red car'): "
+                             "on the --start frame, each box a new object, then tracking as usual; with --every, "
+                             "on every K-th frame while tracking runs")  # fmt: skip
     parser.add_argument("--classes", type=Path, metavar="FILE",
                         help="the class list, a classes.txt or YOLO data.yaml: the labels of every video (and the "
                              "names of YOLO class numbers in --import)")
     parser.add_argument("--min-score", type=fraction, default=0.0,
                         help="with --import of detections: leave out boxes scoring below this (default 0)")
+    find = parser.add_argument_group("finding by text, and matching boxes across frames")
+    find.add_argument("--every", type=positive_whole, default=None, metavar="K",
+                      help="with --text: detect on frames 0, K, 2K ... while tracking runs; a box whose SAM mask "
+                           "overlaps an object tracked there is that object, the others are new objects, tracked "
+                           "both ways (the whole video is tracked; --direction and --frames do not apply)")
+    find.add_argument("--box-threshold", type=fraction, default=None,
+                      help="with --text: keep boxes scoring above this (default: the detector's published one, "
+                           "0.35 for Grounding DINO, 0.1 for OWLv2)")
+    find.add_argument("--text-threshold", type=fraction, default=None,
+                      help="with --text, Grounding DINO: a phrase names a box when it scores above this (default 0.25)")
+    find.add_argument("--match-iou", type=fraction, default=concepts.DEFAULT_MATCH_IOU,
+                      help="mask IoU at or above which a box belongs to an object already tracked on its frame "
+                           f"(default {concepts.DEFAULT_MATCH_IOU:g})")
+    find.add_argument("--no-matching", action="store_true",
+                      help="with --import of boxes on several frames: make each box a new object, as for one "
+                           "frame's boxes, instead of matching them to the objects across frames")
+    add_detector_arguments(parser)
     track = parser.add_argument_group("tracking")
     track.add_argument("--direction", choices=operations.DIRECTIONS, default="both",
                        help="from the start frame: forward, backward or both (default both)")
@@ -229,9 +258,10 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
             parser.error(f"{stems[stem]} and {video} would write files of the same name into --out; "
                          "annotate them in separate runs or rename one")  # fmt: skip
         stems[stem] = video
-    if args.session is None and args.prompts is None and args.import_ is None and not args.no_track:
-        parser.error("give --session (a session file saved from the page), --prompts or --import; "
-                     "nothing to track without prompts")  # fmt: skip
+    if args.session is None and args.prompts is None and args.import_ is None and args.text is None \
+            and not args.no_track:
+        parser.error("give --session (a session file saved from the page), --prompts or --import (or --text, "
+                     "the phrases to find); nothing to track without prompts")  # fmt: skip
     jobs = []
     read: dict[Path, formats.PromptsFile] = {}  # one prompts file may serve several videos
     for video in args.videos:
@@ -309,10 +339,10 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
     started = time.monotonic()
     work = Work(folder=workdir / formats.file_stem(job.video.name))
     try:
-        _load(work, engine, job, args, limits)
+        tracked = _load(work, engine, job, args, limits)
         video = operations.require_video(work)
         outcome.frames, outcome.objects = video.count, len(work.doc.object_ids)
-        if not args.no_track:
+        if not args.no_track and not tracked:
             _track(work, engine, args, video.name)
         outcome.tracked = _tracked_frames(work)
         _export(work, args, video.name, outcome)
@@ -325,7 +355,7 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
         outcome.status, outcome.tracked = "partial", _tracked_frames(work)
         outcome.message = _interrupted(work, args, outcome)
     except (UserError, formats.SessionError, imports.ImportProblem) as exc:
-        outcome.status, outcome.message = "failed", str(exc)
+        outcome.status, outcome.message, outcome.refused = "failed", str(exc), isinstance(exc, Refused)
     except Exception as exc:  # keep the batch going; the traceback goes to the log
         log.exception("Annotating %s failed", job.video)
         outcome.status, outcome.message = "failed", f"unexpected error ({type(exc).__name__}: {exc}); details above"
@@ -380,9 +410,9 @@ def _tracked_frames(work: Work) -> int:
     return len({frame for frame, _ in work.doc.tracked})
 
 
-def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits: MediaLimits) -> None:
+def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits: MediaLimits) -> bool:
     """Decode the video (at the session file's rate and size, if there is one) and replay the
-    prompts."""
+    prompts, or find them (--text, matched --import) -> whether the whole video is tracked already."""
     saved = job.session
     fps = args.fps
     if saved is not None:
@@ -399,14 +429,76 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
         video = operations.require_video(work)
         shape = operations.video_shape(video)
         given = imports.read_any(job.imported, shape, args.start or 0, args.min_score, args.class_list or None)
+        if concepts.uses_matching(given) and not args.no_matching:
+            _find(work, concepts.start_import(work, engine, given, args.match_iou, add_missing_labels=True), args.quiet)
+            _drop_unprompted(work, engine)
+            return True
         operations.apply_import(work, engine, given, add_missing_labels=True)
-        prompted = {obj for _, obj in work.doc.prompts()}
-        for unused in [o for o in work.doc.object_ids if o not in prompted]:  # the empty "object 1" of a new video
-            operations.delete_object(work, engine, unused)
+        _drop_unprompted(work, engine)
+    if args.text is not None:
+        return _find_text(work, engine, args)
     if saved is not None:
         operations.apply_session(work, engine, saved)
     elif job.prompts is not None:
         operations.apply_prompts(work, engine, job.prompts)
+    return False
+
+
+def _drop_unprompted(work: Work, engine: Engine) -> None:
+    prompted = {obj for _, obj in work.doc.prompts()}
+    for unused in [o for o in work.doc.object_ids if o not in prompted]:  # the empty "object 1" of a new video
+        operations.delete_object(work, engine, unused)
+
+
+def _find_text(work: Work, engine: Engine, args: argparse.Namespace) -> bool:
+    """--text: the detector on the --start frame (its boxes new objects, tracked afterwards as
+    usual) or, with --every, on every K-th frame while tracking runs -> whether that tracked."""
+    video = operations.require_video(work)
+    if args.every is not None:
+        try:
+            frames = concepts.detection_frames(video.count, args.every)
+        except UserError as exc:
+            raise Refused(f"--every {args.every}: {exc}") from None
+    else:
+        frames = [operations.check_frame(work, args.start or 0)]
+    detect = concepts.text_detections(args.detector_model, args.phrases, args.box_threshold, args.text_threshold)
+    if not args.quiet and args.every is not None:
+        print(f"{video.name}: {concepts.describe_plan(frames, video.count)}", file=sys.stderr)
+    found = _find(work, concepts.start_run(work, engine, detect, frames, f"'{', '.join(args.phrases)}'",
+                                           args.match_iou, track=args.every is not None, labels=args.phrases),
+                  args.quiet)
+    if not found.count("new") and not found.count("again"):
+        raise UserError(found.message)
+    _drop_unprompted(work, engine)
+    return args.every is not None
+
+
+def _find(work: Work, run: concepts.Concepts, quiet: bool) -> concepts.Concepts:
+    """Wait for a run of :mod:`annotation.concepts` with a progress bar of its steps. Ctrl-C:
+    cancel, wait for the current step, keep what is done, raise again."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=work.progress.total, desc=run.what[:30], unit="step", disable=quiet,
+               file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    try:
+        while work.progress.running:
+            time.sleep(POLL_S)
+            bar.total = work.progress.total
+            bar.update(work.progress.done - bar.n)
+    except KeyboardInterrupt:
+        work.cancel.set()
+        print("\nStopping after the current step; what is done is kept.", file=sys.stderr)
+        _wait(work, bar, interruptible=False)
+        assert run.thread is not None
+        run.thread.join()
+        raise
+    finally:
+        bar.close()
+    assert run.thread is not None
+    run.thread.join()
+    if work.progress.error:
+        raise UserError(f"Finding {run.what} stopped after {work.progress.done} steps: {work.progress.error}")
+    return run
 
 
 def _track(work: Work, engine: Engine, args: argparse.Namespace, name: str) -> None:
@@ -474,6 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.val_every == 1:
         parser.error("--val-every must be 0 (no validation split) or at least 2")
     args.class_list = _classes(args.classes, parser)
+    _check_text(args, parser)
     jobs = plan_jobs(args, parser)
     if args.merge_formats:
         try:
@@ -485,6 +578,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return _fail(f"Cannot make the output folder {args.out}: {exc.strerror or exc}.", EXIT_USAGE)
+
+    if args.text is not None:
+        from annotation.detect import PRECISIONS, Detector, DetectorSpec, DetectorUnavailable
+
+        spec = DetectorSpec(args.detector, device=args.device, precision=precision if precision in PRECISIONS else
+                            "float32", box_threshold=args.box_threshold, text_threshold=args.text_threshold)
+        try:
+            args.detector_model = Detector.load(spec, progress=not args.quiet)
+        except DetectorUnavailable as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        except KeyboardInterrupt:
+            return _fail("interrupted while loading the detector; nothing was done.", EXIT_INTERRUPTED)
 
     from sam2.checkpoint import CheckpointError
 
@@ -504,6 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary(outcomes))
     if any(o.status == "partial" for o in outcomes):
         return EXIT_INTERRUPTED
+    if any(o.refused for o in outcomes):
+        return EXIT_USAGE
     failed = any(o.status == "failed" for o in outcomes)
     if args.merge_formats:
         merged = merge_outcomes(outcomes, args)
@@ -552,18 +659,31 @@ def _run_merge(sources: list[Path], into: Path, chosen: list[str], val_videos: f
     try:
         result = merge.merge_datasets(sources, into, chosen, val_videos, val_every, seed, progress=progress)
     except merge.MergeError as exc:
-        message = f"merge: {exc}"
+        return _fail(f"merge: {exc}", refused)
     except KeyboardInterrupt:
-        message = f"merge interrupted; nothing was written to {into}."
-    else:
-        message = ""
+        return _fail(f"merge interrupted; nothing was written to {into}.", EXIT_INTERRUPTED)
     finally:
         for bar in bars:
             bar.close()
-    if message:
-        return _fail(message, EXIT_INTERRUPTED if message.startswith("merge interrupted") else refused)
     print(result.summary())
     return 0
+
+
+def _check_text(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """The --text options, refused in words before anything loads: the phrases (none, too
+    many, too long), --every without --text, a matching threshold of 0."""
+    if args.text is None:
+        for flag, value in (("--every", args.every), ("--box-threshold", args.box_threshold),
+                            ("--text-threshold", args.text_threshold)):  # fmt: skip
+            if value is not None:
+                parser.error(f"{flag} goes with --text (the phrases to find)")
+    if args.import_ is None and args.no_matching:
+        parser.error("--no-matching goes with --import (boxes on several frames)")
+    try:
+        concepts.check_match_iou(args.match_iou)
+        args.phrases = None if args.text is None else parse_phrases(args.text)
+    except UserError as exc:
+        parser.error(str(exc))
 
 
 def run_jobs(jobs: list[Job], engine: Engine, args: argparse.Namespace, limits: MediaLimits) -> list[Outcome]:

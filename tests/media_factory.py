@@ -199,3 +199,25 @@ def streamed_mkv(path: Path, source: str, seconds: float) -> Path:
     ]  # fmt: skip
     path.write_bytes(subprocess.run(cmd, capture_output=True, timeout=120, check=True).stdout)
     return path
+
+
+# Where the objects of :func:`hide_and_enter` are: (x, y, w, h) in a 160x120 frame, and the frames they show on.
+FIRST_BOX = (20, 30, 40, 40)
+FIRST_SHOWN = ((0, 7), (18, 29))  # hidden on frames 8 to 17, then back where it was
+SECOND_BOX = (100, 50, 40, 50)
+SECOND_FROM = 12  # enters on frame 12 and stays
+
+
+def hide_and_enter(path: Path, fps: float = 10, frames: int = 30) -> Path:
+    """160x120 grey frames: a red box (FIRST_BOX) on the FIRST_SHOWN frames (hidden between
+    them), and a green box (SECOND_BOX) from frame SECOND_FROM on, ``frames`` frames in all."""
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = FIRST_BOX, SECOND_BOX
+    shown = "+".join(f"between(n,{a},{b})" for a, b in FIRST_SHOWN)
+    graph = (
+        f"color=c=gray:size=160x120:rate={fps},"
+        f"drawbox=x={x1}:y={y1}:w={w1}:h={h1}:color=red:t=fill:enable='{shown}',"
+        f"drawbox=x={x2}:y={y2}:w={w2}:h={h2}:color=green:t=fill:enable='gte(n,{SECOND_FROM})'"
+    )
+    run_ffmpeg("-f", "lavfi", "-i", graph, "-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+               "-g", "1", str(path))
+    return path

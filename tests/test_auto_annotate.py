@@ -24,9 +24,9 @@ from annotation.auto import AutoAnnotateError, AutoAnnotation, auto_annotate, bo
 from annotation.datasets import instance_polygon, yolo_line
 from annotation.detect import Detection, Detector, DetectorSpec, DetectorUnavailable
 from tests import media_factory
-from tests.test_detect import _save_grounding_dino
+from tests.detectors import save_grounding_dino
 
-PHRASES = ["person", "red car", "dog"]  # words of the vocabulary _save_grounding_dino writes
+PHRASES = ["person", "red car", "dog"]  # words of the vocabulary save_grounding_dino writes
 SIZES = {"img1.png": (48, 64), "img2.png": (60, 90), "img10.png": (48, 64), "img3.jpg": (60, 90)}  # (H, W)
 ORDER = ["img1.png", "img2.png", "img3.jpg", "img10.png"]  # by name, numbers by value
 SETTINGS = dict(conf=0.3, iou=0.45, imgsz=512, max_det=4, text_threshold=0.2, precision="float32", kernels="fused")
@@ -34,7 +34,7 @@ SETTINGS = dict(conf=0.3, iou=0.45, imgsz=512, max_det=4, text_threshold=0.2, pr
 
 @pytest.fixture(scope="module")
 def grounding_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _save_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
+    return save_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
 
 
 @pytest.fixture(scope="module")
