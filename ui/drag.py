@@ -44,7 +44,7 @@ DRAG_SCRIPT = r"""
   document.head.appendChild(style);
 
   let drag = null;       // the drag in progress: pointer id, start point, geometry, outline
-  let swallowClick = 0;  // until this time (ms), the click that ends a drag is stopped
+  let swallowClick = false;  // the click that ends a drag is stopped
   let pending = null;    // the box waiting to be sent: [x0, y0, x1, y1] in the frame's pixels
 
   const px = (v) => parseFloat(v) || 0;
@@ -130,9 +130,14 @@ DRAG_SCRIPT = r"""
     const d = drag;
     end();
     if (!d.moved) return;  // a click: Gradio's select event handles it
-    swallowClick = performance.now() + 1000;
     const [x0, y0] = toFrame(d.g, d.cx, d.cy), [x1, y1] = toFrame(d.g, e.clientX, e.clientY);
-    send([Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)]);
+    // The browser fires the release's click in this same task: it is stopped until the task
+    // after, which sends the box.
+    swallowClick = true;
+    setTimeout(() => {
+      swallowClick = false;
+      send([Math.min(x0, x1), Math.min(y0, y1), Math.max(x0, x1), Math.max(y0, y1)]);
+    }, 0);
   }, true);
 
   document.addEventListener('pointercancel', (e) => { if (drag && e.pointerId === drag.id) end(); }, true);
@@ -143,8 +148,8 @@ DRAG_SCRIPT = r"""
   // The click the browser fires after a drag: stopped here, in the capture phase, before the
   // viewer's own listener would turn it into a point.
   document.addEventListener('click', (e) => {
-    if (performance.now() > swallowClick || (e.target instanceof Element && e.target.closest('#drag-send'))) return;
-    swallowClick = 0;
+    if (!swallowClick) return;
+    swallowClick = false;
     e.stopImmediatePropagation();
     e.preventDefault();
   }, true);
