@@ -746,7 +746,7 @@ def test_keyboard_shortcuts_do_their_actions_but_not_while_typing(app, browser, 
 
     # Track forward and backward start from the keys, and Esc cancels each.
     act(page, lambda: click_image(page, "#viewer", 32, 24))
-    assert "Added a point + for 'object 2'" in status(page)
+    assert "Added a point + for 'object 1'" in status(page), status(page)  # redo keeps object 1 chosen
     for key, direction in (("f", "forward"), ("r", "backward")):
         page.keyboard.press(key)
         wait_status(page, f"Tracking {direction}")
