@@ -29,8 +29,9 @@ Mark objects in a video with a few clicks and let SAM 2 follow them through ever
 
 VIEWER_HELP = """
 **Click on the frame** to mark the chosen object. *Add (+)* marks a part of the object,
-*Remove (-)* marks a part that is not the object (use it when the mask spills over), *Box*
-takes two clicks: one corner, then the opposite corner. Green crosses = add, red = remove.
+*Remove (-)* marks a part that is not the object (use it when the mask spills over). **Drag**
+across the object for a box (in any mode), or in *Box* mode click one corner, then the opposite
+corner. Green crosses = add, red = remove.
 Use the slider to move through the video; clicks can be made on any frame.
 """
 
