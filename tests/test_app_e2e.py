@@ -572,3 +572,188 @@ def test_names_with_markup_are_shown_as_text(app, browser, workdir):
     fetched = [u for u in requested if any(f"/{target}" in u for target in ("q1.png", "q2.png", "q3", "q4"))]
     assert fetched == [], fetched
     page.context.close()
+
+
+# ----------------------------------------------------------------------------- boxes by dragging
+
+
+def image_point(page, selector: str, x: float, y: float) -> tuple[float, float]:
+    """Where natural pixel (x, y) of an image is on the page, as :func:`click_image` finds it
+    (the picture fitted in its element, centred, never scaled up)."""
+    width, height, nat_w, nat_h = loaded_geometry(page, selector)
+    box = page.locator(f"{selector} img").bounding_box()
+    scale = min(width / nat_w, height / nat_h, 1.0)
+    off_x, off_y = (width - nat_w * scale) / 2, (height - nat_h * scale) / 2
+    return box["x"] + off_x + (x + 0.5) * scale, box["y"] + off_y + (y + 0.5) * scale
+
+
+def drag_on_image(page, selector: str, start: tuple[float, float], end: tuple[float, float]) -> dict:
+    """Press at natural pixel ``start`` of an image, move to ``end`` in steps, release; returns
+    the live outline's box on the page just before the release (None if none was drawn)."""
+    (x0, y0), (x1, y1) = image_point(page, selector, *start), image_point(page, selector, *end)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=6)
+    outline = page.evaluate("() => { const o = document.querySelector('.sam2-drag-outline');"
+                            " if (!o) return null; const r = o.getBoundingClientRect();"
+                            " return {x: r.x, y: r.y, width: r.width, height: r.height}; }")
+    page.mouse.up()
+    return outline
+
+
+def event_joins(page) -> list[str]:
+    """The bodies of the events the page sends to the server from now on (one per event)."""
+    joins: list[str] = []
+    page.on("request", lambda r: joins.append(r.post_data or "") if "/queue/join" in r.url else None)
+    return joins
+
+
+def test_a_dragged_box_is_the_box_the_predictor_is_given(app, browser, video, frames, reference_checkpoint):
+    """A drag on the frame, in any click mode, gives the chosen object that box prompt: the
+    mask shown is the predictor's for that box, the box was drawn live while dragging, and the
+    click that ends the drag adds no point. Also with the picture scaled down and letterboxed."""
+    page = new_page(browser, app)
+    upload(page, video)
+    wait_status(page, "Loaded")
+    ref = Replay.start(reference_checkpoint, frames)
+    joins = event_joins(page)
+
+    # In Add mode, at the picture's own size (centred in a wider element).
+    old = viewer_src(page)
+    outline = drag_on_image(page, "#viewer", (40, 30), (190, 150))
+    src = wait_new_view(page, old)
+    assert "Added a box for 'object 1' on frame 0" in status(page)
+    box1 = page.evaluate("() => window.sam2Drag.last")
+    assert max(abs(a - b) for a, b in zip(box1, (40, 30, 190, 150), strict=True)) <= 1, box1
+    start, end = image_point(page, "#viewer", 40, 30), image_point(page, "#viewer", 190, 150)
+    assert outline is not None, "no box was drawn while dragging"
+    assert abs(outline["x"] - start[0]) <= 2 and abs(outline["width"] - (end[0] - start[0])) <= 3, outline
+    assert len(joins) == 1, joins  # the drag's box, and no point from the click that ends it
+    m1 = ref.prompt(0, 1, box=box1)
+    assert m1.sum() > 100
+    assert mismatch(fetch_image(page, src), expected_view(frames[0], {1: m1}, [([], [], box1)])) < 0.005
+
+    # A second object in Box mode, the picture scaled to half size and letterboxed by CSS.
+    act(page, lambda: page.locator("#add-object").click())
+    choose(page, "#mode", "Box")
+    page.add_style_tag(content="#viewer img { width: 100% !important; height: 120px !important; max-width: none"
+                               " !important; max-height: none !important; object-fit: contain !important; }")
+    page.wait_for_function("() => document.querySelector('#viewer img').getBoundingClientRect().height === 120")
+    joins.clear()
+    old = viewer_src(page)
+    drag_on_image(page, "#viewer", (200, 40), (300, 200))
+    src = wait_new_view(page, old)
+    assert "Added a box for 'object 2' on frame 0" in status(page)
+    box2 = page.evaluate("() => window.sam2Drag.last")
+    assert max(abs(a - b) for a, b in zip(box2, (200, 40, 300, 200), strict=True)) <= 2, box2
+    assert len(joins) == 1, joins
+    m2 = ref.prompt(0, 2, box=box2)
+    boxes = [([], [], box1), ([], [], box2)]
+    assert mismatch(fetch_image(page, src), expected_view(frames[0], {1: m1, 2: m2}, boxes)) < 0.005
+    assert "First corner" not in status(page)  # the drag was a whole box, not a Box-mode corner
+    page.context.close()
+
+
+# ----------------------------------------------------------------------------- keyboard shortcuts
+
+
+def frame_number(page) -> str:
+    return page.locator("#frame input[type=number]").input_value()
+
+
+def checked(page, group: str) -> list[str]:
+    radios = page.locator(f"{group} input[type=radio]")
+    return radios.evaluate_all("els => els.filter(e => e.checked).map(e => e.value)")
+
+
+def options(page, group: str) -> list[str]:
+    return page.locator(f"{group} input[type=radio]").evaluate_all("els => els.map(e => e.value)")
+
+
+def test_keyboard_shortcuts_do_their_actions_but_not_while_typing(app, browser, workdir):
+    """Each shortcut presses the page's own control (the frame slider, the click mode, the
+    objects, undo/redo, Track, Cancel, play, the list of keys), and none fires while the user
+    types in a text field or holds a modifier it does not use."""
+    clip = media_factory.testsrc(workdir / "keys.mp4", size=(64, 48), fps=10, seconds=3.5)
+    page = new_page(browser, app)
+    upload(page, clip)
+    wait_status(page, "Loaded")
+    assert "35 frames" in page.locator("#video-info").inner_text()
+    line = page.locator("#shortcuts").inner_text()
+    assert "A/D" in line and "Space" in line and "Ctrl+Z" in line and "?" in line
+    page.locator("#shortcuts").click()  # the focus on the page, in no field
+
+    for key, frame in (("d", "1"), ("ArrowRight", "2"), ("a", "1"), ("ArrowLeft", "0"), ("Shift+ArrowRight", "10"),
+                       ("Shift+d", "20"), ("Shift+ArrowLeft", "10"), ("ArrowLeft", "9"), ("ArrowRight", "10")):
+        act(page, lambda key=key: page.keyboard.press(key))
+        assert frame_number(page) == frame, key
+    page.keyboard.press("ArrowLeft")  # held: each press steps, and the slider shows the last
+    page.keyboard.press("ArrowLeft")
+    act(page, lambda: page.keyboard.press("ArrowRight"))
+    assert frame_number(page) == "9"
+    act(page, lambda: page.keyboard.press("d"))
+
+    for key, mode in (("b", "Box"), ("m", "Remove (-)"), ("p", "Add (+)")):
+        page.keyboard.press(key)
+        page.wait_for_function("([m]) => document.querySelector(`#mode input[value='${m}']`).checked", arg=[mode])
+
+    act(page, lambda: page.keyboard.press("n"))
+    assert "Added 'object 2'" in status(page) and options(page, "#objects") == ["1", "2"]
+    assert checked(page, "#objects") == ["2"]
+    page.keyboard.press("w")
+    assert "Clicks now go to 'object 1'" in wait_status(page, "Clicks now go to 'object 1'")
+    page.keyboard.press("s")
+    assert "Clicks now go to 'object 2'" in wait_status(page, "Clicks now go to 'object 2'")
+
+    for key, word in (("Control+z", "Undid"), ("Control+Shift+z", "Redid"), ("Control+z", "Undid"),
+                      ("Control+y", "Redid")):
+        page.keyboard.press(key)
+        assert "object 2" in wait_status(page, word), key
+    assert options(page, "#objects") == ["1", "2"]
+
+    # The play key calls the player's toggle (the player helper's window.sam2Player).
+    page.evaluate("() => { window.toggled = 0; window.sam2Player = {toggle() { window.toggled += 1; }}; }")
+    page.keyboard.press("Space")
+    assert page.evaluate("() => window.toggled") == 1
+
+    # "?" opens the full list and closes it again.
+    full = page.locator("#shortcuts-all").get_by_text("track backward (reverse)")
+    assert not full.is_visible()
+    page.keyboard.press("?")
+    full.wait_for(state="visible")
+    page.keyboard.press("?")
+    full.wait_for(state="hidden")
+
+    # Typing in the name field (letters, Space, arrows, Ctrl+Z) is typing, not shortcuts; nor
+    # do keys with a modifier they do not use act.
+    before = (frame_number(page), checked(page, "#mode"), options(page, "#objects"), checked(page, "#objects"))
+    field = page.locator("#obj-name").locator("input, textarea").first
+    name = field.input_value()
+    field.click()
+    field.press("End")
+    field.press_sequentially("ad zb")
+    for key in ("ArrowLeft", "ArrowRight", "Shift+ArrowLeft", "Shift+ArrowRight"):
+        field.press(key)
+    assert field.input_value() == name + "ad zb"
+    field.press("Control+z")
+    page.locator("#shortcuts").click()
+    for key in ("Alt+d", "Alt+b", "Control+b", "Shift+b", "Shift+n", "Alt+n", "Control+Alt+z"):
+        page.keyboard.press(key)
+    act(page, lambda: page.keyboard.press("a"))  # a shortcut, after them: what they sent has come back by now
+    assert int(frame_number(page)) == int(before[0]) - 1
+    assert (checked(page, "#mode"), options(page, "#objects"), checked(page, "#objects")) == before[1:]
+    assert "Undid" not in status(page)
+
+    # Track forward and backward start from the keys, and Esc cancels each.
+    act(page, lambda: click_image(page, "#viewer", 32, 24))
+    assert "Added a point + for 'object 1'" in status(page), status(page)  # redo keeps object 1 chosen
+    for key, direction in (("f", "forward"), ("r", "backward")):
+        page.keyboard.press(key)
+        wait_status(page, f"Tracking {direction}")
+        page.keyboard.press("Escape")
+        page.wait_for_function(
+            "([d]) => { const t = document.querySelector('#progress')?.innerText || '';"
+            " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }", arg=[direction],
+        )
+        assert "Cancelled" in page.locator("#progress").inner_text(), direction
+    page.context.close()

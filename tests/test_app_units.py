@@ -840,3 +840,42 @@ def test_the_status_line_while_a_long_step_runs_says_what_runs():
     kept = "your objects, clicks and masks stay as they were"
     reading = TrackProgress(running=True, label="Reading 'a.json'", kept=kept)
     assert running_status(reading) == f"Reading 'a.json'... Cancel stops it: {kept}."
+
+
+def test_a_dragged_box_is_checked_and_a_bad_one_changes_nothing(tmp_path, engine, predictor):
+    """The box a drag sends (ui.drag, from a hidden field any client can fill): hostile values
+    get a plain message and change nothing, not even a first corner clicked in Box mode; a good
+    one is the box prompt the predictor gives that box directly, with its corners in any order."""
+    from ui.drag import add_dragged_box
+
+    work = make_work(tmp_path, engine)
+    annotate.click(work, engine, 2, 3, 3, "box")  # a first corner from a click in Box mode
+    hostile = [
+        "[NaN, 1, 10, 10]", "[1, 1, Infinity, 10]", "[1, -Infinity, 10, 10]", "[1e308, 1, 1e999, 5]",
+        "[-5, -5, 10, 10]", "[0, 0, 40, 10]", "[1, 1, 10, 24]", "[1, 1, 2, 2]", "[5, 5, 5, 20]",
+        "hello", "", "   ", "[[1, 2], [3, 4]]", "[[1, 2, 3, 4]]", '{"x0": 1, "y0": 1, "x1": 9, "y1": 9}',
+        "[1, 2, 3]", "[1, 2, 3, 4, 5]", "[true, 1, 10, 10]", '["1", 2, 10, 10]', "[null, 1, 10, 10]",
+        "[" * 5000, "[1, 1, 10, 10" + "0" * 300 + "]", None, 5, [1, 1, 10, 10], {"box": 1}, "\x00\ud800",
+    ]  # fmt: skip
+    for text in hostile:
+        doc, steps = work.doc, len(work.undo)
+        with pytest.raises(UserError) as problem:
+            add_dragged_box(work, engine, 2, text)
+        message = str(problem.value)
+        assert message.endswith(".") and len(message) < 200 and "Traceback" not in message, (text, message)
+        assert "drag" in message.lower(), message  # says what to do
+        assert work.doc is doc and len(work.undo) == steps and work.pending_corner == (2, 3.0, 3.0), text
+    with pytest.raises(UserError, match="outside the video"):
+        add_dragged_box(work, engine, N, "[1, 1, 10, 10]")
+    work.active = None  # the box is fine, the object is missing: the first corner is kept too
+    with pytest.raises(UserError, match="No object is chosen"):
+        add_dragged_box(work, engine, 2, "[1, 1, 10, 10]")
+    assert work.pending_corner == (2, 3.0, 3.0)
+    work.active = 1
+
+    assert "Added a box for 'object 1' on frame 2" in add_dragged_box(work, engine, 2, "[20, 15.5, 4, 5]")
+    assert work.doc.prompts()[(2, 1)].box == (4.0, 5.0, 20.0, 15.5)
+    assert work.pending_corner is None
+    assert np.array_equal(work.doc.frame_masks(2)[1], direct(predictor).prompt(2, 1, box=(4, 5, 20, 15.5)))
+    assert "Undid" in annotate.undo(work, engine)
+    assert (2, 1) not in work.doc.prompts()  # one step, undone at once

@@ -11,7 +11,9 @@ from annotation.operations import EXPORT_FORMATS
 from sam2.video_io import MediaLimits
 from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
+from ui.drag import DRAG_SCRIPT, DragBox, DragHandlers
 from ui.find_page import FindHandlers, FindPage
+from ui.keys import KEYS_SCRIPT, build_shortcuts
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
@@ -27,8 +29,9 @@ Mark objects in a video with a few clicks and let SAM 2 follow them through ever
 
 VIEWER_HELP = """
 **Click on the frame** to mark the chosen object. *Add (+)* marks a part of the object,
-*Remove (-)* marks a part that is not the object (use it when the mask spills over), *Box*
-takes two clicks: one corner, then the opposite corner. Green crosses = add, red = remove.
+*Remove (-)* marks a part that is not the object (use it when the mask spills over). **Drag**
+across the object for a box (in any mode), or in *Box* mode click one corner, then the opposite
+corner. Green crosses = add, red = remove.
 Use the slider to move through the video; clicks can be made on any frame.
 """
 
@@ -74,7 +77,7 @@ CSS = """
 # Scripts the page runs in the browser, one per part that needs it (the player, the keyboard,
 # dragging boxes), each a plain string of JavaScript. They run before Gradio draws the page, so
 # each listens on ``document`` (event delegation) rather than on elements that come and go.
-PAGE_SCRIPTS: tuple[str, ...] = ()
+PAGE_SCRIPTS: tuple[str, ...] = (DRAG_SCRIPT, KEYS_SCRIPT)
 
 
 def page_head() -> str:
@@ -103,8 +106,11 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
         controls.extras += datasets.view_outputs() + find.view_outputs() + sized
+        drag = DragBox()  # boxes dragged on the frame (ui/drag.py): a hidden button
+        drag.build()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
+        drag.wire(controls, DragHandlers(handlers))
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
     return demo
@@ -141,6 +147,7 @@ def _components(
             gr.Markdown(VIEWER_HELP)
             # No formulas in the message lines: a name holding "$$" is text like any other.
             status = gr.Markdown("Upload a video to start.", elem_id="status", latex_delimiters=[])
+            build_shortcuts()  # the keys' help line and their full list (ui/keys.py)
             find.build_choices()
             datasets.build_brush()
             find.build_finder()
