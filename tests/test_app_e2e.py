@@ -676,11 +676,11 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
     for f, png in samples.items():
         shown = np.array(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB"))
         assert shown.shape == expected[f].shape
-        near = mean_difference(shown, expected[f])
-        assert near < 3.0, (f, near)  # JPEG's loss only
-        for g in (f - 3, f + 3):  # and not another frame's picture (the pattern moves)
-            if 0 <= g < n:
-                assert near < mean_difference(shown, expected[g]), (f, g)
+        differences = [mean_difference(shown, view) for view in expected]
+        assert differences[f] < 5.0, (f, differences[f])  # JPEG's loss only (~2.8 on this pattern)
+        assert int(np.argmin(differences)) == f, (f, differences)  # no other frame's picture is as near
+        if f in ref.masks:  # and the masks are there, in the object's colour
+            assert differences[f] < mean_difference(shown, frames[f]), f
 
     # Paused: the slider, the viewer and the next click are on the frame shown last.
     paused = int(page.evaluate("() => window.sam2Player.stats()")["lastShown"])

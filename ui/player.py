@@ -166,6 +166,8 @@ PLAYER_SCRIPT = r"""
 (() => {
   const AHEAD_S = 0.5;       // pictures asked for ahead of the one due, in seconds of video
   const MAX_FETCHES = 4;     // at once
+  const BUFFER_S = 0.5;      // pictures in hand before the clock starts, in seconds of video ...
+  const MAX_WAIT_MS = 4000;  // ... or what came in this long
   const S = {playing: false, gen: 0, base: '', info: null, start: 0, shown: -1, due: -1, width: 0,
              pics: new Map(), fetching: 0, audio: null, audioBase: '', clock: null, hideAt: 0,
              stats: {shown: 0, passed: 0, started: 0, ended: 0, clock: ''}};
@@ -263,8 +265,8 @@ PLAYER_SCRIPT = r"""
       .catch(() => { entry.failed = true; })
       .finally(() => { if (gen === S.gen) S.fetching--; });
   }
-  function prefetch(from) {
-    const ahead = Math.max(4, Math.ceil(S.info.fps * AHEAD_S));
+  function prefetch(from, count) {
+    const ahead = count || Math.max(4, Math.ceil(S.info.fps * AHEAD_S));
     for (let f = from; f < Math.min(S.info.frames, from + ahead) && S.fetching < MAX_FETCHES; f++) {
       if (!S.pics.has(f)) fetchPicture(f);
     }
@@ -341,8 +343,19 @@ PLAYER_SCRIPT = r"""
     S.stats = {shown: 0, passed: 0, started: 0, ended: 0, clock: ''};
     line('Starting at frame ' + S.start + '...');
     prefetch(S.start);
-    const first = () => S.pics.get(S.start) || {};
-    await waitFor(() => gen !== S.gen || first().bitmap || first().failed, 5000);
+    // Start with BUFFER_S of pictures in hand (or what came within MAX_WAIT_MS), as a video
+    // player buffers: a slow server then drops frames later rather than the first ones.
+    const wanted = Math.min(info.frames - S.start, Math.max(1, Math.ceil(info.fps * BUFFER_S)));
+    const ready = () => {
+      let n = 0;
+      for (let f = S.start; f < S.start + wanted; f++) {
+        const e = S.pics.get(f);
+        if (e && (e.bitmap || e.failed)) n++;
+      }
+      return n;
+    };
+    await waitFor(() => { if (gen === S.gen) prefetch(S.start, wanted); return gen !== S.gen || ready() >= wanted; },
+                  MAX_WAIT_MS);
     if (gen !== S.gen) return;
     const audio = await startSound(S.start / info.fps);
     if (gen !== S.gen) { if (audio) audio.pause(); return; }
