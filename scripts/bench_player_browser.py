@@ -76,11 +76,11 @@ def main() -> int:
         for browser in launch_chromium():
             page = open_page(browser, app, [])
             upload(page, clip)
-            wait_status(page, "Loaded", 300_000)
+            wait_status(page, "Loaded", 900_000)
             page.locator("#import-file input[type=file]").set_input_files(str(masks))
-            print(wait_status(page, "mport", 300_000).splitlines()[0][:200])
+            print(wait_status(page, "mport", 900_000).splitlines()[0][:200])
             page.wait_for_function("() => !/Importing/.test(document.querySelector('#progress')?.innerText || '')",
-                                   timeout=300_000)  # fmt: skip
+                                   timeout=900_000)  # fmt: skip
             page.locator("#viewer").scroll_into_view_if_needed()
             print(f"CPU: {cpu_name()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
             for run in ("first play (nothing drawn yet)", "second play (pictures cached)"):
