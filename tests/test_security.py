@@ -500,6 +500,8 @@ def test_the_players_pictures_are_the_owners_only_and_bad_requests_get_4xx(app, 
     for name, expected in bad.items():
         status, body = raw_get(app, f"{route}/{name}", cookie=owner)
         assert status == expected and body.strip() and b"Traceback" not in body, (name, status, body[:200])
+    status, body = raw_get(app, f"{route}/frame00000.jpg?w=80", "HEAD", cookie=owner)
+    assert status == 200 and body == b""
     status, _ = raw_get(app, f"{route}/frame00000.jpg?w=80", "POST", cookie=owner)
     assert status == 405
     stranger = f"sam2_owner={fresh_cookies(app)['sam2_owner']}"
