@@ -111,7 +111,8 @@ def open_page(browser, app, unfetched: list[tuple[int, str]]):
     noted in ``unfetched`` (see :func:`assert_served_cleanly`)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
+    page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok
+            and r.status != 304 else None)  # 304: the player's picture is still the one the browser has
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url)
     page.wait_for_selector("#upload input[type=file]", state="attached")
