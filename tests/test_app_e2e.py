@@ -678,7 +678,7 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
         shown = np.array(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB"))
         assert shown.shape == expected[f].shape
         differences = [mean_difference(shown, view) for view in expected]
-        assert differences[f] < 5.0, (f, differences[f])  # JPEG's loss only (~2.8 on this pattern)
+        assert differences[f] < 8.0, (f, differences[f])  # JPEG's loss only (2.8-5.2 on this pattern)
         assert int(np.argmin(differences)) == f, (f, differences)  # no other frame's picture is as near
         if f in ref.masks:  # and the masks are there, in the object's colour
             assert differences[f] < mean_difference(shown, frames[f]), f
