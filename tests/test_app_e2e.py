@@ -581,7 +581,7 @@ def test_names_with_markup_are_shown_as_text(app, browser, workdir):
 
 PLAY_SIZE, PLAY_FPS, PLAY_SECONDS = (320, 240), 30, 1.2  # 36 frames
 TRACKED = 4  # frames tracked after frame 0 (tracking is the slow part of the test)
-PAUSE_AT = 12
+PAUSE_AT = 5  # within the half second the player buffers before it starts
 SAMPLE_PLAYBACK = """(pauseAt) => new Promise((resolve) => {
   const shots = [], t0 = performance.now();
   const look = () => {
