@@ -7,6 +7,7 @@ checks every export against the predictor driven directly with the same prompts.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -110,7 +111,8 @@ def open_page(browser, app, unfetched: list[tuple[int, str]]):
     noted in ``unfetched`` (see :func:`assert_served_cleanly`)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok else None)
+    page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok
+            and r.status != 304 else None)  # 304: the player's picture is still the one the browser has
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(app.url)
     page.wait_for_selector("#upload input[type=file]", state="attached")
@@ -209,14 +211,14 @@ def goto_frame(page, frame: int, frames: int) -> str:
     return act(page, lambda: click_image(page, "#timeline", frame * cell + cell // 2, 10))
 
 
-def track(page, direction: str) -> str:
+def track(page, direction: str, timeout_ms: float = TIMEOUT_MS) -> str:
     """Press a Track button and wait for that run's final line."""
     page.locator(f"#track-{direction}").click()
     page.wait_for_function(
         "([d]) => { const t = document.querySelector('#progress')?.innerText || '';"
         " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }",
         arg=[direction],
-        timeout=TIMEOUT_MS,
+        timeout=timeout_ms,
     )
     return page.locator("#progress").inner_text()
 
@@ -756,4 +758,121 @@ def test_keyboard_shortcuts_do_their_actions_but_not_while_typing(app, browser, 
             " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }", arg=[direction],
         )
         assert "Cancelled" in page.locator("#progress").inner_text(), direction
+
+# ----------------------------------------------------------------------------- playback
+
+
+PLAY_SIZE, PLAY_FPS, PLAY_SECONDS = (320, 240), 30, 1.2  # 36 frames
+TRACKED = 4  # frames tracked after frame 0 (tracking is the slow part of the test)
+PAUSE_AT = 5  # within the half second the player buffers before it starts
+SAMPLE_PLAYBACK = """(pauseAt) => new Promise((resolve) => {
+  const shots = [], t0 = performance.now();
+  const look = () => {
+    const shot = window.sam2Player.snapshot();
+    if (shot && (!shots.length || shots[shots.length - 1].frame !== shot.frame)) shots.push(shot);
+    if ((shot && shot.frame >= pauseAt) || !window.sam2Player.playing() || performance.now() - t0 > 20000) {
+      if (window.sam2Player.playing()) document.querySelector('#play').click();
+      resolve(shots);
+    } else requestAnimationFrame(look);
+  };
+  look();
+})"""
+
+
+def shown_frame(page, frame: int) -> str:
+    """Wait until the viewer shows ``frame`` (its picture's name says which) -> its URL."""
+    page.wait_for_function(
+        "([name]) => { const i = document.querySelector('#viewer img');"
+        " return i && i.complete && i.naturalWidth > 0 && i.src.includes('/view/' + name); }",
+        arg=[f"frame{frame:05d}-"], timeout=TIMEOUT_MS,
+    )  # fmt: skip
+    assert page.locator("#frame input[type=number]").input_value() == str(frame)
+    return page.locator("#viewer img").evaluate("i => i.src")
+
+
+def player_line(page) -> str:
+    return page.locator("#player-line").inner_text()
+
+
+def go_to(page, value: str) -> None:
+    box = page.locator("#goto-frame input")
+    box.fill(value)
+    box.press("Enter")
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+
+def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
+    """Play shows each frame with its masks, the frame number with it; Pause stops on the frame
+    shown, and a click marks that frame. The frame buttons and "Go to frame" move one frame or
+    to the frame typed, and a frame outside the video gets a plain line, not a failure."""
+    clip = media_factory.testsrc(workdir / "play.mp4", size=PLAY_SIZE, fps=PLAY_FPS, seconds=PLAY_SECONDS, audio=True)
+    frames = decode(clip, MediaLimits(max_seconds=4, max_frames=40)).frames
+    n = len(frames)
+    page = new_page(browser, app)
+    upload(page, clip)
+    wait_status(page, "Loaded")
+    p = (150, 110)
+    act(page, lambda: click_image(page, "#viewer", *p))
+    ref = Replay.start(reference_checkpoint, frames)
+    ref.prompt(0, 1, [p], [1])
+    page.locator("#count input").fill(str(TRACKED))
+    page.locator("#count input").press("Tab")
+    assert f"{TRACKED}/{TRACKED} frames" in track(page, "forward", EXPORT_TIMEOUT_MS)  # 1-4; the rest: no mask
+    ref.track(0, TRACKED, False)
+    expected = [expected_view(frames[f], ref.masks.get(f, {}), [([p], [1], None)] if f == 0 else []) for f in range(n)]
+
+    # One frame on and back, and "Go to frame", with values outside the video.
+    go_to(page, "5")
+    shown_frame(page, 5)
+    page.locator("#next-frame").click()
+    shown_frame(page, 6)
+    page.locator("#prev-frame").click()
+    shown_frame(page, 5)
+    go_to(page, "-5")
+    shown_frame(page, 0)
+    assert "There is no frame -5" in player_line(page)
+    go_to(page, "1e9")
+    shown_frame(page, n - 1)
+    assert "the frames are 0 to 35" in player_line(page)
+    go_to(page, "")
+    assert "Type a frame number from 0 to 35" in player_line(page)
+    page.locator("#prev-frame").click()
+    shown_frame(page, n - 2)
+    go_to(page, "0")
+    shown_frame(page, 0)
+
+    # Play: sample what the canvas shows; each picture is its frame's view, with that number.
+    page.locator("#viewer").scroll_into_view_if_needed()
+    page.locator("#play").click()
+    assert page.evaluate("() => window.sam2Player.playing()")
+    # Sampled in the page at each drawn frame (a round trip from here may take longer than a
+    # frame), and paused there by a click on the button once frame PAUSE_AT has been shown.
+    shots = page.evaluate(SAMPLE_PLAYBACK, PAUSE_AT)
+    assert shots and all(s["number"] == str(s["frame"]) == s["slider"] for s in shots), shots  # number = picture's
+    samples = {s["frame"]: s["png"] for s in shots}
+    page.wait_for_function("() => !window.sam2Player.playing()")
+    stats = page.evaluate("() => window.sam2Player.stats()")
+    print(f"played {stats}")
+    assert len(samples) >= 3 and sorted(samples) == list(samples), samples.keys()  # frames advance
+    for f, png in samples.items():
+        shown = np.array(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB"))
+        assert shown.shape == expected[f].shape
+        differences = [mean_difference(shown, view) for view in expected]
+        assert differences[f] < 8.0, (f, differences[f])  # JPEG's loss only (2.8-5.2 on this pattern)
+        assert int(np.argmin(differences)) == f, (f, differences)  # no other frame's picture is as near
+        if f in ref.masks:  # and the masks are there, in the object's colour
+            assert differences[f] < mean_difference(shown, frames[f]), f
+
+    # Paused: the slider, the viewer and the next click are on the frame shown last.
+    paused = int(page.evaluate("() => window.sam2Player.stats()")["lastShown"])
+    assert paused >= max(samples) and "Paused on frame" in player_line(page)
+    shown_frame(page, paused)
+    q = (60, 60)
+    src = act(page, lambda: click_image(page, "#viewer", *q))
+    assert "Added a point +" in status(page)
+    mask = ref.prompt(paused, 1, [q], [1])
+    assert mismatch(fetch_image(page, src), expected_view(frames[paused], {1: mask}, [([q], [1], None)])) < 0.005
     page.context.close()

@@ -470,3 +470,47 @@ def test_requests_without_work_do_not_take_seats(two_seat_app, video):
         client.close()
     assert status.startswith("Loaded"), status
 
+
+
+# ----------------------------------------------------------------------------- the player's pictures
+
+
+def test_the_players_pictures_are_the_owners_only_and_bad_requests_get_4xx(app, alice):
+    """ui/player.py's route (``<session folder>/play/...``): the owner gets each frame drawn at
+    the width asked for (a repeat costs a 304), the facts and no sound for a silent video;
+    every other browser gets 403, and bad requests get a plain 4xx, never a server error."""
+    folder = Path(alice.viewer).parent.parent
+    route = f"/gradio_api/file={folder}/play"
+    owner = f"sam2_owner={alice.client.cookies['sam2_owner']}"
+    status, body = raw_get(app, f"{route}/frame00002.jpg?w=80", cookie=owner)
+    assert status == 200 and body[:3] == b"\xff\xd8\xff", (status, body[:80])
+    response = httpx.get(f"{app.url}{route[1:]}/frame00002.jpg?w=80", cookies={"sam2_owner": owner.split("=", 1)[1]})
+    etag = response.headers["etag"]
+    again = httpx.get(f"{app.url}{route[1:]}/frame00002.jpg?w=80", headers={"If-None-Match": etag},
+                      cookies={"sam2_owner": owner.split("=", 1)[1]})  # fmt: skip
+    assert again.status_code == 304
+    status, body = raw_get(app, f"{route}/info.json", cookie=owner)
+    assert status == 200 and json.loads(body) == {"frames": 6, "fps": 6.0, "audio": False}
+    bad = {
+        "frame99999.jpg?w=80": 404, "frame00006.jpg?w=80": 404, "frame-1.jpg?w=80": 404, "frameNaN.jpg?w=80": 404,
+        "frame00000.jpg": 400, "frame00000.jpg?w=NaN": 400, "frame00000.jpg?w=-5": 400, "frame00000.jpg?w=0": 400,
+        "frame00000.jpg?w=99999999": 400, "frame00000.jpg?w=1e9": 400, "audio.mp3": 404, "nothing": 404,
+        "frame00000.jpg?w=%00": 400,
+    }  # fmt: skip
+    for name, expected in bad.items():
+        status, body = raw_get(app, f"{route}/{name}", cookie=owner)
+        assert status == expected and body.strip() and b"Traceback" not in body, (name, status, body[:200])
+    status, body = raw_get(app, f"{route}/frame00000.jpg?w=80", "HEAD", cookie=owner)
+    assert status == 200 and body == b""
+    status, _ = raw_get(app, f"{route}/frame00000.jpg?w=80", "POST", cookie=owner)
+    assert status == 405
+    stranger = f"sam2_owner={fresh_cookies(app)['sam2_owner']}"
+    for cookie in (None, stranger, "sam2_owner=", f"sam2_owner={alice.client.session_hash}"):
+        for name in ("frame00002.jpg?w=80", "info.json", "audio.mp3", "frame99999.jpg?w=80"):
+            for path in (f"{route}/{name}", f"/gradio_api/file={urllib.parse.quote(str(folder), safe='')}/play/{name}"):
+                status, body = raw_get(app, path, cookie=cookie)
+                assert status == 403 and b"\xff\xd8" not in body, (cookie, path, status)
+    other_folder = folder.parent / secrets.token_urlsafe(16)
+    status, _ = raw_get(app, f"/gradio_api/file={other_folder}/play/frame00000.jpg?w=80", cookie=owner)
+    assert status == 403
+    assert "Traceback" not in app.log_text()

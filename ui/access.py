@@ -42,6 +42,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ui.callbacks import OWNER_COOKIE
+from ui.player import PlayerRoute
 from ui.sessions import SessionStore
 
 # Gradio serves files under both spellings: ".../file=<path>" and ".../file/<path>".
@@ -56,6 +57,7 @@ class SessionFileGuard:
     def __init__(self, app: ASGIApp, store: SessionStore) -> None:
         self.app = app
         self.store = store
+        self.player = PlayerRoute(store)  # the player's pictures and sound (ui/player.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,6 +90,8 @@ class SessionFileGuard:
         work = self.store.session_of(target)
         if not owner or work is None or not secrets.compare_digest(work.owner, owner):
             return PlainTextResponse("This file belongs to another session, or its session has ended.", status_code=403)
+        if self.player.is_route(work, target):
+            return await self.player.answer(scope, work, target.name)
         if target.parent == work.views.folder and scope.get("method") in ("GET", "HEAD"):
             data = await run_in_threadpool(work.views.read, target.name)
             if data is None:

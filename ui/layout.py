@@ -14,6 +14,7 @@ from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.drag import DRAG_SCRIPT, DragBox, DragHandlers
 from ui.find_page import FindHandlers, FindPage
 from ui.keys import KEYS_SCRIPT, build_shortcuts
+from ui.player import PLAYER_SCRIPT, Player
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
@@ -77,7 +78,7 @@ CSS = """
 # Scripts the page runs in the browser, one per part that needs it (the player, the keyboard,
 # dragging boxes), each a plain string of JavaScript. They run before Gradio draws the page, so
 # each listens on ``document`` (event delegation) rather than on elements that come and go.
-PAGE_SCRIPTS: tuple[str, ...] = (DRAG_SCRIPT, KEYS_SCRIPT)
+PAGE_SCRIPTS: tuple[str, ...] = (PLAYER_SCRIPT, DRAG_SCRIPT, KEYS_SCRIPT)
 
 
 def page_head() -> str:
@@ -101,7 +102,7 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         find = FindPage(engine.speed, engine.image_size)  # finding objects, a click's three masks (ui/find_page.py)
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
-            find, engine.describe_choices(),
+            find, engine.describe_choices(), player := Player(),
         )
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
@@ -113,12 +114,13 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         drag.wire(controls, DragHandlers(handlers))
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
+        player.wire(controls, handlers)
     return demo
 
 
 def _components(
     limits: MediaLimits, model: str, tracking: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
-    find: FindPage, choices: list[str] = (),
+    find: FindPage, choices: list[str] = (), player: Player | None = None,
 ) -> Controls:
     gr.Markdown(INTRO)
     with gr.Row():
@@ -129,6 +131,7 @@ def _components(
                 buttons=["fullscreen"], placeholder="Upload a video (step 1) to see its frames here.",
             )  # fmt: skip
             frame = gr.Slider(0, 1, value=0, step=1, label="Frame number", elem_id="frame")
+            (player or Player()).build()  # Play/Pause, one frame back/on, go to frame (ui/player.py)
             # The timeline sits under the frame it navigates: further down, a person scrolls away
             # from the frame to change it (and the browser does not even load it until then).
             gr.Markdown("**Timeline** (a row per object, a cell per frame): click it to go to that frame.")
