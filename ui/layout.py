@@ -1,6 +1,7 @@
-"""The page: components in four numbered steps, each with a short help text, and the wiring
-of their events to :class:`ui.callbacks.Handlers` (with ``api_name`` on the main steps so
-``gradio_client`` can drive the app too)."""
+"""The page: a workspace (the frame with its tools, slider and timeline; at the side Track, the
+messages and the objects; the advanced parts in closed accordions, each help text one line with
+its details on demand), and the wiring of the events to :class:`ui.callbacks.Handlers` (with
+``api_name`` on the main steps so ``gradio_client`` can drive the app too)."""
 
 from __future__ import annotations
 
