@@ -94,8 +94,11 @@ CSS = f"""
    click coordinates assume a picture contained in its box, which this keeps). */
 #viewer img {{ max-height: max({FRAME_MIN_PX}px, calc(100vh - {AROUND_FRAME_PX}px)); }}
 #timeline img {{ max-height: {TIMELINE_MAX_PX}px; }}
-#title-row {{ align-items: center; }}
-#title h2 {{ margin: 0; }}
+#title-row {{ align-items: center; min-height: 44px; }}
+/* Whole pixels above the frame (a title row of at least 44 px, taller than the closed accordion's
+   41.6, and lines of 40): a frame drawn at a fractional y is resampled by the browser, and its
+   picture is no longer the pixels sent. */
+#title h2 {{ margin: 0; line-height: 40px; }}
 #work-frame, #work-side {{ gap: 10px; }}
 .help-line p {{ margin: 0; font-size: var(--text-sm); color: var(--body-text-color-subdued); }}
 #tools button {{ white-space: nowrap; align-self: center; }}
