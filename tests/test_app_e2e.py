@@ -271,7 +271,7 @@ def track(page, direction: str, while_running: tuple[str, ...] = ()) -> str:
         "([d]) => { const t = document.querySelector('#progress')?.innerText || '';"
         " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }",
         arg=[direction],
-        timeout=TIMEOUT_MS,
+        timeout=EXPORT_TIMEOUT_MS,  # a run of several frames, as slow as an export on a busy 2-core machine
     )
     return page.locator("#progress").inner_text()
 
