@@ -17,6 +17,7 @@ import io
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -54,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         work = Path(temp)
         video = media_factory.testsrc(work / "walk.mp4", size=(854, 480), fps=8, seconds=4.0, audio=True)
-        app = start_app(args.checkpoint, work, "--max-seconds", "10")
+        app = start(args.checkpoint, work)
         try:
             with playwright_api.sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
@@ -63,6 +64,18 @@ def main() -> None:
                 browser.close()
         finally:
             app.stop()
+
+
+def start(checkpoint: Path, work: Path, tries: int = 3):
+    """The app, started again if it stops at once: on a very busy machine Gradio's own check that
+    it answers on localhost can time out, and it then exits."""
+    for attempt in range(tries):
+        app = start_app(checkpoint, work, "--max-seconds", "10", timeout_s=600)
+        time.sleep(5)
+        if app.process.poll() is None:
+            return app
+        print(f"the app stopped at once (try {attempt + 1}): {app.log_text()[-300:]}", file=sys.stderr)
+    raise RuntimeError("the app did not stay up")
 
 
 def shoot(browser, url: str, video: Path, path: Path, size: tuple[int, int], whole: bool) -> None:
