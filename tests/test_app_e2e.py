@@ -128,10 +128,12 @@ def status(page) -> str:
 
 
 def wait_status(page, text: str, timeout_ms: float = TIMEOUT_MS) -> str:
-    page.wait_for_function(
-        "([t]) => (document.querySelector('#status')?.innerText || '').includes(t)", arg=[text], timeout=timeout_ms
-    )
-    return status(page)
+    """The status line as it was when it first held ``text`` (a running step's next progress
+    poll may write over it a moment later, so it is not read again)."""
+    return page.wait_for_function(
+        "([t]) => { const s = document.querySelector('#status')?.innerText || ''; return s.includes(t) && s; }",
+        arg=[text], timeout=timeout_ms,
+    ).json_value()  # fmt: skip
 
 
 def viewer_src(page) -> str:
