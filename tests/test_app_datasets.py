@@ -42,6 +42,7 @@ from tests.test_app_e2e import (
     launch_chromium,
     mismatch,
     open_page,
+    reveal,
     status,
     track,
     upload,
@@ -107,6 +108,7 @@ def show_frame(page, frame: int) -> str:
 
 
 def type_into(page, elem_id: str, text: str) -> None:
+    reveal(page, elem_id)
     box = page.locator(f"#{elem_id}").locator("input, textarea").first
     box.fill(text)
     box.press("Enter")
@@ -114,6 +116,7 @@ def type_into(page, elem_id: str, text: str) -> None:
 
 def make_files(page, workdir: Path, chosen: dict[str, bool], expected: int) -> dict[str, Path]:
     """Tick the formats as ``chosen`` (label -> wanted), press Make files and download each."""
+    reveal(page, "export")
     for label, wanted in chosen.items():
         box = page.locator("#formats label").filter(has_text=label).locator("input")
         if box.is_checked() != wanted:
@@ -266,6 +269,7 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
                               "and a video can have at most 255."),
     ]
     for path, message in bad:
+        reveal(page, "import-file")
         page.locator("#import-file input[type=file]").set_input_files(str(path))
         # "Reading 'name'..." shows first and holds the name too: wait for the message itself.
         assert message in wait_status(page, message)
@@ -288,6 +292,7 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
         {"image_id": 4, "category_id": 2, "bbox": [5, 5, 30, 30], "score": 0.2},  # under the threshold (0.5)
     ]
     (files / "detections.json").write_text(json.dumps(detections))
+    reveal(page, "import-file")
     page.locator("#import-file input[type=file]").set_input_files(str(files / "detections.json"))
     offer = wait_status(page, "Add these labels and import")
     assert "'detections.json' has classes that are not labels of this video: 'class 9'" in offer
@@ -312,6 +317,7 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
     assert "7/7 frames" in track(page, "both")  # every frame but the one shown
     ref.track(3, 4, False)
     ref.track(3, 3, True)
+    reveal(page, "val-every")
     page.locator("#val-every input").fill("2")
     page.locator("#val-every input").press("Tab")
     made = make_files(page, workdir, {"Overlay video (MP4)": False, "Mask video (MP4)": False,
@@ -362,6 +368,7 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
     clicked = ref.prompt(2, 1, [(150, 110)], [1])
     assert clicked.sum() > 500
 
+    reveal(page, "brush-load")
     page.locator("#brush-load").click()
     assert "Painting 'object 1' on frame 2" in wait_status(page, "Painting")
     wait_editor_shows(page, frames[2], clicked, object_color(1))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -26,7 +25,7 @@ from annotation.render import draw_prompts, label_map, object_color, overlay
 from annotation.views import TimelineGeometry
 from sam2.video_io import MediaLimits, decode, probe
 from tests import media_factory
-from tests.app_harness import ROOT, Replay, assert_masks_match, iou, start_app
+from tests.app_harness import Replay, assert_masks_match, iou, start_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 BROWSER_ARGS = [
@@ -102,14 +101,18 @@ def frames(video: Path) -> list[np.ndarray]:
 UNFETCHED: list[tuple[int, str]] = []  # (status, URL) of files the pages asked for and did not get
 
 
-def new_page(browser, app):
-    return open_page(browser, app, UNFETCHED)
+VIEWPORT = {"width": 1400, "height": 1000}
+SMALL_SCREEN = {"width": 1280, "height": 720}  # the workspace fits it with no scrolling
 
 
-def open_page(browser, app, unfetched: list[tuple[int, str]]):
+def new_page(browser, app, viewport: dict[str, int] = VIEWPORT):
+    return open_page(browser, app, UNFETCHED, viewport)
+
+
+def open_page(browser, app, unfetched: list[tuple[int, str]], viewport: dict[str, int] = VIEWPORT):
     """A fresh browser context on the app, its page loaded; any file it fails to fetch is
     noted in ``unfetched`` (see :func:`assert_served_cleanly`)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
     page = context.new_page()
     page.on("response", lambda r: unfetched.append((r.status, r.url)) if "/file=" in r.url and not r.ok
             and r.status != 304 else None)  # 304: the player's picture is still the one the browser has
@@ -127,10 +130,12 @@ def status(page) -> str:
 
 
 def wait_status(page, text: str, timeout_ms: float = TIMEOUT_MS) -> str:
-    page.wait_for_function(
-        "([t]) => (document.querySelector('#status')?.innerText || '').includes(t)", arg=[text], timeout=timeout_ms
-    )
-    return status(page)
+    """The status line as it was when it first held ``text`` (a running step's next progress
+    poll may write over it a moment later, so it is not read again)."""
+    return page.wait_for_function(
+        "([t]) => { const s = document.querySelector('#status')?.innerText || ''; return s.includes(t) && s; }",
+        arg=[text], timeout=timeout_ms,
+    ).json_value()  # fmt: skip
 
 
 def viewer_src(page) -> str:
@@ -187,6 +192,48 @@ def act(page, action) -> str:
     return wait_new_view(page, old)
 
 
+# The closed accordions of the page (ui/layout.py) and the elements in them: Gradio 6 draws an
+# accordion's content only once it is opened, so a test opens it first (:func:`reveal`).
+FOLDED = {
+    "labels-box": ("new-labels", "label-file", "label-pick", "label-new-name", "remove-label"),
+    "import-box": ("min-score", "import-file", "add-missing-labels", "load-session"),
+    "download-box": ("formats", "val-every", "export", "downloads"),
+    "settings-box": ("sample-fps", "detail", "model-info", "model-choices"),
+    "brush-box": ("brush-load", "brush-apply", "brush"),
+    "find-box": ("find-density", "find-objects", "find-cancel", "find-progress", "found", "keep-found",
+                 "keep-all-found", "clear-found"),
+    "how-it-works": ("track-help",),
+}  # fmt: skip
+# What must be on screen together at 1280x720, with no scrolling, once a video is loaded.
+WORKSPACE = ("viewer", "frame", "timeline", "mode", "undo", "redo", "track-forward", "track-both", "track-backward",
+             "cancel", "progress", "status")  # fmt: skip
+
+
+def reveal(page, elem_id: str) -> None:
+    """Open the accordion that holds ``elem_id`` (if one does, and it is closed): afterwards the
+    element is in the page (it may still be hidden by the app, as an offer not made yet)."""
+    box = next((box for box, ids in FOLDED.items() if elem_id in ids), None)
+    if box is None:
+        return
+    button = page.locator(f"#{box} > button.label-wrap")
+    if "open" not in (button.get_attribute("class") or "").split():
+        button.click()
+    page.wait_for_selector(f"#{elem_id}", state="attached")
+
+
+def off_screen(page, elem_ids=WORKSPACE) -> list[str]:
+    """The elements (of ``elem_ids``) not wholly inside the window as it is, or of no size; and
+    "scrolled" if the page is scrolled at all."""
+    return page.evaluate(OFF_SCREEN, list(elem_ids))
+
+
+OFF_SCREEN = """(ids) => { const out = window.scrollY !== 0 ? ['scrolled'] : [];
+  for (const id of ids) { const e = document.getElementById(id); const r = e?.getBoundingClientRect();
+    if (!r || r.width === 0 || r.top < 0 || r.left < 0 || r.bottom > innerHeight || r.right > innerWidth)
+      out.push(r ? `${id} ${[r.left, r.top, r.right, r.bottom].map(Math.round)}` : `${id} missing`); }
+  return out; }"""
+
+
 def choose(page, group: str, label: str) -> None:
     page.locator(f"{group} label").filter(has_text=label).click()
 
@@ -211,14 +258,25 @@ def goto_frame(page, frame: int, frames: int) -> str:
     return act(page, lambda: click_image(page, "#timeline", frame * cell + cell // 2, 10))
 
 
-def track(page, direction: str, timeout_ms: float = TIMEOUT_MS) -> str:
-    """Press a Track button and wait for that run's final line."""
+def track(page, direction: str, while_running: tuple[str, ...] = (), timeout_ms: float | None = None) -> str:
+    """Press a Track button and wait for that run's final line (``timeout_ms``: default as long as
+    an export, a run of several frames on a busy 2-core machine). ``while_running``: elements that
+    must be inside the window, with no scrolling, as the run's first progress line shows
+    (checked in the browser at that moment, see :func:`off_screen`)."""
     page.locator(f"#track-{direction}").click()
+    if while_running:
+        seen = page.wait_for_function(
+            "([d, ids]) => { const t = document.querySelector('#progress')?.innerText || '';"
+            " return t.includes('Tracking ' + d) && {text: t, off: (" + OFF_SCREEN + ")(ids)}; }",
+            arg=[direction, list(while_running)],
+            timeout=TIMEOUT_MS,
+        ).json_value()
+        assert not seen["off"], f"not on screen while tracking ({seen['text']!r}): {seen['off']}"
     page.wait_for_function(
         "([d]) => { const t = document.querySelector('#progress')?.innerText || '';"
         " return t.includes('Tracking ' + d) && /Done\\.|Cancelled|Stopped/.test(t); }",
         arg=[direction],
-        timeout=timeout_ms,
+        timeout=EXPORT_TIMEOUT_MS if timeout_ms is None else timeout_ms,
     )
     return page.locator("#progress").inner_text()
 
@@ -242,12 +300,17 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
     shots.mkdir(exist_ok=True)
     n = len(frames)
     assert n == 8
-    page = new_page(browser, app)
+    page = new_page(browser, app, SMALL_SCREEN)
 
     upload(page, video)
     assert "Loaded 'clip.mp4'" in wait_status(page, "Loaded")
     info = page.locator("#video-info").inner_text()
     assert "8 frames" in info and "320x240" in info and "with sound" in info
+    # The workspace: frame, slider, timeline, tools, Track, Cancel, progress and messages on one
+    # 1280x720 screen, with no scrolling (and again while tracking runs, below).
+    loaded_geometry(page, "#viewer")
+    loaded_geometry(page, "#timeline")
+    assert off_screen(page) == []
 
     # Object 1: two positive clicks on frame 3, undo the second, redo it.
     goto_frame(page, 3, n)
@@ -286,7 +349,7 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
     ref.prompt(3, 2, box=(20, 20, 120, 100))
 
     # Track both ways from frame 3, then correct object 2 on frame 6 and track forward again.
-    assert "7/7 frames" in track(page, "both")  # 4..7, then 2..0 (frame 3 has its masks)
+    assert "7/7 frames" in track(page, "both", WORKSPACE)  # 4..7, then 2..0 (frame 3 has its masks)
     ref.track(3, 4, False)
     ref.track(3, 3, True)
     page.screenshot(path=str(shots / "02-tracked.png"), full_page=True)
@@ -302,10 +365,9 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
     src = act(page, lambda: (number.fill("5"), number.press("Enter")))  # the slider's number box
     assert mismatch(fetch_image(page, src), overlay(frames[5], ref.masks[5], order=[1, 2])) < 0.005
     page.screenshot(path=str(shots / "03-corrected.png"), full_page=True)
-    if os.environ.get("UPDATE_SCREENSHOT"):  # refresh the README's picture on request only
-        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"), full_page=True)
 
     # Exports: every file downloaded through the page and checked.
+    reveal(page, "export")
     page.locator("#export").click()
     wait_status(page, "Made 6 file(s)", EXPORT_TIMEOUT_MS)
     links = page.locator("#downloads a[href]")
@@ -328,6 +390,7 @@ def test_annotate_track_correct_export(app, browser, video, frames, reference_ch
     (shots / "app-urls.json").write_text(json.dumps({k: str(v) for k, v in files.items()}))
 
     # Load session: the saved prompts come back on the same video.
+    reveal(page, "load-session")
     page.locator("#load-session input[type=file]").set_input_files(str(files["clip_session.json"]))
     assert "Loaded 2 object(s) and 3 prompt(s)" in wait_status(page, "from the session file")
     page.context.close()
@@ -429,6 +492,7 @@ def test_two_browsers_do_not_see_each_other(app, browser, video, workdir):
         wait_status(page, "Loaded")
     act(first, lambda: first.locator("#add-object").click())
     act(first, lambda: first.locator("#add-object").click())
+    reveal(first, "export")
     first.locator("#export").click()
     wait_status(first, "Made 6 file(s)", EXPORT_TIMEOUT_MS)
     first.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 6")
@@ -548,6 +612,7 @@ def test_names_with_markup_are_shown_as_text(app, browser, workdir):
 
     session_name = "s [a](q4) &lt;b&gt; __c__ \u202e.json"
     (folder / session_name).write_text("not a session")
+    reveal(page, "load-session")
     page.locator("#load-session input[type=file]").set_input_files(str(folder / session_name))
     shown_session_name = session_name.replace("\u202e", "\ufffd")
     assert f"'{shown_session_name}' is not a session file" in wait_status(page, "is not a session file")
@@ -559,6 +624,7 @@ def test_names_with_markup_are_shown_as_text(app, browser, workdir):
     assert page.locator("#status strong").all_inner_texts() == ["Problem:"]
     assert page.locator("#video-info strong").all_inner_texts() == [shown_video_name]
 
+    reveal(page, "export")
     page.locator("#export").click()
     wait_status(page, "Made", EXPORT_TIMEOUT_MS)
     page.wait_for_function("() => document.querySelectorAll('#downloads a[href]').length >= 2")
@@ -820,7 +886,7 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
     ref.prompt(0, 1, [p], [1])
     page.locator("#count input").fill(str(TRACKED))
     page.locator("#count input").press("Tab")
-    assert f"{TRACKED}/{TRACKED} frames" in track(page, "forward", EXPORT_TIMEOUT_MS)  # 1-4; the rest: no mask
+    assert f"{TRACKED}/{TRACKED} frames" in track(page, "forward", timeout_ms=EXPORT_TIMEOUT_MS)  # 1-4; the rest: no mask
     ref.track(0, TRACKED, False)
     expected = [expected_view(frames[f], ref.masks.get(f, {}), [([p], [1], None)] if f == 0 else []) for f in range(n)]
 

@@ -24,6 +24,7 @@ from tests.test_app_e2e import (
     fetch,
     launch_chromium,
     open_page,
+    reveal,
     upload,
     wait_status,
 )
@@ -68,6 +69,7 @@ def test_cancel_during_make_files_keeps_the_files_made_and_frees_the_session(app
     assert "Loaded 'long.mp4'" in wait_status(page, "Loaded", TIMEOUT_MS * 2)
     act(page, lambda: click_image(page, "#viewer", 160, 120))
     wait_status(page, "Added a point +")
+    reveal(page, "export")
     for label, _ in EXPORT_CHOICES:  # every file: session, videos, masks, datasets with frames
         if not page.locator("#formats label").filter(has_text=label).locator("input").is_checked():
             choose(page, "#formats", label)

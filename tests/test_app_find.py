@@ -41,6 +41,7 @@ from tests.test_app_e2e import (
     launch_chromium,
     loaded_geometry,
     open_page,
+    reveal,
     status,
     track,
     upload,
@@ -130,6 +131,7 @@ def show_frame(page, frame: int) -> None:
 
 def make_files(page, workdir: Path, wanted: set[str], count: int) -> dict[str, Path]:
     """Tick exactly the ``wanted`` formats (labels), make them and download each."""
+    reveal(page, "export")
     for box in page.locator("#formats label").all():
         if box.locator("input").is_checked() != (box.inner_text().strip() in wanted):
             box.click()
@@ -168,6 +170,7 @@ def test_find_keep_two_track_export(app, browser, video, frames, reference_check
     upload(page, video)
     wait_status(page, "Loaded")
     show_frame(page, 3)
+    reveal(page, "find-density")
     choose(page, "#find-density", "8 per side")
     page.locator("#find-objects").click()
     expected = generated(frames[3], 8)  # meanwhile, in this process
@@ -244,6 +247,7 @@ def test_pick_another_of_a_clicks_masks(app, browser, video, frames, reference_c
 
 def test_bad_finds_get_a_message_and_lose_nothing(app, browser, video):
     page = new_page(browser, app)
+    reveal(page, "find-objects")
     page.locator("#find-objects").click()
     assert "Upload a video first" in wait_status(page, "Problem")
 

@@ -29,6 +29,7 @@ from annotation.render import object_color
 from annotation.work import LoadedVideo
 from ui import views
 from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked, running_status
+from ui.help import help_line
 from ui.sessions import WorkState
 
 LABELS_HELP = """
@@ -57,6 +58,12 @@ then paint onto its mask with the brush or take away with the eraser (the circle
 size). **Apply** makes the painted mask the object's mask on that frame (Undo takes it back);
 tracking again follows it.
 """
+
+# Each section's help as one line on the page; the texts above are its "More help".
+LABELS_LINE = "The classes your objects belong to: add them here, or load a `classes.txt` or YOLO `data.yaml`."
+IMPORT_LINE = "Start from masks or a detector's boxes made elsewhere; then track as usual."
+BRUSH_LINE = "Paint or erase the chosen object's mask on the frame shown."
+DROP_HEIGHT = 110  # a drop zone's height (px): its words show whole (at 60 they were cut off)
 
 ADD_MISSING = "Add these labels and import"
 PAINT = "Paint on this frame"
@@ -224,51 +231,55 @@ def labels_state(work: WorkState) -> dict:
 class DatasetPage:
     """The components, made by the builders in the page's order (``ui.layout`` calls them)."""
 
-    def build_labels(self) -> None:
-        """In step 2, under the object list: the chosen object's label and the label list."""
+    def build_object_label(self) -> None:
+        """In the objects' group, under the object list: the chosen object's label."""
         self.obj_label = gr.Dropdown([], label="Label (class) of this object", elem_id="obj-label",
                                      interactive=False)  # fmt: skip
-        gr.Markdown(LABELS_HELP)
+
+    def build_labels(self) -> None:
+        """In the "Labels" accordion: the label list (add, load a file, rename, remove)."""
+        help_line(LABELS_LINE, LABELS_HELP)
         self.new_labels = gr.Textbox(label="Add labels (separate several with commas; press Enter)",
                                      elem_id="new-labels")  # fmt: skip
+        # Tall enough for the drop zone's words ("Drop File Here - or - Click to Upload") to show whole.
         self.label_file = gr.File(label="Load labels: a classes.txt or a YOLO data.yaml", type="filepath",
-                                  file_types=[".txt", ".yaml", ".yml"], elem_id="label-file", height=60)  # fmt: skip
+                                  file_types=[".txt", ".yaml", ".yml"], elem_id="label-file",
+                                  height=DROP_HEIGHT)  # fmt: skip
         with gr.Row():
             self.label_pick = gr.Dropdown([], label="Label to rename or remove", elem_id="label-pick")
             self.label_name = gr.Textbox(label="New name (press Enter)", elem_id="label-new-name")
         self.remove_label = gr.Button("Remove this label", elem_id="remove-label", size="sm")
 
     def build_imports(self) -> None:
-        """Under the labels: a file of masks or detections, and the offer to add its labels."""
-        gr.Markdown(IMPORT_HELP)
+        """In the "Import" accordion: a file of masks or detections, and the offer to add its labels."""
+        help_line(IMPORT_LINE, IMPORT_HELP)
         self.min_score = gr.Number(0.5, minimum=0, maximum=1, step=0.05, elem_id="min-score",
                                    label="Detections: keep boxes scoring at least (0 to 1)")  # fmt: skip
         self.import_file = gr.File(
             label="Import masks or detections (PNG zip, COCO, YouTube-VIS, COCO detections, YOLO txt)",
-            type="filepath", file_types=[".zip", ".json", ".txt"], elem_id="import-file", height=60,
+            type="filepath", file_types=[".zip", ".json", ".txt"], elem_id="import-file", height=DROP_HEIGHT,
         )  # fmt: skip
         self.add_missing = gr.Button(ADD_MISSING, visible=False, elem_id="add-missing-labels", variant="primary")
 
     def build_brush(self) -> None:
-        """Under the viewer: the editor shows the frame with the object's mask as a layer.
+        """In the "Brush" accordion under the viewer: the editor shows the frame with the object's mask as a layer.
 
         The editor starts hidden, and its first canvas is smaller than any frame: Gradio 6.31's
         editor places a layer by the bounds of what it holds, which still include the first
         canvas when a frame is loaded, so a frame smaller than that canvas got its mask layer
         off the picture. Each load also empties it first (:meth:`DatasetHandlers.on_brush_reset`):
         after a larger video, the old layers' bounds would do the same."""
-        with gr.Group():
-            gr.Markdown(BRUSH_HELP)
-            with gr.Row():
-                self.brush_load = gr.Button(PAINT, elem_id="brush-load", size="sm")
-                self.brush_apply = gr.Button("Apply the painted mask", elem_id="brush-apply", size="sm",
-                                             variant="primary")  # fmt: skip
-            self.editor = gr.ImageEditor(
-                label="Brush and eraser", type="numpy", image_mode="RGBA", sources=(), transforms=(), layers=False,
-                canvas_size=EDITOR_START, visible=False, interactive=True, buttons=["fullscreen"], elem_id="brush",
-                brush=gr.Brush(colors=[("rgb(255, 255, 255)", BRUSH_OPACITY)], color_mode="fixed"),
-                eraser=gr.Eraser(),
-            )  # fmt: skip
+        help_line(BRUSH_LINE, BRUSH_HELP)
+        with gr.Row():
+            self.brush_load = gr.Button(PAINT, elem_id="brush-load", size="sm")
+            self.brush_apply = gr.Button("Apply the painted mask", elem_id="brush-apply", size="sm",
+                                         variant="primary")  # fmt: skip
+        self.editor = gr.ImageEditor(
+            label="Brush and eraser", type="numpy", image_mode="RGBA", sources=(), transforms=(), layers=False,
+            canvas_size=EDITOR_START, visible=False, interactive=True, buttons=["fullscreen"], elem_id="brush",
+            brush=gr.Brush(colors=[("rgb(255, 255, 255)", BRUSH_OPACITY)], color_mode="fixed"),
+            eraser=gr.Eraser(),
+        )  # fmt: skip
 
     def build_split(self) -> gr.Number:
         """In step 4: the YOLO dataset's validation split (passed to the export)."""

@@ -33,6 +33,8 @@ object with that mask on this frame (one Undo takes them all back); then track a
 More points per side find smaller objects but take longer. {times}
 """
 
+FIND_LINE = "SAM 2 tries a grid of clicks on the frame shown: keep the objects you want."
+
 CHOICES_LABEL = "Your click could mean any of these: click the mask you meant (predicted quality)"
 
 
@@ -73,22 +75,23 @@ class FindPage:
         self.size = size  # the model size the page opens with
 
     def build_finder(self) -> None:
-        """Its own group in the frame's column: density, Find and Cancel, what was found."""
-        with gr.Group():
+        """In the "Find objects" accordion under the viewer: density, Find and Cancel, what was found."""
+        gr.Markdown(FIND_LINE, elem_classes=["help-line"])
+        with gr.Accordion("More help", open=False, elem_classes=["more-help"]):
             self.help = gr.Markdown(self.help_text(self.size), elem_id="find-help")
-            self.density = gr.Radio(self.density_choices(self.size), value=finding.DEFAULT_DENSITY,
-                                    label="Points per side", elem_id="find-density")  # fmt: skip
+        self.density = gr.Radio(self.density_choices(self.size), value=finding.DEFAULT_DENSITY,
+                                label="Points per side", elem_id="find-density")  # fmt: skip
+        with gr.Row():
+            self.find = gr.Button("Find objects on this frame", elem_id="find-objects", variant="primary")
+            self.cancel = gr.Button("Cancel", elem_id="find-cancel", variant="stop", size="sm")
+        self.progress = gr.Markdown("", elem_id="find-progress", latex_delimiters=[])
+        with gr.Column(visible=False) as self.found_box:
+            self.found = gr.Image(label="Found objects: click to choose", interactive=False, type="filepath",
+                                  elem_id="found", buttons=["fullscreen"])  # fmt: skip
             with gr.Row():
-                self.find = gr.Button("Find objects on this frame", elem_id="find-objects", variant="primary")
-                self.cancel = gr.Button("Cancel", elem_id="find-cancel", variant="stop", size="sm")
-            self.progress = gr.Markdown("", elem_id="find-progress", latex_delimiters=[])
-            with gr.Column(visible=False) as self.found_box:
-                self.found = gr.Image(label="Found objects: click to choose", interactive=False, type="filepath",
-                                      elem_id="found", buttons=["fullscreen"])  # fmt: skip
-                with gr.Row():
-                    self.keep = gr.Button("Keep chosen", elem_id="keep-found", variant="primary", size="sm")
-                    self.keep_all = gr.Button("Keep all", elem_id="keep-all-found", size="sm")
-                    self.clear = gr.Button("Clear found", elem_id="clear-found", size="sm")
+                self.keep = gr.Button("Keep chosen", elem_id="keep-found", variant="primary", size="sm")
+                self.keep_all = gr.Button("Keep all", elem_id="keep-all-found", size="sm")
+                self.clear = gr.Button("Clear found", elem_id="clear-found", size="sm")
 
     def help_text(self, size: int) -> str:
         return FIND_HELP.format(times=times_text(self.speed, size))
