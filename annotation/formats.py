@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -550,8 +551,15 @@ def _mask_document(mask: SessionMask) -> dict:
         "obj_id": mask.obj_id,
         "tracked": mask.tracked,
         "box": [mask.top, mask.left, mask.height, mask.width],
-        "bits": base64.b64encode(zlib.compress(mask.bits)).decode("ascii"),
+        "bits": _bits_text(mask.bits),
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _bits_text(bits: bytes) -> str:
+    """A mask's bits as the file holds them (base64 of zlib). Remembered: the page's work is
+    saved after every change (ui/saved_work.py), and most masks are the same as last time."""
+    return base64.b64encode(zlib.compress(bits)).decode("ascii")
 
 
 def _prompt_document(prompt: Prompt) -> dict:

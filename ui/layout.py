@@ -12,6 +12,7 @@ from sam2.video_io import MediaLimits
 from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.find_page import FindHandlers, FindPage
+from ui.guard_page import GuardHandlers, GuardPage
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
@@ -96,6 +97,8 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
         find = FindPage(engine.speed, engine.image_size)  # finding objects, a click's three masks (ui/find_page.py)
+        guard = GuardPage()  # "Replace your work?" and "Restore your kept work?" (ui/guard_page.py)
+        guard.build()
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
             find, engine.describe_choices(),
@@ -103,10 +106,12 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
         controls.extras += datasets.view_outputs() + find.view_outputs() + sized
+        controls.extras += guard.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
+        guard.wire(demo, controls, GuardHandlers(handlers, guard))
     return demo
 
 
