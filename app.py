@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     store.start_sweeper()
     from ui.saved_work import WorkKeeper
 
-    keeper = WorkKeeper(store, engine)  # each page's work is written to its folder after each change
+    keeper = WorkKeeper(store, engine.image_size_of)  # each page's work is written to its folder after each change
     keeper.start()
     atexit.register(store.shutdown)
     atexit.register(keeper.finish)  # (atexit runs last first: the last changes are saved before the store stops)

@@ -32,6 +32,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,6 @@ from annotation import formats, operations
 from annotation.work import Work
 
 if TYPE_CHECKING:
-    from annotation.engine import Engine
     from ui.sessions import SessionStore, WorkState
 
 SAVED = "saved"  # the folder in a session folder
@@ -160,30 +160,29 @@ def read_saved_work(folder: Path) -> SavedWork | None:
     work_file = saved / WORK_FILE
     if not work_file.exists() and not work_file.is_symlink():
         return None
-    data = _read_json_file(work_file, MAX_WORK_BYTES, "the kept work's description")
     try:
-        return _parse_work(data, folder)
+        return _parse_work(_read_json_file(work_file, MAX_WORK_BYTES, "its description"), folder)
     except _Bad as exc:
         raise SavedWorkError(f"The kept work in '{folder.name}' is damaged: {exc}.") from None
+
+
+class _Bad(Exception):
+    """Why saved work cannot be used (completed into a SavedWorkError's sentence)."""
 
 
 def _read_json_file(path: Path, limit: int, what: str) -> Any:
     try:
         info = path.lstat()
     except OSError as exc:
-        raise SavedWorkError(f"Could not read {what}: {exc.strerror}.") from None
+        raise _Bad(f"{what} could not be read ({exc.strerror})") from None
     if not path.is_file() or path.is_symlink():
-        raise SavedWorkError(f"{what.capitalize()} is not a plain file.")
+        raise _Bad(f"{what} is not a plain file")
     if info.st_size > limit:
-        raise SavedWorkError(f"{what.capitalize()} is too large ({info.st_size} bytes; the most is {limit}).")
+        raise _Bad(f"{what} is too large ({info.st_size} bytes; the most is {limit})")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        raise SavedWorkError(f"{what.capitalize()} is not readable JSON (cut short or damaged).") from None
-
-
-class _Bad(Exception):
-    pass
+        raise _Bad(f"{what} is not readable JSON (cut short or damaged)") from None
 
 
 def _field(data: dict, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -243,7 +242,9 @@ def _saved_file(folder: Path, relative: str) -> Path:
     if not plain or not name or name in (".", "..") or name.startswith(".") or "\\" in name or "\0" in name:
         raise _Bad(f"the file name {relative[:80]!r} is not one this app writes")
     path = folder / SAVED / relative
-    if path.is_symlink() or not path.is_file():
+    if path.is_symlink():
+        raise _Bad(f"the uploaded file {name[:80]!r} is a link, not a file")
+    if not path.is_file():
         raise _Bad(f"the uploaded file {name[:80]!r} is missing")
     if (folder / SAVED).resolve() not in path.resolve().parents:
         raise _Bad(f"the file name {relative[:80]!r} leads out of its folder")
@@ -305,7 +306,7 @@ class WorkKeeper:
     when it ends). A save that fails (a document changing under it) is tried again next round."""
 
     store: SessionStore
-    engine: Engine
+    image_size_of: Callable[[Any], int]  # the model size of a video's predictor session (Engine.image_size_of)
     every_s: float = KEEP_EVERY_S
     times: SaveTimes = field(default_factory=SaveTimes)
     _marks: dict[Path, _Mark] = field(default_factory=dict)
@@ -351,7 +352,7 @@ class WorkKeeper:
             return False
         mark = self._marks.setdefault(work.folder, _Mark())
         naming = (tuple(work.objects), tuple(work.labels))
-        size = self.engine.image_size_of(video.handle)
+        size = self.image_size_of(video.handle)
         content = mark.doc is not doc or mark.naming != naming or mark.source != source
         if not content and (mark.shown, mark.image_size) == (work.shown_frame, size):
             return False
