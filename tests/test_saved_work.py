@@ -64,7 +64,8 @@ def page_work(store: SessionStore, decoded, clip: Path, session_id: str = "page-
     calls = (PromptCall(0, 1, PromptSpec(((12.0, 20.0),), (1,))), PromptCall(0, 2, PromptSpec(box=(1, 1, 40, 40))))
     work.registry = {1: ObjectInfo(1, "dog"), 2: ObjectInfo(2, "ball", label="toy")}
     work.labels = ["object", "toy"]
-    work.doc = Snapshot(object_ids=(1, 2), calls=calls, masks=masks, tracked=frozenset({(1, 1), (2, 1)}))
+    tracked = frozenset({(0, 1), (1, 1), (2, 1)})  # a run from frame 0 marks its start frame too
+    work.doc = Snapshot(object_ids=(1, 2), calls=calls, masks=masks, tracked=tracked)
     work.source = VideoSource((clip.resolve(),), "clip.mp4", None)
     work.shown_frame = 2
     return work

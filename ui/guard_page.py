@@ -52,12 +52,12 @@ class GuardPage:
     """The two panels (hidden until they have a question)."""
 
     def build(self) -> None:
-        with gr.Group(visible=False, elem_id="restore-offer") as self.offer:
+        with gr.Column(visible=False, variant="panel", elem_id="restore-offer") as self.offer:
             self.offer_text = gr.Markdown("", elem_id="restore-offer-text", latex_delimiters=[])
             with gr.Row():
                 self.restore = gr.Button("Restore", variant="primary", elem_id="restore-confirm")
                 self.decline = gr.Button("Start afresh", elem_id="restore-decline")
-        with gr.Group(visible=False, elem_id="replace-guard") as self.guard:
+        with gr.Column(visible=False, variant="panel", elem_id="replace-guard") as self.guard:
             self.guard_text = gr.Markdown("", elem_id="replace-guard-text", latex_delimiters=[])
             self.guard_file = gr.File(label="Your work as a session file (download it to keep a copy)",
                                       interactive=False, elem_id="replace-guard-file")  # fmt: skip
@@ -116,7 +116,7 @@ class GuardHandlers:
         return {
             b.c.status: views.markdown_text(f"{words} Your work stays until you answer (Replace or Keep my work)."),
             b.c.upload: None,
-            p.guard: gr.Group(visible=True),
+            p.guard: gr.Column(visible=True),
             p.guard_text: f"**{views.markdown_text(words)}** " + views.markdown_text(
                 "The session file below holds your objects, clicks and masks (Load session brings them back on "
                 "the same video). Undo cannot bring back work that was replaced."
@@ -126,7 +126,7 @@ class GuardHandlers:
 
     def _hidden(self) -> dict:
         p = self.page
-        return {p.guard: gr.Group(visible=False), p.guard_file: None}
+        return {p.guard: gr.Column(visible=False), p.guard_file: None}
 
     def _drop_pending(self, work: WorkState) -> PendingUpload | None:
         """Forget the waiting upload and release its files (not those the loaded video came from)."""
@@ -178,10 +178,10 @@ class GuardHandlers:
         saved = b.store.saved_for(owner) if owner else None
         if saved is None or b.store.peek(session_id) is not None:
             return {p.offer: gr.skip()}
-        return {p.offer: gr.Group(visible=True), p.offer_text: views.markdown_text(saved.offer_text())}
+        return {p.offer: gr.Column(visible=True), p.offer_text: views.markdown_text(saved.offer_text())}
 
     def _offer_hidden(self) -> dict:
-        return {self.page.offer: gr.Group(visible=False)}
+        return {self.page.offer: gr.Column(visible=False)}
 
     @guarded
     def on_restore(self, request: gr.Request) -> Iterator[dict]:

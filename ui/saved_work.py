@@ -32,7 +32,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,14 @@ def counted(count: int, thing: str) -> str:
 # ----------------------------------------------------------------------------- what would be lost
 
 
+def tracked_frames(tracked: Iterable[tuple[int, int]], prompted: Iterable[tuple[int, int]]) -> int:
+    """Frames with a mask that tracking made, as the progress line counts them: a run marks its
+    start frame too, but a mask there answers the person's own prompt (tracking "2 frames" from
+    frame 0 gives frames 1 and 2)."""
+    prompted = set(prompted)
+    return len({frame for frame, obj in tracked if (frame, obj) not in prompted})
+
+
 def has_work(work: Work) -> bool:
     """Whether replacing ``work`` would lose anything a person made: prompts, masks, or steps to undo."""
     if work.video is None:
@@ -137,7 +145,7 @@ def lost_words(work: Work) -> str:
     clicks = sum(len(p.points) for p in prompts if p.mask is None)
     boxes = sum(1 for p in prompts if p.mask is None and p.box is not None)
     drawn = sum(1 for p in prompts if p.mask is not None)
-    tracked = len({frame for frame, _ in doc.tracked})
+    tracked = tracked_frames(doc.tracked, doc.prompts())
     parts = [counted(clicks, "click")]
     if boxes:
         parts.append(counted(boxes, "box").replace("boxs", "boxes"))
@@ -219,7 +227,8 @@ def _parse_work(data: Any, folder: Path) -> SavedWork:
     session = _read_session(folder / SAVED / SESSION_FILE, digest)
     if not 0 <= shown < session.video.frames:
         raise _Bad("'shown_frame' is outside the video")
-    tracked = len({m.frame for m in session.masks if m.tracked})
+    tracked = tracked_frames({(m.frame, m.obj_id) for m in session.masks if m.tracked},
+                             {(p.frame, p.obj_id) for p in session.prompts})  # fmt: skip
     source = VideoSource(files, None if name is None else (formats.clean_name(name, limit=255) or None),
                          None if fps is None else float(fps))  # fmt: skip
     return SavedWork(folder, owner, saved_at, source, image_size, shown, session.video.name, len(session.objects),
