@@ -37,6 +37,7 @@ from tests.test_app_e2e import (
 from ui.saved_work import read_saved_work
 
 APP_LIMITS = ("--max-seconds", "4", "--max-frames", "40")
+START_S = 420.0  # the app is started twice here; on a busy 2-core machine a start has taken over 180 s
 UNFETCHED: list[tuple[int, str]] = []
 POINT = (150, 110)
 
@@ -47,12 +48,12 @@ class Apps:
     def __init__(self, checkpoint: Path, workdir: Path) -> None:
         self.checkpoint, self.workdir = checkpoint, workdir
         self.logs: list[str] = []
-        self.current = start_app(checkpoint, workdir, *APP_LIMITS)
+        self.current = start_app(checkpoint, workdir, *APP_LIMITS, timeout_s=START_S)
 
     def restart(self) -> None:
         self.current.stop()  # SIGTERM: the process ends at once, as a crash would (no exit handlers run)
         self.logs.append(self.current.log_text())
-        self.current = start_app(self.checkpoint, self.workdir, *APP_LIMITS)
+        self.current = start_app(self.checkpoint, self.workdir, *APP_LIMITS, timeout_s=START_S)
 
     def stop(self) -> None:
         self.current.stop()

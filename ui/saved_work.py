@@ -35,13 +35,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from annotation import formats, operations
 from annotation.work import Work
-
-if TYPE_CHECKING:
-    from ui.sessions import SessionStore, WorkState
 
 SAVED = "saved"  # the folder in a session folder
 WORK_FILE = "work.json"
@@ -314,7 +311,7 @@ class WorkKeeper:
     came from an upload (``WorkState.source``); not while a long step runs (its result is saved
     when it ends). A save that fails (a document changing under it) is tried again next round."""
 
-    store: SessionStore
+    store: Iterable[Any]  # the live sessions (ui.sessions.SessionStore, which imports this module)
     image_size_of: Callable[[Any], int]  # the model size of a video's predictor session (Engine.image_size_of)
     every_s: float = KEEP_EVERY_S
     times: SaveTimes = field(default_factory=SaveTimes)
@@ -354,7 +351,7 @@ class WorkKeeper:
             del self._marks[gone]
         return written
 
-    def keep(self, work: WorkState) -> bool:
+    def keep(self, work: Any) -> bool:
         """Save ``work`` if it changed since its last save -> whether it was written."""
         video, source, doc = work.video, work.source, work.doc
         if not work.from_page or video is None or source is None or work.progress.running:
