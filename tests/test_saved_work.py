@@ -93,6 +93,10 @@ def test_a_change_is_saved_and_read_back(tmp_path, decoded, clip):
     assert saved.belongs_to(COOKIE) and not saved.belongs_to("another-cookie") and not saved.belongs_to("")
     assert saved.offer_text().startswith("Your work on 'clip.mp4' from ")
     assert saved.offer_text().endswith(" (2 objects, 2 tracked frames) was kept. Restore it?")
+    day = time.localtime()
+    past_midnight = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 5, 0, 0, 0, -1))
+    assert replace(saved, saved_at=past_midnight).when(now=past_midnight + 60) == "0:05"
+    assert replace(saved, saved_at=past_midnight).when(now=past_midnight + 86_400).endswith(" 0:05")
 
     # The session file is the one "Make files" writes: the same objects, prompts and masks.
     session = formats.load_session_json(saved.session_file)

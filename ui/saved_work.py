@@ -99,8 +99,8 @@ class SavedWork:
     def when(self, now: float | None = None) -> str:
         """The time of the last change, as the server's clock says it: '12:03', or '3 Dec 12:03' on another day."""
         saved, today = time.localtime(self.saved_at), time.localtime(time.time() if now is None else now)
-        same_day = saved[:3] == today[:3]
-        return time.strftime("%H:%M" if same_day else "%d %b %H:%M", saved).lstrip("0")
+        clock = f"{saved.tm_hour}:{saved.tm_min:02d}"
+        return clock if saved[:3] == today[:3] else f"{saved.tm_mday} {time.strftime('%b', saved)} {clock}"
 
     def offer_text(self, now: float | None = None) -> str:
         """"Your work on 'clip.mp4' from 12:03 (2 objects, 37 tracked frames) was kept. Restore it?"."""
