@@ -17,7 +17,7 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,16 +123,36 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     )  # fmt: skip
 
 
+STALE_CACHE_S = 86_400.0  # Gradio's files left in our own folder by an earlier run go after a day
+
+
 def prepare_temp_root() -> Path:
     """Gradio's cache folder (uploads, served files) and our session folders live together in
-    one fresh temporary folder, removed at exit. A GRADIO_TEMP_DIR set by the host is kept."""
+    one folder that stays the same from start to start, so that work kept on disk
+    (``ui/saved_work.py``) survives a restart: GRADIO_TEMP_DIR where the host sets it, else
+    ``server/`` in the app's cache folder (``~/.cache/sam2-annotator``; $SAM2_CACHE_DIR or
+    $XDG_CACHE_HOME move it). One app at a time per folder."""
     if not os.environ.get("GRADIO_TEMP_DIR"):
-        root = Path(tempfile.mkdtemp(prefix="sam2-app-"))
-        os.environ["GRADIO_TEMP_DIR"] = str(root)
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        from sam2.machine import cache_folder
+
+        own = cache_folder() / "server"
+        own.mkdir(parents=True, exist_ok=True)
+        os.environ["GRADIO_TEMP_DIR"] = str(own)
+        _remove_stale(own)
     root = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _remove_stale(root: Path) -> None:
+    """Gradio's uploads and served files from runs before, once a day old (sessions/ is the store's to judge)."""
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            if entry.name != "sessions" and now - entry.lstat().st_mtime > STALE_CACHE_S:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        except OSError:
+            continue
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,8 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         grace_s=options.resume_grace_s, upload_cache=temp_root, idle_s=options.client_idle_s,
         on_close=lambda work: work.video is not None and engine.stop_encoding_ahead(work.video.handle),
     )  # fmt: skip
+    for message in store.load_saved():  # work kept from the last run waits for its browsers
+        print(f"Warning: {message}", file=sys.stderr, flush=True)
     store.start_sweeper()
+    from ui.saved_work import WorkKeeper
+
+    keeper = WorkKeeper(store, engine.image_size_of)  # each page's work is written to its folder after each change
+    keeper.start()
     atexit.register(store.shutdown)
+    atexit.register(keeper.finish)  # (atexit runs last first: the last changes are saved before the store stops)
     demo = build_page(store, engine, options.limits)
     plain_input_checks(demo)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=4)

@@ -31,9 +31,11 @@ import io
 import json
 import math
 import re
+import threading
 import warnings
 import zipfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -550,8 +552,39 @@ def _mask_document(mask: SessionMask) -> dict:
         "obj_id": mask.obj_id,
         "tracked": mask.tracked,
         "box": [mask.top, mask.left, mask.height, mask.width],
-        "bits": base64.b64encode(zlib.compress(mask.bits)).decode("ascii"),
+        "bits": _bits_text(mask.bits),
     }
+
+
+class _BitsTexts:
+    """Masks' bits as the file holds them (base64 of zlib), remembered up to ``limit`` bytes
+    (bits and text counted; the oldest go first): the page's work is saved after every change
+    (ui/saved_work.py), and most masks are the same as last time. Thread-safe."""
+
+    def __init__(self, limit: int = 32 * 2**20) -> None:
+        self.limit = limit
+        self._texts: OrderedDict[bytes, str] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, bits: bytes) -> str:
+        with self._lock:
+            text = self._texts.get(bits)
+            if text is not None:
+                self._texts.move_to_end(bits)
+                return text
+        text = base64.b64encode(zlib.compress(bits)).decode("ascii")
+        with self._lock:
+            if bits not in self._texts:
+                self._texts[bits] = text
+                self._size += len(bits) + len(text)
+            while self._size > self.limit and self._texts:
+                old, old_text = self._texts.popitem(last=False)
+                self._size -= len(old) + len(old_text)
+        return text
+
+
+_bits_text = _BitsTexts()
 
 
 def _prompt_document(prompt: Prompt) -> dict:

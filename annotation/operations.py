@@ -781,12 +781,15 @@ def video_ref(video: LoadedVideo) -> formats.VideoRef:
     return formats.video_ref(video.name, video.frames, video.decoded.fps, video.sizes)
 
 
-def session_record(work: Work) -> formats.Session:
-    """The objects, prompts and masks as the session file stores them."""
+def session_record(work: Work, doc: Snapshot | None = None, ref: formats.VideoRef | None = None) -> formats.Session:
+    """The objects, prompts and masks as the session file stores them: of ``doc`` (default: the
+    current document; one read of it, so a save off the request thread sees one state) and for
+    the video ``ref`` (default: measured now)."""
     video = require_video(work)
-    doc = work.doc
-    ref = video_ref(video)
-    objects = [formats.SessionObject(o.id, o.name, o.color, o.visible, o.label) for o in work.objects]
+    doc = work.doc if doc is None else doc
+    ref = video_ref(video) if ref is None else ref
+    objects = [formats.SessionObject(o.id, o.name, o.color, o.visible, o.label)
+               for o in (work.registry[i] for i in doc.object_ids)]  # fmt: skip
     prompts = [_prompt_record(frame, obj, p) for (frame, obj), p in doc.prompts().items()]
     masks = [
         formats.SessionMask(frame, obj, (frame, obj) in doc.tracked, m.top, m.left, *m.box_shape, m.bits)

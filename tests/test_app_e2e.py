@@ -886,7 +886,7 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
     ref.prompt(0, 1, [p], [1])
     page.locator("#count input").fill(str(TRACKED))
     page.locator("#count input").press("Tab")
-    assert f"{TRACKED}/{TRACKED} frames" in track(page, "forward", timeout_ms=EXPORT_TIMEOUT_MS)  # 1-4; the rest: no mask
+    assert f"{TRACKED}/{TRACKED} frames" in track(page, "forward")  # 1-4; the rest: no mask
     ref.track(0, TRACKED, False)
     expected = [expected_view(frames[f], ref.masks.get(f, {}), [([p], [1], None)] if f == 0 else []) for f in range(n)]
 

@@ -34,6 +34,7 @@ from annotation.views import TimelineGeometry
 from sam2.video_io import MediaLimits
 from ui import views
 from ui.logs import SESSION
+from ui.saved_work import VideoSource
 from ui.sessions import SessionStore, WorkState
 
 OWNER_COOKIE = "sam2_owner"
@@ -132,6 +133,9 @@ class Handlers:
         # Views that say figures for one model size (the model line, speeds): updated with the
         # size the loaded video uses, or the next upload will use (see size_updates).
         self.size_refreshers: list[Callable[[int], dict]] = [self._size_views]
+        # Asked before an upload replaces work (ui.guard_page): updates that hold the upload
+        # back until the person answers, or None to go on.
+        self.before_upload: Callable[..., dict | None] | None = None
 
     def _size_views(self, size: int) -> dict:
         b = self.c.buttons
@@ -252,13 +256,18 @@ class Handlers:
         size = self._image_size(detail)
         if isinstance(size, str):
             return self.warn(size)
+        held = self.before_upload(files, sample_fps, detail, request) if self.before_upload else None
+        if held is not None:
+            return held
 
         def action(work: WorkState) -> tuple[str, int]:
             for file in files:
                 self.store.hold_upload(work, Path(file))
             name = Path(files[0]).name if len(files) == 1 else None  # several images: "images"
-            return operations.load_upload(work, self.engine, files, self.limits, name=name, fps=fps,
-                                          image_size=size), 0  # fmt: skip
+            message = operations.load_upload(work, self.engine, files, self.limits, name=name, fps=fps,
+                                             image_size=size)  # fmt: skip
+            work.source = VideoSource(tuple(Path(f).resolve() for f in files), name, fps)  # for ui.saved_work
+            return message, 0
 
         result = self.run(request, action, create=True)
         self._release_if_empty(request)

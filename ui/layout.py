@@ -18,6 +18,7 @@ from ui.find_page import FindHandlers, FindPage
 from ui.help import help_line
 from ui.keys import KEYS_SCRIPT, build_shortcuts
 from ui.player import PLAYER_SCRIPT, Player
+from ui.guard_page import GuardHandlers, GuardPage
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
@@ -140,6 +141,8 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
         find = FindPage(engine.speed, engine.image_size)  # finding objects, a click's three masks (ui/find_page.py)
+        guard = GuardPage()  # "Replace your work?" and "Restore your kept work?" (ui/guard_page.py)
+        guard.build()
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
             find, engine.describe_choices(), player := Player(),
@@ -149,12 +152,14 @@ def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.B
         controls.extras += datasets.view_outputs() + find.view_outputs() + sized
         drag = DragBox()  # boxes dragged on the frame (ui/drag.py): a hidden button
         drag.build()
+        controls.extras += guard.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
         drag.wire(controls, DragHandlers(handlers))
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
         player.wire(controls, handlers)
+        guard.wire(demo, controls, GuardHandlers(handlers, guard))
     return demo
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from annotation.document import UserError
 from annotation.work import Work
+from ui.saved_work import SAVED, SavedWork, SavedWorkError, read_saved_work
 
 STRAY_AGE_S = 2.0  # an empty temporary file left in Gradio's cache this long is a stray (tidy_upload_cache)
 
@@ -236,6 +237,10 @@ class WorkState(Work):
     # and the frame and object the brush's editor shows (ui.datasets_page.BrushTarget).
     pending_import: Any = None
     brush_target: Any = None
+    # How the video was loaded (ui.saved_work.VideoSource, for the work kept on disk), and an
+    # upload that waits for the person to say whether it may replace this work (ui.guard_page).
+    source: Any = None
+    pending_upload: Any = None
     views: ViewFiles = field(init=False)
 
     def __post_init__(self) -> None:
@@ -251,6 +256,17 @@ class WorkState(Work):
 
 
 # ----------------------------------------------------------------------------- the store
+
+
+def _keep_only_saved(folder: Path) -> None:
+    """Delete everything in a session folder but its kept work (``saved/``)."""
+    for child in folder.iterdir():
+        if child.name == SAVED and not child.is_symlink():
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 class SessionStore:
@@ -278,6 +294,7 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.idle_s = idle_s
         self._sessions: dict[str, WorkState] = {}
+        self._saved: dict[str, SavedWork] = {}  # folder name -> work kept from before a restart, not yet restored
         self._pages: dict[str, float] = {}  # session hashes whose page loaded (load event) -> when
         self._beating: dict[str, int] = {}  # session hashes -> heartbeat connections open now
         self._lock = threading.Lock()
@@ -405,25 +422,28 @@ class SessionStore:
         with self._lock:
             return iter(list(self._sessions.values()))
 
-    def close(self, session_id: str) -> bool:
+    def close(self, session_id: str, keep_saved: bool = False) -> bool:
         """Forget a session, delete its folder and the uploads only it held (tab closed).
-        True if there was one."""
+        ``keep_saved``: a folder with work kept on disk stays (the server stops). True if there was one."""
         with self._lock:
             work = self._sessions.pop(session_id, None)
             if work is not None:
                 self._release_uploads(work)
         if work is None:
             return False
-        self._finish(work)
+        self._finish(work, keep_saved=keep_saved and work.from_page and (work.folder / SAVED).is_dir())
         return True
 
-    def _finish(self, work: WorkState) -> None:
+    def _finish(self, work: WorkState, keep_saved: bool = False) -> None:
         """What closing a session does once it is out of the store (no lock held: it waits for
         the engine and the disk)."""
         work.cancel.set()  # a running tracking run stops at the next frame
         if self.on_close is not None:
             self.on_close(work)
-        shutil.rmtree(work.folder, ignore_errors=True)
+        if keep_saved:
+            _keep_only_saved(work.folder)
+        else:
+            shutil.rmtree(work.folder, ignore_errors=True)
         self.tidy_upload_cache()
 
     # -- uploads
@@ -505,11 +525,16 @@ class SessionStore:
             for work in gone:
                 del self._sessions[work.session_id]
                 self._release_uploads(work)
+            stale = [s for s in self._saved.values() if s.expired(self.ttl_s)]
+            for saved in stale:
+                del self._saved[saved.folder.name]
             for session_id, loaded in list(self._pages.items()):  # pages long gone (unload missed)
                 if now - loaded > self.ttl_s and session_id not in self._sessions and session_id not in self._beating:
                     del self._pages[session_id]
         for work in gone:
             self._finish(work)
+        for saved in stale:
+            shutil.rmtree(saved.folder, ignore_errors=True)
         return [work.session_id for work in gone]
 
     def owner_of(self, path: Path) -> str | None:
@@ -542,6 +567,96 @@ class SessionStore:
         self._sweeper.start()
 
     def shutdown(self) -> None:
+        """Stop: every session is closed, but the folders of work kept on disk stay for the next start."""
         self._stop.set()
         for work in list(self):
-            self.close(work.session_id)
+            self.close(work.session_id, keep_saved=True)
+
+    # -- work kept from before a restart (ui.saved_work)
+    def load_saved(self) -> list[str]:
+        """Read the folders a previous run left: work kept on disk and still within the
+        time-to-live (counted from its last change) waits for its browser (:meth:`saved_for`);
+        every other folder is deleted, a damaged one with a plain message -> the messages."""
+        messages = []
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            with self._lock:
+                if any(w.folder == folder for w in self._sessions.values()):
+                    continue
+            try:
+                saved = read_saved_work(folder)
+            except SavedWorkError as exc:
+                messages.append(f"{exc} It was deleted.")
+                saved = None
+            except OSError as exc:
+                messages.append(f"Kept work in '{folder.name}' could not be read ({exc.strerror}). It was deleted.")
+                saved = None
+            if saved is None or saved.expired(self.ttl_s):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            _keep_only_saved(folder)  # the pictures and exports of the last run are not needed again
+            with self._lock:
+                self._saved[folder.name] = saved
+        return messages
+
+    def saved_for(self, owner: str) -> SavedWork | None:
+        """The most recent kept work of the browser with this owner cookie (never another's)."""
+        with self._lock:
+            mine = [s for s in self._saved.values() if s.belongs_to(owner) and not s.expired(self.ttl_s)]
+        return max(mine, key=lambda s: s.saved_at) if mine else None
+
+    def adopt(self, session_id: str, owner: str, saved: SavedWork) -> WorkState:
+        """Make ``saved``'s folder the session of the page ``session_id`` (a restore; the
+        caller loads the video and the work into it). UserError when it is not this browser's,
+        or no longer waiting, or the page has a session already; ServerBusy when full."""
+        if not session_id:
+            raise UserError("This request has no session. Reload the page.")
+        with self._lock:
+            if self._saved.get(saved.folder.name) is not saved or not saved.belongs_to(owner):
+                raise UserError("That kept work is no longer on the server (it may have run out of time).")
+            if session_id in self._sessions:
+                raise UserError("This page has work of its own already. Reload the page to restore the kept work.")
+            if len(self._sessions) >= self.max_sessions:
+                raise ServerBusy(
+                    f"The server is busy: {len(self._sessions)} people are using it, the most it "
+                    "serves at once. Please try again in a few minutes."
+                )
+            del self._saved[saved.folder.name]
+            work = WorkState(session_id=session_id, owner=owner, folder=saved.folder, from_page=True)
+            self._sessions[session_id] = work
+            return work
+
+    def give_back(self, session_id: str, saved: SavedWork) -> None:
+        """A restore that did not finish (cancelled, or refused): the session goes, the kept
+        work waits again, its folder untouched."""
+        with self._lock:
+            work = self._sessions.pop(session_id, None)
+            if work is not None:
+                self._release_uploads(work)
+            self._saved[saved.folder.name] = saved
+        if work is not None:
+            work.cancel.set()
+            if self.on_close is not None:
+                self.on_close(work)
+
+    def discard_saved(self, saved: SavedWork, owner: str) -> bool:
+        """Delete kept work its browser does not want (or that cannot be restored). True if it was there."""
+        with self._lock:
+            if self._saved.get(saved.folder.name) is not saved or not saved.belongs_to(owner):
+                return False
+            del self._saved[saved.folder.name]
+        shutil.rmtree(saved.folder, ignore_errors=True)
+        return True
+
+    def release_upload(self, work: WorkState, path: Path) -> None:
+        """Give up one upload ``work`` held (an upload it will not use), deleting it as
+        :meth:`close` would: unless another live session holds it, or it was uploaded again since."""
+        path = Path(path).resolve()
+        with self._lock:
+            ref = work.uploads.pop(path, None)
+            held = {p for other in self._sessions.values() for p in other.uploads}
+            if ref is not None and path not in held and self._is_upload_file(path) and ref.is_current():
+                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
