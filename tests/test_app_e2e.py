@@ -856,7 +856,13 @@ def shown_frame(page, frame: int) -> str:
     return page.locator("#viewer img").evaluate("i => i.src")
 
 
-def player_line(page) -> str:
+def player_line(page, text: str = "") -> str:
+    """The player's message line, once it holds ``text`` (its handlers run in the browser, after
+    Gradio dispatches the event, so a check right after a key press could read the old line)."""
+    page.wait_for_function(
+        "([t]) => (document.querySelector('#player-line')?.innerText || '').includes(t)", arg=[text],
+        timeout=TIMEOUT_MS,
+    )  # fmt: skip
     return page.locator("#player-line").inner_text()
 
 
@@ -899,12 +905,12 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
     shown_frame(page, 5)
     go_to(page, "-5")
     shown_frame(page, 0)
-    assert "There is no frame -5" in player_line(page)
+    assert "There is no frame -5" in player_line(page, "There is no frame -5")
     go_to(page, "1e9")
     shown_frame(page, n - 1)
-    assert "the frames are 0 to 35" in player_line(page)
+    assert "the frames are 0 to 35" in player_line(page, "There is no frame 1000000000")
     go_to(page, "")
-    assert "Type a frame number from 0 to 35" in player_line(page)
+    assert "Type a frame number from 0 to 35" in player_line(page, "Type a frame number")
     page.locator("#prev-frame").click()
     shown_frame(page, n - 2)
     go_to(page, "0")
@@ -934,7 +940,7 @@ def test_play_pause_and_step(app, browser, workdir, reference_checkpoint):
 
     # Paused: the slider, the viewer and the next click are on the frame shown last.
     paused = int(page.evaluate("() => window.sam2Player.stats()")["lastShown"])
-    assert paused >= max(samples) and "Paused on frame" in player_line(page)
+    assert paused >= max(samples) and "Paused on frame" in player_line(page, "Paused on frame")
     shown_frame(page, paused)
     q = (60, 60)
     src = act(page, lambda: click_image(page, "#viewer", *q))

@@ -15,10 +15,10 @@ from ui.callbacks import Controls, Handlers
 from ui.datasets_page import DatasetHandlers, DatasetPage
 from ui.drag import DRAG_SCRIPT, DragBox, DragHandlers
 from ui.find_page import FindHandlers, FindPage
+from ui.guard_page import GuardHandlers, GuardPage
 from ui.help import help_line
 from ui.keys import KEYS_SCRIPT, build_shortcuts
 from ui.player import PLAYER_SCRIPT, Player
-from ui.guard_page import GuardHandlers, GuardPage
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
