@@ -47,7 +47,8 @@ class Player:
     """The player's row (``ui.layout`` calls :meth:`build` under the frame slider)."""
 
     def build(self) -> None:
-        with gr.Row(elem_id="player", equal_height=True):
+        # Buttons at their own height, not stretched to the labelled number field beside them.
+        with gr.Row(elem_id="player", equal_height=False):
             self.prev = gr.Button("◀ Frame", elem_id="prev-frame", size="sm", min_width=60, scale=0)
             self.play = gr.Button("▶ Play", elem_id="play", size="sm", variant="primary", min_width=90, scale=0)
             self.next = gr.Button("Frame ▶", elem_id="next-frame", size="sm", min_width=60, scale=0)
