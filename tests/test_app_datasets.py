@@ -415,6 +415,7 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
 
     # The editor still holds that painting; on another video, Apply refuses it in words.
     upload(page, other_video)
+    page.locator("#replace-confirm").click()  # the painted work is replaced, as the guard asks first
     wait_status(page, "Loaded 'small.mp4'")
     page.locator("#brush-apply").click()
     assert "Another video was loaded since: press 'Paint on this frame' again." in wait_status(page, "Another video")
