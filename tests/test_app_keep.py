@@ -29,6 +29,7 @@ from tests.test_app_e2e import (
     goto_frame,
     launch_chromium,
     open_page,
+    reveal,
     status,
     track,
     upload,
@@ -146,6 +147,7 @@ def test_replacing_work_asks_first_and_keep_keeps_it(apps, browser, video, other
     assert "Redid: add object 2" in status(page)
 
     # The session file loads back on the same video.
+    reveal(page, "load-session")
     page.locator("#load-session input[type=file]").set_input_files(str(kept))
     assert "Loaded 2 object(s) and 1 prompt(s) with their masks on 3 frame(s)" in wait_status(page, "Loaded 2")
 
