@@ -271,25 +271,13 @@ def start_importing(
     over the whole video when ``matching`` (:func:`uses_matching`); one frame's boxes, masks, or
     ``matching`` off: each box a new object, as before. The outcome is in the returned
     :class:`operations.Importing` (``message``, ``missing``) and ``work.progress``."""
-    operations.require_video(work)
-    operations.refuse_while_running(work)
     check_match_iou(threshold)
-    if not work.lock.acquire(timeout=operations.LOCK_WAIT_S):
-        raise UserError("Still busy with the last step; wait a moment or press Cancel.")
-    work.cancel.clear()
-    work.progress = TrackProgress(
-        running=True, label=f"Reading '{source}'", started=time.monotonic(), unit="prompts",
-        kept="your objects, clicks and masks stay as they were",
-    )  # fmt: skip
-    importing = operations.Importing(source, work.progress)
-    importing.thread = operations.start_holding_lock(
-        work, _run_importing, (work, engine, importing, read, add_missing_labels, matching, threshold), "import"
-    )  # fmt: skip
-    return importing
+    args = (engine, read, add_missing_labels, matching, threshold)
+    return operations.begin_import(work, source, _run_importing, args)
 
 
 def _run_importing(
-    work: Work, engine: Engine, importing: operations.Importing, read: Callable[[], imports.Imported],
+    work: Work, importing: operations.Importing, engine: Engine, read: Callable[[], imports.Imported],
     add_missing_labels: bool, matching: bool, threshold: float,
 ) -> None:  # fmt: skip
     """Read; then match and track, or apply as before (``work.lock`` is held; each way gives it back at its end)."""
@@ -315,7 +303,7 @@ def _run_importing(
     else:
         importing.imported = given
         if not (matching and uses_matching(given)):
-            operations._run_importing(work, engine, importing, lambda: given, add_missing_labels)
+            operations._run_importing(work, importing, engine, lambda: given, add_missing_labels)
             return
         _count_steps(work, run, True, progress)
         _run(work, engine, detect, run, threshold, True, labels, importing)

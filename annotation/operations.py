@@ -1140,6 +1140,13 @@ def start_importing(
     applied; Cancel (``work.cancel``) or a failure leaves the work as it was, and a finished
     import is one undo step. The outcome is in ``work.progress`` (error, cancelled) and the
     returned :class:`Importing`."""
+    return begin_import(work, source, _run_importing, (engine, read, add_missing_labels))
+
+
+def begin_import(work: Work, source: str, run: Callable[..., None], args: tuple) -> Importing:
+    """The start every import shares: take ``work.lock``, show "Reading 'source'", and call
+    ``run(work, importing, *args)`` on a background thread that holds the lock until it ends
+    (``annotation.concepts`` runs its matched import through this too)."""
     require_video(work)
     refuse_while_running(work)
     if not work.lock.acquire(timeout=LOCK_WAIT_S):
@@ -1150,14 +1157,12 @@ def start_importing(
         kept="your objects, clicks and masks stay as they were",
     )  # fmt: skip
     importing = Importing(source, work.progress)
-    importing.thread = start_holding_lock(
-        work, _run_importing, (work, engine, importing, read, add_missing_labels), "import"
-    )  # fmt: skip
+    importing.thread = start_holding_lock(work, run, (work, importing, *args), "import")
     return importing
 
 
 def _run_importing(
-    work: Work, engine: Engine, importing: Importing, read: Callable[[], imports.Imported], add_missing_labels: bool,
+    work: Work, importing: Importing, engine: Engine, read: Callable[[], imports.Imported], add_missing_labels: bool,
 ) -> None:  # fmt: skip
     """Read, then apply (``work.lock`` is held, and released at the end)."""
     progress = importing.progress
