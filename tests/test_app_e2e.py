@@ -75,10 +75,14 @@ def launch_chromium():
 def assert_served_cleanly(app, unfetched: list[tuple[int, str]]) -> None:
     """After a module's tests: no error or traceback in the server's log, and every file the
     pages were sent could be fetched (``unfetched`` is filled by :func:`open_page`)."""
-    log = app.log_text()
+    assert_log_clean(app.log_text())
+    assert not unfetched, f"pages could not fetch what they were sent: {unfetched}"
+
+
+def assert_log_clean(log: str) -> None:
+    """No error or traceback in a server's log."""
     problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
     assert not problems, f"the server logged errors:\n{log[-6000:]}"
-    assert not unfetched, f"pages could not fetch what they were sent: {unfetched}"
 
 
 @pytest.fixture(scope="module")

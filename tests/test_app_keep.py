@@ -23,6 +23,7 @@ from tests import media_factory
 from tests.app_harness import start_app
 from tests.test_app_e2e import (
     act,
+    assert_log_clean,
     click_image,
     fetch,
     fetch_image,
@@ -72,8 +73,7 @@ def apps(reference_checkpoint: Path, workdir: Path):
     yield running
     running.stop()
     for log in running.logs:
-        problems = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
-        assert not problems, f"the server logged errors:\n{log[-6000:]}"
+        assert_log_clean(log)
     assert not UNFETCHED, f"pages could not fetch what they were sent: {UNFETCHED}"
 
 
