@@ -50,11 +50,13 @@ class AppOptions:
     find: tuple[float, float, float] = (0.8, 0.95, 0.7)  # "Find objects": IoU, stability and NMS thresholds
     kernels: str = "measure"  # attention kernels: measured at first use, or pinned ("fused", "blockwise")
     precision_reason: str = ""  # why `precision` (the measurement behind "auto"), for the page and the log
+    detector: str = "IDEA-Research/grounding-dino-tiny"  # "Find by text": a model id or folder (--detector)
 
 
 def parse_args(argv: list[str] | None = None) -> AppOptions:
     from annotation.options import (
         QuietParser,
+        add_detector_arguments,
         add_media_arguments,
         add_model_arguments,
         fraction,
@@ -69,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
     parser = QuietParser(description="SAM 2 video annotator (a Gradio web page).")
     add_model_arguments(parser)
     add_media_arguments(parser)
+    add_detector_arguments(parser)
     page = parser.add_argument_group("serving")
     page.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                       help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -119,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> AppOptions:
         args.frame_storage, args.host, args.port, args.share, limits, args.max_upload_mb, args.session_ttl_min,
         args.resume_grace_s, args.max_sessions, args.queue_size, client_idle_s=args.client_idle_s,
         encode_ahead=max(0, args.encode_ahead), find=find, kernels=args.kernels,
-        precision_reason=precision_reason(args.precision, args.device),
+        precision_reason=precision_reason(args.precision, args.device), detector=args.detector,
     )  # fmt: skip
 
 
@@ -216,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     keeper.start()
     atexit.register(store.shutdown)
     atexit.register(keeper.finish)  # (atexit runs last first: the last changes are saved before the store stops)
-    demo = build_page(store, engine, options.limits)
+    from annotation.detect import PRECISIONS, DetectorSlot, DetectorSpec
+
+    # "Find by text" loads its detector on first use; the page works without it.
+    detector_precision = options.precision if options.precision in PRECISIONS else "float32"
+    detector = DetectorSlot(DetectorSpec(options.detector, device=options.device, precision=detector_precision))
+    demo = build_page(store, engine, options.limits, detector)
     plain_input_checks(demo)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=4)
     demo.launch(

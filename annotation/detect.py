@@ -324,6 +324,32 @@ class Detector:
         return outputs
 
 
+class DetectorSlot:
+    """The app's one detector, shared by every user, loaded on the first call of :meth:`get`
+    (the page starts without it: the SAM 2 part works whether or not it ever loads).
+
+    A failed load is not remembered: the next :meth:`get` tries again (the user may have put
+    the files in place meanwhile), each time raising :class:`DetectorUnavailable` in words."""
+
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
+        self._detector: Detector | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> Detector | None:
+        """The detector if it has been loaded, else None (never loads)."""
+        return self._detector
+
+    def get(self) -> Detector:
+        """The loaded detector; the first call loads it (seconds to minutes: a download on the
+        first use of a model id). Raises DetectorUnavailable."""
+        with self._lock:
+            if self._detector is None:
+                self._detector = Detector.load(self.spec, progress=False)
+            return self._detector
+
+
 def _defaults(spec: DetectorSpec, kind: str) -> Thresholds:
     """The spec's thresholds, the family's published ones where the spec gives None."""
     published = _FAMILIES[kind][1]

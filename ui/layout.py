@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from annotation.detect import DetectorSlot, DetectorSpec
 from annotation.engine import Engine
 from annotation.operations import EXPORT_FORMATS
 from sam2.video_io import MediaLimits
@@ -132,8 +133,12 @@ def _detail_label(size: int) -> str:
     return f"{size} px{notes.get(size, '')}"
 
 
-def build_page(store: SessionStore, engine: Engine, limits: MediaLimits) -> gr.Blocks:
-    """The Blocks app; queue and launch settings are applied by ``app.py``."""
+def build_page(
+    store: SessionStore, engine: Engine, limits: MediaLimits, detector: DetectorSlot | None = None,
+) -> gr.Blocks:  # fmt: skip
+    """The Blocks app; queue and launch settings are applied by ``app.py``. detector: the text
+    detector of "Find by text" (loaded on first use; None: a default one from the Hub)."""
+    detector = detector or DetectorSlot(DetectorSpec())
     # Uploads are deleted when the last session that read them closes (ui/sessions.py counts
     # them: Gradio stores them by content, so two users' identical files share one). This sweep
     # is the backstop for the rest, every 2 minutes, those older than 5; a decoded upload is
