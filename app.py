@@ -227,19 +227,40 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_page(store, engine, options.limits, detector)
     plain_input_checks(demo)
     demo.queue(max_size=options.queue_size, default_concurrency_limit=4)
-    demo.launch(
-        server_name=options.host,
-        server_port=options.port,
-        share=options.share,
-        max_file_size=f"{options.max_upload_mb}mb",
-        allowed_paths=[],
-        ssr_mode=False,
-        footer_links=["api"],
-        app_kwargs={"middleware": [Middleware(SessionFileGuard, store=store)]},
-        css=_css(),
-        head=_head(),
-    )
+    launch = {
+        "server_name": options.host,
+        "server_port": options.port,
+        "share": options.share,
+        "max_file_size": f"{options.max_upload_mb}mb",
+        "allowed_paths": [],
+        "ssr_mode": False,
+        "footer_links": ["api"],
+        "app_kwargs": {"middleware": [Middleware(SessionFileGuard, store=store)]},
+        "css": _css(),
+        "head": _head(),
+    }
+    _launch(demo, launch)
     return 0
+
+
+LAUNCH_TRIES = 3
+
+
+def _launch(demo: object, settings: dict) -> None:
+    """``demo.launch(**settings)``, tried again when Gradio gives up on its own page: after
+    starting the server it asks it for the page once with a 3 s timeout, and on a busy machine
+    (the model's first calls, other users) that answer can be late, which Gradio reports as
+    "localhost is not accessible" and ends. The server is closed and started again."""
+    for attempt in range(1, LAUNCH_TRIES + 1):
+        try:
+            demo.launch(**settings)
+            return
+        except ValueError as exc:
+            if "localhost is not accessible" not in str(exc) or attempt == LAUNCH_TRIES:
+                raise
+            print(f"The page did not answer within Gradio's 3 s (a busy machine); starting it again "
+                  f"({attempt + 1} of {LAUNCH_TRIES}).", file=sys.stderr, flush=True)  # fmt: skip
+            demo.close()
 
 
 def _css() -> str:
