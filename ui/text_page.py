@@ -87,7 +87,7 @@ class TextPage:
     def build(self) -> None:
         t = self.defaults.thresholds
         help_line(TEXT_LINE)
-        with gr.Accordion("More help", open=False, elem_classes=["more-help"]):
+        with gr.Accordion("More help", open=False, elem_id="text-more-help", elem_classes=["more-help"]):
             self.help = gr.Markdown(self.help_text(), elem_id="text-help")
         self.phrases = gr.Textbox(label="What to find (phrases separated by commas)", placeholder="person, red car",
                                   elem_id="text-phrases", max_lines=2)  # fmt: skip
@@ -174,7 +174,7 @@ class TextHandlers:
         planned = getattr(work, "text_plan_video", None)
         if video is not None and (planned is None or planned() is not video):
             work.text_plan_video = weakref.ref(video)
-            every = concepts.default_every(video.decoded.fps)
+            every = self._every(video, None)
             out[self.page.every] = gr.Number(value=every)
             out[self.page.plan] = views.markdown_text(self.plan_text(work, every))
         return out
@@ -195,7 +195,10 @@ class TextHandlers:
 
     @staticmethod
     def _every(video: Any, every: Any) -> Any:
-        return concepts.default_every(video.decoded.fps) if every is None or every == "" else every
+        """k as given, or (None) one second of video; a video shorter than a second: its length."""
+        if every is None or every == "":
+            return min(concepts.default_every(video.decoded.fps), video.count)
+        return every
 
     @guarded
     def on_plan(self, every: Any, request: gr.Request) -> Any:
@@ -224,7 +227,8 @@ class TextHandlers:
         summary = views.markdown_text(progress.summary())
         if finding.seconds is not None:
             video = operations.require_video(work)
-            page.seconds, page.seconds_at = finding.seconds, f" at {video.size_text(int(frame))}"
+            height, width = video.frame_size(int(frame))
+            page.seconds, page.seconds_at = finding.seconds, f" at {width}x{height} pixels"
         helped = {page.help: page.help_text()}
         if progress.error:
             yield {**self.base.warn(progress.error), page.progress: summary, **helped}
