@@ -206,6 +206,9 @@ FOLDED = {
     "brush-box": ("brush-load", "brush-apply", "brush"),
     "find-box": ("find-density", "find-objects", "find-cancel", "find-progress", "found", "keep-found",
                  "keep-all-found", "clear-found"),
+    "text-box": ("text-phrases", "text-box-threshold", "text-text-threshold", "text-defaults", "text-find",
+                 "text-cancel", "text-progress", "text-found", "text-keep", "text-keep-all", "text-clear", "text-every",
+                 "text-match-iou", "text-plan", "text-track-all", "text-more-help"),
     "how-it-works": ("track-help",),
 }  # fmt: skip
 # What must be on screen together at 1280x720, with no scrolling, once a video is loaded.

@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from annotation import formats, imports, operations
+from annotation import concepts, formats, imports, operations
 from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
@@ -44,7 +44,10 @@ IMPORT_HELP = """
 **Start from annotations made elsewhere**: masks (a zip of PNG masks, COCO, YouTube-VIS) become
 each object's mask on its frames; a detector's boxes (COCO detection results, or a YOLO `.txt`
 for the frame shown) become new objects with a box each, and SAM 2 makes their masks. Then
-track as usual. Classes the labels lack are offered to add. *Which frame*: a COCO `image_id` is
+track as usual. Boxes on several frames are matched instead, while the whole video is tracked:
+a box on an object already tracked there is that object (the same person on frames 0 and 30 is
+one object), as in "Find and track in the whole video" (Cancel keeps what is done).
+Classes the labels lack are offered to add. *Which frame*: a COCO `image_id` is
 the frame + 1 (frame 0 is image 1, as this app's COCO files number them) unless the file lists
 its `images`; then an image's frame is its `frame_index` field if it has one, else the number at
 the end of its `file_name` (`walk_00012.jpg` is frame 12), else its id - 1 (in an image set, the
@@ -461,14 +464,15 @@ class DatasetHandlers:
     @guarded
     def on_import(self, file: str | None, min_score: float | None, frame: float, request: gr.Request) -> Iterator[dict]:
         """Read and apply a file of masks or detections on the session's worker thread, with
-        progress and Cancel; the import is all or nothing, and one undo step."""
+        progress and Cancel; one undo step (boxes on several frames are matched and tracked:
+        ``annotation.concepts.start_importing``)."""
         page = self.page
         done = {page.import_file: None, page.add_missing: gr.Button(visible=False)}
         try:
             work = self.base.work(request)
             path = self._uploaded(work, file, "a file of masks or detections")
             read = self._reader(work, path, int(frame), min_score)
-            importing = operations.start_importing(work, self.base.engine, path.name, read)
+            importing = concepts.start_importing(work, self.base.engine, path.name, read)
             work.pending_import = None  # a new file replaces one that waited for its labels
         except UserError as exc:
             yield {**self.base.warn(str(exc)), **done}
@@ -487,7 +491,7 @@ class DatasetHandlers:
             if not isinstance(pending, PendingImport) or not pending.fits(work):
                 work.pending_import = None
                 raise UserError("No import is waiting for its labels: import the file again.")
-            importing = operations.start_importing(work, self.base.engine, pending.imported.source,
+            importing = concepts.start_importing(work, self.base.engine, pending.imported.source,
                                                    lambda: pending.imported, add_missing_labels=True)  # fmt: skip
             work.pending_import = None
         except UserError as exc:
@@ -626,7 +630,7 @@ class DatasetHandlers:
             work = self.base.work(request)
             path = self._uploaded(work, api_file(file), "a file of masks or detections")
             read = self._reader(work, path, int(frame), min_score)
-            importing = operations.start_importing(work, self.base.engine, path.name, read,
+            importing = concepts.start_importing(work, self.base.engine, path.name, read,
                                                    add_missing_labels=bool(add_missing_labels))  # fmt: skip
             work.pending_import = None  # the API asks again with add_missing_labels
         except UserError as exc:

@@ -21,6 +21,7 @@ from ui.help import help_line
 from ui.keys import KEYS_SCRIPT, build_shortcuts
 from ui.player import PLAYER_SCRIPT, Player
 from ui.sessions import SessionStore
+from ui.text_page import TextHandlers, TextPage
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
 
 TITLE = "SAM 2 video annotator"
@@ -146,11 +147,12 @@ def build_page(
     with gr.Blocks(title=TITLE, delete_cache=(120, 300)) as demo:
         datasets = DatasetPage()  # labels, imports, the brush and the YOLO split (ui/datasets_page.py)
         find = FindPage(engine.speed, engine.image_size)  # finding objects, a click's three masks (ui/find_page.py)
+        text = TextPage(detector)  # "Find by text", on one frame and the whole video (ui/text_page.py)
         guard = GuardPage()  # "Replace your work?" and "Restore your kept work?" (ui/guard_page.py)
         guard.build()
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
-            find, engine.describe_choices(), player := Player(),
+            find, engine.describe_choices(), player := Player(), text,
         )
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
@@ -158,11 +160,13 @@ def build_page(
         drag = DragBox()  # boxes dragged on the frame (ui/drag.py): a hidden button
         drag.build()
         controls.extras += guard.view_outputs()
+        controls.extras += text.view_outputs()
         handlers = Handlers(store, engine, limits, controls)
         _wire(demo, controls, handlers)
         drag.wire(controls, DragHandlers(handlers))
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
+        text.wire(controls, TextHandlers(handlers, text))
         player.wire(controls, handlers)
         guard.wire(demo, controls, GuardHandlers(handlers, guard))
     return demo
@@ -170,7 +174,7 @@ def build_page(
 
 def _components(
     limits: MediaLimits, model: str, tracking: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
-    find: FindPage, choices: list[str] = (), player: Player | None = None,
+    find: FindPage, choices: list[str] = (), player: Player | None = None, text: TextPage | None = None,
 ) -> Controls:
     # A workspace on one screen (1280x720 and up): the frame, its slider and timeline in the
     # middle, with the click tools above it; at the side the video, Track with its progress, the
@@ -210,6 +214,9 @@ def _components(
                 datasets.build_brush()
             with gr.Accordion("Find objects", open=False, elem_id="find-box"):
                 find.build_finder()
+            if text is not None:
+                with gr.Accordion("Find by text", open=False, elem_id="text-box"):
+                    text.build()
         with gr.Column(scale=2, min_width=320, elem_id="work-side"):
             upload = gr.File(
                 label="Video (mp4, mov, webm, mkv, avi, gif), an image, or several images (files or a zip)",
