@@ -146,10 +146,10 @@ class TextFinding:
 
 def current(work: Work) -> TextFound | None:
     """What was found on the loaded video, or None; boxes found on an earlier video are dropped."""
-    found = getattr(work, "text_found", None)
+    found = work.text_found
     if isinstance(found, TextFound) and work.video is not None and found.video() is work.video:
         return found
-    work.text_found = None  # type: ignore[attr-defined]
+    work.text_found = None
     return None
 
 
@@ -198,7 +198,7 @@ def _run_finding(work: Work, slot: DetectorSlot, frame: int, request: TextReques
         if work.cancel.is_set():
             raise _Cancelled
         progress.count_one()
-        work.text_found = TextFound(weakref.ref(video), frame, request, found) if found else None  # type: ignore[attr-defined]
+        work.text_found = TextFound(weakref.ref(video), frame, request, found) if found else None
         finding.message = _found_message(frame, request, found, finding.seconds)
     except _Cancelled:
         progress.cancelled = True
@@ -254,7 +254,7 @@ def toggle(work: Work, x: float, y: float) -> str:
 def clear(work: Work) -> str:
     if current(work) is None:
         raise UserError("There are no found boxes to clear.")
-    work.text_found = None  # type: ignore[attr-defined]
+    work.text_found = None
     return "Cleared the found boxes (your objects are unchanged)."
 
 
@@ -317,7 +317,7 @@ def forget_kept(work: Work, keeping: Keeping) -> None:
         return
     left = [d for i, d in enumerate(found.detections) if i not in keeping.kept]
     if not left:
-        work.text_found = None  # type: ignore[attr-defined]
+        work.text_found = None
         return
     found.detections, found.chosen, found._picture = left, set(), None
 

@@ -209,6 +209,8 @@ class Work:
     shown_frame: int = 0  # the frame shown last (a resumed page shows it again)
     progress: TrackProgress = field(default_factory=TrackProgress)
     found: Any = None  # masks found on a frame, waiting to be kept (annotation.finding.Found); not undoable
+    text_found: Any = None  # boxes found by text on a frame, waiting to be kept (annotation.text_finding.TextFound)
+    text_plan_video: Any = None  # weakref to the video whose whole-video plan the page has said (ui/text_page.py)
     cancel: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

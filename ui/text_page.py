@@ -171,7 +171,7 @@ class TextHandlers:
         """The found boxes, and (for a newly loaded video) its default k and the plan."""
         out = self.found_views(work)
         video = work.video
-        planned = getattr(work, "text_plan_video", None)
+        planned = work.text_plan_video
         if video is not None and (planned is None or planned() is not video):
             work.text_plan_video = weakref.ref(video)
             every = self._every(video, None)
