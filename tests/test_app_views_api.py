@@ -231,6 +231,8 @@ def test_bad_requests_past_the_page_get_plain_answers(app, tiny, workdir):
              "frame must be a whole number, not the text '1'."),
             ((handle_file(str(boxes)), 0, "x", True), "/import_annotations",
              "min_score must be a number, not the text 'x'."),
+            ((handle_file(str(boxes)), 0, 0.0, "false"), "/import_annotations",
+             "add_missing_labels must be true or false."),
             ((True, 1, handle_file(str(painted))), "/apply_mask", "frame must be a whole number, not True."),
             (("x", 1, handle_file(str(painted))), "/apply_mask", "frame must be a whole number, not the text 'x'."),
         ]  # fmt: skip

@@ -626,9 +626,11 @@ class DatasetHandlers:
             work = self.base.work(request)
             path = self._uploaded(work, api_file(file), "a file of masks or detections")
             score = None if min_score is None else api_number(min_score, "min_score")
+            if not isinstance(add_missing_labels, bool):  # bool() takes the text 'false' as true
+                raise UserError("add_missing_labels must be true or false.")
             read = self._reader(work, path, api_whole(frame, "frame"), score)
             importing = operations.start_importing(work, self.base.engine, path.name, read,
-                                                   add_missing_labels=bool(add_missing_labels))  # fmt: skip
+                                                   add_missing_labels=add_missing_labels)  # fmt: skip
             work.pending_import = None  # the API asks again with add_missing_labels
         except UserError as exc:
             return {"message": f"Problem: {exc}"}
