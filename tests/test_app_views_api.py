@@ -109,13 +109,15 @@ def test_150_frame_changes_while_tracking_every_picture_can_be_fetched(app, work
         assert len(handed) == 150 and failures == [], failures
         assert during >= 100, during  # most changes came while tracking ran
         # Later fetches (a slow page, a client downloading afterwards) still find every picture
-        # handed out within the time pictures are kept.
-        assert time.monotonic() - handed[0][0] < VIEW_KEEP_S - 10, "too slow to check late fetches"
-        late = [(frame, picture) for _, frame, v, t in handed for picture in (v, t)]
-        assert len(late) == 300, len(late)
+        # handed out within the time pictures are kept. On a quiet machine that is all 150 answers;
+        # on a busy one (150 answers took 157 s at a load of 28) the oldest may be past it.
+        now = time.monotonic()
+        recent = [h for h in handed if now - h[0] < VIEW_KEEP_S - 10]
+        assert len(recent) >= 50, f"too slow to check late fetches: {len(recent)} answers within the keep time"
+        late = [(frame, picture) for _, frame, v, t in recent for picture in (v, t)]
         for frame, picture in late:
             assert fetch(app, c, picture).status_code == 200, (frame, picture["path"])
-        for _, frame, viewer, _ in handed[:: 15]:  # and each shows the frame asked for
+        for _, frame, viewer, _ in recent[:: 15]:  # and each shows the frame asked for
             image = np.array(Image.open(io.BytesIO(fetch(app, c, viewer).content)).convert("RGB"))
             assert frame_of(image, frames) == frame
         c.predict(api_name="/cancel")  # the rest of the run proves nothing more
