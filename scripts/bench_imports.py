@@ -30,7 +30,7 @@ def high_water():  # VmHWM (kB): ru_maxrss would start at the parent's peak, kep
     return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
 import pycocotools.mask, yaml  # loaded before the baseline: their code is not the reader's memory
 peak = high_water()
-started = time.perf_counter()
+started, started_cpu = time.perf_counter(), time.process_time()
 kind, path = sys.argv[1], sys.argv[2]
 try:
     if kind == "labels":
@@ -40,9 +40,9 @@ try:
         outcome = f"{len(got.masks) + len(got.boxes)} prompts" + (f"; {got.notes[0]}" if got.notes else "")
 except Exception as exc:
     outcome = str(exc)
-seconds = time.perf_counter() - started
+seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
 grown = (high_water() - peak) / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": grown, "outcome": outcome}))
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mb": grown, "outcome": outcome}))
 """
 
 
@@ -154,14 +154,16 @@ def measure(kind: str, path: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), *size], cwd=ROOT, capture_output=True,
                           text=True)  # fmt: skip
     if done.returncode:
-        return {"seconds": float("nan"), "peak_mb": float("nan"), "outcome": f"exit {done.returncode}: {done.stderr}"}
+        failed = f"exit {done.returncode}: {done.stderr}"
+        return {"seconds": float("nan"), "cpu_seconds": float("nan"), "peak_mb": float("nan"), "outcome": failed}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
-    print(f"CPU: {cpu}; video {W}x{H}, {FRAMES} frames")
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"CPU: {cpu}; video {W}x{H}, {FRAMES} frames; load average {load}")
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         largest = [
@@ -173,7 +175,8 @@ def main() -> None:
         for title, kind, path in [*largest, *over_limits(folder)]:
             got = measure(kind, path)
             size = path.stat().st_size / 2**20
-            print(f"{title} [{size:.1f} MB]: {got['seconds']:.2f} s, peak +{got['peak_mb']:.0f} MB -> "
+            print(f"{title} [{size:.1f} MB]: {got['seconds']:.2f} s ({got['cpu_seconds']:.2f} s CPU), "
+                  f"peak +{got['peak_mb']:.0f} MB -> "
                   f"{got['outcome'][:160]}")  # fmt: skip
 
 

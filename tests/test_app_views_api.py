@@ -109,13 +109,15 @@ def test_150_frame_changes_while_tracking_every_picture_can_be_fetched(app, work
         assert len(handed) == 150 and failures == [], failures
         assert during >= 100, during  # most changes came while tracking ran
         # Later fetches (a slow page, a client downloading afterwards) still find every picture
-        # handed out within the time pictures are kept.
-        assert time.monotonic() - handed[0][0] < VIEW_KEEP_S - 10, "too slow to check late fetches"
-        late = [(frame, picture) for _, frame, v, t in handed for picture in (v, t)]
-        assert len(late) == 300, len(late)
+        # handed out within the time pictures are kept. On a quiet machine that is all 150 answers;
+        # on a busy one (150 answers took 157 s at a load of 28) the oldest may be past it.
+        now = time.monotonic()
+        recent = [h for h in handed if now - h[0] < VIEW_KEEP_S - 10]
+        assert len(recent) >= 50, f"too slow to check late fetches: {len(recent)} answers within the keep time"
+        late = [(frame, picture) for _, frame, v, t in recent for picture in (v, t)]
         for frame, picture in late:
             assert fetch(app, c, picture).status_code == 200, (frame, picture["path"])
-        for _, frame, viewer, _ in handed[:: 15]:  # and each shows the frame asked for
+        for _, frame, viewer, _ in recent[:: 15]:  # and each shows the frame asked for
             image = np.array(Image.open(io.BytesIO(fetch(app, c, viewer).content)).convert("RGB"))
             assert frame_of(image, frames) == frame
         c.predict(api_name="/cancel")  # the rest of the run proves nothing more
@@ -189,7 +191,7 @@ def test_a_client_without_heartbeat_is_freed_after_the_idle_time_and_one_with_it
         live.close()
 
 
-def test_bad_requests_past_the_page_get_plain_answers(app, tiny):
+def test_bad_requests_past_the_page_get_plain_answers(app, tiny, workdir):
     start = len(app.log_text())
     boundary = "b0undary"
     no_name = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"\r\nContent-Type: video/mp4\r\n\r\n'
@@ -214,6 +216,32 @@ def test_bad_requests_past_the_page_get_plain_answers(app, tiny):
             assert str(error.value) == message, (api_name, value, str(error.value))
         viewer, _, _ = c.predict(1, api_name="/show_frame")  # the session goes on
         assert fetch(app, c, viewer).status_code == 200
+        # The dataset endpoints check their numbers by type as the others do: True is not frame or
+        # object 1, '1' no frame, 1.5 no object, a text no score (int() and float() took them).
+        boxes, painted = workdir / "plain_00000.txt", workdir / "painted.png"
+        boxes.write_text("0 0.5 0.5 0.5 0.5\n")
+        square = np.zeros((48, 64), np.uint8)
+        square[10:30, 10:30] = 255
+        Image.fromarray(square).save(painted)
+        typed = [
+            ((True, "object"), "/set_object_label", "obj_id must be a whole number, not True."),
+            ((1.5, "object"), "/set_object_label", "obj_id must be a whole number, not 1.5."),
+            (("x", "object"), "/set_object_label", "obj_id must be a whole number, not the text 'x'."),
+            ((handle_file(str(boxes)), True, 0.0, True), "/import_annotations",
+             "frame must be a whole number, not True."),
+            ((handle_file(str(boxes)), "1", 0.0, True), "/import_annotations",
+             "frame must be a whole number, not the text '1'."),
+            ((handle_file(str(boxes)), 0, "x", True), "/import_annotations",
+             "min_score must be a number, not the text 'x'."),
+            ((handle_file(str(boxes)), 0, 0.0, "false"), "/import_annotations",
+             "add_missing_labels must be true or false."),
+            ((True, 1, handle_file(str(painted))), "/apply_mask", "frame must be a whole number, not True."),
+            (("x", 1, handle_file(str(painted))), "/apply_mask", "frame must be a whole number, not the text 'x'."),
+        ]  # fmt: skip
+        for args, api_name, message in typed:
+            assert c.predict(*args, api_name=api_name)["message"] == f"Problem: {message}", (api_name, args)
+        # no object made or relabelled (1 is the one an upload starts with)
+        assert c.predict(api_name="/labels")["objects"] == {"1": {"name": "object 1", "label": "object"}}
     finally:
         c.close()
     log = app.log_text()[start:]

@@ -28,7 +28,7 @@ from annotation.document import UserError
 from annotation.render import object_color
 from annotation.work import LoadedVideo
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, guarded, locked, running_status
+from ui.callbacks import POLL_S, Controls, Handlers, api_number, api_whole, guarded, locked, running_status
 from ui.help import help_line
 from ui.sessions import WorkState
 
@@ -603,7 +603,7 @@ class DatasetHandlers:
     @guarded
     def api_set_object_label(self, obj_id: int, label: str, request: gr.Request) -> dict:
         """Give object `obj_id` a label from the list (new objects then take it too)."""
-        return self._api(request, lambda work: operations.set_label(work, int(obj_id), label))
+        return self._api(request, lambda work: operations.set_label(work, api_whole(obj_id, "obj_id"), label))
 
     @guarded
     def api_load_labels(self, file: gr.FileData, request: gr.Request) -> dict:
@@ -629,9 +629,12 @@ class DatasetHandlers:
         try:
             work = self.base.work(request)
             path = self._uploaded(work, api_file(file), "a file of masks or detections")
-            read = self._reader(work, path, int(frame), min_score)
+            score = None if min_score is None else api_number(min_score, "min_score")
+            if not isinstance(add_missing_labels, bool):  # bool() takes the text 'false' as true
+                raise UserError("add_missing_labels must be true or false.")
+            read = self._reader(work, path, api_whole(frame, "frame"), score)
             importing = concepts.start_importing(work, self.base.engine, path.name, read,
-                                                   add_missing_labels=bool(add_missing_labels))  # fmt: skip
+                                                 add_missing_labels=add_missing_labels)  # fmt: skip
             work.pending_import = None  # the API asks again with add_missing_labels
         except UserError as exc:
             return {"message": f"Problem: {exc}"}
@@ -654,10 +657,11 @@ class DatasetHandlers:
         (:func:`picture_mask`); a mask of the whole frame is applied with a warning."""
         try:  # the picture is read first: a bad one changes nothing, not even a new object
             work = self.base.work(request)
-            size = operations.require_video(work).frame_size(operations.check_frame(work, int(frame)))
+            frame = api_whole(frame, "frame")
+            size = operations.require_video(work).frame_size(operations.check_frame(work, frame))
             painted = read_mask_png(self._uploaded(work, api_file(mask), "a PNG of the mask"), size)
         except UserError as exc:
             return {"message": f"Problem: {exc}", "frame": frame, "areas": {}}
         finally:
             self.base.store.tidy_upload_cache()
-        return self.base._api_prompt(request, obj_id, lambda w: self._paint(w, int(frame), int(obj_id), painted), frame)
+        return self.base._api_prompt(request, obj_id, lambda w: self._paint(w, frame, int(obj_id), painted), frame)
