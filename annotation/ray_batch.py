@@ -54,6 +54,7 @@ RECORD_VERSION = 1
 TRIES = 2  # a video that fails is tried once more, then reported
 DEATHS = 2  # a video whose worker died this often is reported (it may be what kills them: out of memory)
 POLL_S = 0.5
+STOP_WAIT_S = 10.0
 HASH_CHUNK = 1 << 20
 # Options that do not change a video's files: where things go, how they are shown, how the batch runs,
 # and the prompt sources (their contents are hashed as inputs instead, file by file).
@@ -260,6 +261,14 @@ class BatchSummary:
         return "\n".join(lines)
 
 
+def from_record(video: str, status: str, message: str, record: dict[str, Any]) -> VideoResult:
+    """A video's result from its done record (skipped: done before; done: finished as Ctrl-C came)."""
+    seconds = record.get("seconds", 0.0) if status == "done" else 0.0
+    return VideoResult(video, status, message, record.get("frames", 0), record.get("tracked", 0),
+                       record.get("objects", 0), seconds, [f["name"] for f in record["files"]],
+                       record.get("worker", ""), 1)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- the workers
 
 
@@ -438,10 +447,7 @@ def plan(jobs: Sequence[Any], args: argparse.Namespace, checkpoint: Path | None)
         if record is None:
             todo.append(task)
         else:
-            files = [f["name"] for f in record["files"]]
-            skipped.append(VideoResult(task.name, "skipped", "done before with the same inputs and options",
-                                       record.get("frames", 0), record.get("tracked", 0), record.get("objects", 0),
-                                       files=files, worker=record.get("worker", "")))
+            skipped.append(from_record(task.name, "skipped", "done before with the same inputs and options", record))
     return todo, skipped
 
 
@@ -533,14 +539,23 @@ class Pool:
         except KeyboardInterrupt:
             print("\nStopping: the videos done stay done; those running are stopped and not marked done "
                   "(run the same command again to do them).", file=sys.stderr)  # fmt: skip
-            results += [VideoResult(t.name, "stopped", "stopped by Ctrl-C before it finished", tries=t.tries + 1)
-                        for _, _, t in self.running.values()]  # fmt: skip
+            running = [task for _, _, task in self.running.values()]
+            self._stop_all()
+            results += [self._after_stop(task) for task in running]
             results += [VideoResult(t.name, "waiting", "not started (Ctrl-C)") for t in queue]
             return results, True
         finally:
             progress.close()
             self._stop_all()
         return results, False
+
+    def _after_stop(self, task: VideoTask) -> VideoResult:
+        """A video running at Ctrl-C, once its worker is gone: done if it finished just then (its record
+        is written last, so a record means every file is there), else stopped."""
+        record = matching_record(record_path(self.settings.out, task.job.video), task.fingerprint)
+        if record is not None:
+            return from_record(task.name, "done", "finished as Ctrl-C came", record)
+        return VideoResult(task.name, "stopped", "stopped by Ctrl-C before it finished", tries=task.tries + 1)
 
     def _worker_ready(self, ref: Any) -> None:
         number, actor = self.starting.pop(ref)
@@ -579,10 +594,14 @@ class Pool:
         return result
 
     def _stop_all(self) -> None:
+        """Kill every worker, and wait (a few seconds at most) until those running a video are gone:
+        after that none can still write a done record."""
         for _, actor in [*self.starting.values(), *self.idle]:
             self.ray.kill(actor)
         for _, actor, _ in self.running.values():
             self.ray.kill(actor)
+        if self.running:
+            self.ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_WAIT_S)
         self.starting.clear(), self.idle.clear(), self.running.clear()
 
 
