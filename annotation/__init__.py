@@ -8,7 +8,8 @@ annotation``).
 - :mod:`annotation.engine`: the one place that calls the predictor;
 - :mod:`annotation.render`, :mod:`annotation.views`: drawing masks, clicks and the timeline;
 - :mod:`annotation.formats`: COCO, YOLO, PNG, videos and session files, written and read;
-- :mod:`annotation.cli`: the command line;
+- :mod:`annotation.cli`: the command line; :mod:`annotation.ray_batch`: its videos on a Ray cluster
+  (``run_batch``, ``--ray``; Ray is optional and imported only there);
 - :mod:`annotation.auto`: :func:`auto_annotate`, a detector's boxes as SAM 2 prompts, written as
   YOLO labels (``from annotation import auto_annotate``).
 
@@ -20,7 +21,7 @@ way: ``ui`` -> ``annotation`` -> ``sam2``. Nothing here imports Gradio or Starle
 from typing import Any
 
 # Looked up on first use, so that ``import annotation`` loads neither torch nor the detector.
-_EXPORTS = {"auto_annotate": "auto", "AutoAnnotation": "auto", "AutoAnnotateError": "auto"}
+_EXPORTS = {"auto_annotate": "auto", "AutoAnnotation": "auto", "AutoAnnotateError": "auto", "run_batch": "cli"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -73,6 +73,7 @@ EXIT_FAILED = 1  # a video could not be done
 EXIT_USAGE = 2  # the command itself is wrong (argparse's own code)
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 POLL_S = 0.2
+RAY_LOCAL = "local"  # --ray without an address (annotation.ray_batch.LOCAL)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Job:
     prompts: formats.PromptsFile | None = None
     imported: Path | None = None  # masks or detections, read once the video is decoded
     images: tuple[Path, ...] = ()  # --images: the image files of one set
+    sources: tuple[Path, ...] = ()  # the session or prompts file read for it (the Ray runner hashes them)
 
     @property
     def inputs(self) -> list[Path]:
@@ -198,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     merged.add_argument("--val-videos", type=fraction, default=0.0, metavar="FRACTION",
                         help="with --merge: this share of the videos, whole, goes to the YOLO validation split "
                              "(default 0)")  # fmt: skip
+    cluster = parser.add_argument_group("many videos on a Ray cluster (pip install -r requirements-ray.txt)")
+    cluster.add_argument("--ray", nargs="?", const=RAY_LOCAL, default=None, metavar="ADDRESS",
+                         help="run the videos on Ray workers, each loading the model once, one video per task: no "
+                              "ADDRESS starts Ray on this machine (127.0.0.1, every core); 'auto' or "
+                              "ray://HOST:PORT joins a cluster, whose every node must reach --out (a shared file "
+                              "system). A video done gets <video>_done.json: the same command again skips it")
+    cluster.add_argument("--workers", type=positive_whole, default=None, metavar="N",
+                         help="with --ray: how many workers (default: one per CPU core, or per GPU with --device "
+                              "cuda, which gives each worker one GPU)")  # fmt: skip
     add_model_arguments(parser)
     add_media_arguments(parser)
     return parser
@@ -274,7 +285,9 @@ def plan_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list
         except formats.SessionError as exc:
             parser.error(str(exc))
         images = tuple(args.image_files) if args.images else ()
-        jobs.append(Job(video, session, read.get(prompts_path), _imported(args.import_, video, parser), images))
+        sources = tuple(p for p in (session_path, prompts_path) if p)
+        jobs.append(Job(video, session, read.get(prompts_path), _imported(args.import_, video, parser), images,
+                        sources))
     return jobs
 
 
@@ -549,7 +562,8 @@ def _progress_bar(total: int, name: str, quiet: bool):
 # ----------------------------------------------------------------------------- the run
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, listener=None) -> int:
+    """The command line; ``listener``: with --ray, told of the batch's events (ray_batch.BatchEvent)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == MERGE_COMMAND:  # a video called 'merge' is given as ./merge
         return merge_main(argv[1:])
@@ -565,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, precision = resolve_model(args, parser)
     if args.val_every == 1:
         parser.error("--val-every must be 0 (no validation split) or at least 2")
+    _check_ray(args, parser)
     args.class_list = _classes(args.classes, parser)
     _check_text(args, parser)
     jobs = plan_jobs(args, parser)
@@ -578,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return _fail(f"Cannot make the output folder {args.out}: {exc.strerror or exc}.", EXIT_USAGE)
+    if args.ray is not None:
+        return _on_ray(jobs, args, limits, model, precision, listener)
 
     if args.text is not None:
         from annotation.detect import PRECISIONS, Detector, DetectorSpec, DetectorUnavailable
@@ -710,6 +727,86 @@ def summary(outcomes: list[Outcome]) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "partial", "failed", "skipped")}
     lines.append("Summary: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n) + ".")
     return "\n".join(lines)
+
+
+def _check_ray(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--ray: Ray installed (else one line saying what to install); --workers only with it."""
+    if args.ray is None:
+        if args.workers is not None:
+            parser.error("--workers goes with --ray")
+        return
+    from annotation.ray_batch import RayMissing, on_this_machine, require_ray
+
+    try:
+        require_ray(on_this_machine(args.ray))
+    except RayMissing as exc:
+        parser.error(str(exc))
+
+
+def _on_ray(jobs: list[Job], args: argparse.Namespace, limits: MediaLimits, model: str, precision: str,
+            listener=None) -> int:  # fmt: skip
+    """--ray: every video as :func:`annotate_video` does it, on Ray workers (:mod:`annotation.ray_batch`);
+    the table and ``batch_summary.json``; then --merge of the videos done, in this run or before."""
+    from annotation import ray_batch
+    from sam2.checkpoint import CheckpointError
+
+    checkpoint = None
+    try:
+        checkpoint = resolve_checkpoint(model, args.checkpoint, args.checkpoint_dir)  # fetched once, here
+        batch = ray_batch.run_jobs(jobs, args, limits, model, precision, annotate_video,
+                                   address=None if args.ray == RAY_LOCAL else args.ray, workers=args.workers,
+                                   checkpoint=checkpoint, listener=listener)  # fmt: skip
+    except CheckpointError as exc:
+        return _fail(checkpoint_problem(exc, checkpoint, model), EXIT_FAILED)
+    except (ray_batch.BatchError, ConnectionError) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted before the batch started; nothing was done.", EXIT_INTERRUPTED)
+    print(batch.table())
+    print(f"Summary file: {args.out / ray_batch.SUMMARY_FILE}")
+    if batch.interrupted:
+        return EXIT_INTERRUPTED
+    if any(r.refused for r in batch.results):
+        return EXIT_USAGE
+    if args.merge_formats:
+        sources = ray_batch.merge_sources(batch)
+        if not sources:
+            return _fail("nothing to merge: no video was done.", EXIT_FAILED)
+        left_out = [r.video for r in batch.results if r.status not in ("done", "skipped")]
+        if left_out:
+            print(f"Merging without {', '.join(left_out)} (not done).", file=sys.stderr)
+        merged = _run_merge(sources, args.out / MERGED_FOLDER, args.merge_formats, args.val_videos, args.val_every,
+                            0, args.quiet)  # fmt: skip
+        if merged != 0:
+            return merged
+    return EXIT_FAILED if batch.count("failed") else 0
+
+
+def run_batch(videos: Sequence[str | Path], out: str | Path, options: Sequence[str] = (), address: str | None = None,
+              workers: int | None = None, listener=None):  # fmt: skip
+    """``sam2-annotate VIDEOS --out OUT OPTIONS --ray [ADDRESS] --workers N`` from Python ->
+    :class:`annotation.ray_batch.BatchSummary` (also in ``OUT/batch_summary.json``). ``options``: the
+    command line's other options, as its words (``["--prompts", "prompts/", "--image-size", "512"]``).
+    A Ray already started in this process is used as it is. Raises ValueError with the command line's one
+    line for options it refuses, RuntimeError when the batch could not start."""
+    import contextlib
+    import io
+
+    from annotation import ray_batch
+
+    argv = [*map(str, videos), "--out", str(out), *map(str, options), "--ray", address or RAY_LOCAL,
+            *(["--workers", str(workers)] if workers else [])]  # fmt: skip
+    summary_file = Path(out) / ray_batch.SUMMARY_FILE
+    summary_file.unlink(missing_ok=True)
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors) if "--quiet" in options else contextlib.nullcontext():
+            main(argv, listener)
+    except SystemExit as exc:  # the parser's refusal
+        raise ValueError((errors.getvalue() or str(exc)).strip()) from None
+    if not summary_file.is_file():
+        raise RuntimeError(f"The batch did not run: {errors.getvalue().strip() or 'see the message above'}")
+    return ray_batch.BatchSummary.read(summary_file)
 
 
 def _fail(message: str, code: int) -> int:

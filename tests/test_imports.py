@@ -158,3 +158,13 @@ def test_importing_a_package_loads_nothing_above_it(package: str, absent: list[s
     loaded = set(json.loads(result.stdout))
     assert package in loaded
     assert not loaded & set(absent), f"importing {package} loaded {sorted(loaded & set(absent))}"
+
+
+@pytest.mark.parametrize("module", ["annotation.cli", "app"])
+def test_the_app_and_the_one_machine_command_line_never_load_ray(module: str) -> None:
+    """Ray is optional (requirements-ray.txt): only ``--ray`` imports it, through annotation.ray_batch."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.') or " \
+           "m == 'annotation.ray_batch'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"importing {module} loaded {result.stdout.strip()}"
