@@ -180,6 +180,25 @@ def text_detections(
     return lambda frame, image: detector.detect(image, chosen, box_threshold, text_threshold)
 
 
+def like_detections(
+    detector: Detector, example_image: np.ndarray, box: Sequence[float], label: str,
+    threshold: float | None = None, example_frame: int | None = None,
+) -> DetectFn:  # fmt: skip
+    """"Find more like this" on each frame: the objects that look like the box ``box``
+    (x0, y0, x1, y1, pixels) on ``example_image``, each named ``label`` (OWLv2 only; see
+    ``Detector.find_like`` for the threshold). The example's query is computed here, once, so a
+    bad box or another detector is refused before anything runs. On ``example_frame`` (the
+    example's own frame) the example itself is left out: there it is the object already there."""
+    example = detector.like_example(example_image, box, label)
+    if threshold is not None:
+        check_threshold(threshold, "likeness threshold")
+
+    def detect(frame: int, image: np.ndarray) -> list[Detection]:
+        return detector.find_like(image, example, threshold, exclude=example.box if frame == example_frame else None)
+
+    return detect
+
+
 def file_detections(given: imports.Imported) -> tuple[list[int], DetectFn]:
     """(the frames with boxes, in order; their boxes as detections) of an imported file: a
     box's class is its phrase, its score (1 where the file has none) its score."""
