@@ -392,7 +392,7 @@ class Detector:
         background: the least like it is the most the object's own). Its class embedding is the
         query. Refused in words: another detector than OWLv2, a box outside the frame, not a
         number, or without area."""
-        self._require_owl()
+        self.require_image_guided()
         image = _check_image(image)
         height, width = image.shape[:2]
         given = check_example_box(box, width, height)
@@ -435,7 +435,7 @@ class Detector:
         no better box overlaps it by more than LIKE_NMS_IOU (box IoU; non-maximum suppression),
         and it scores above a tenth of the frame's best box (transformers' cut for drawing them).
         ``exclude``: a box (pixels); found boxes overlapping it at EXAMPLE_IOU or more are dropped."""
-        self._require_owl()
+        self.require_image_guided()
         image = _check_image(image)
         threshold = LIKE_THRESHOLD if threshold is None else check_threshold(threshold, "likeness threshold")
         import torch
@@ -454,7 +454,8 @@ class Detector:
         kept = (d for d in clipped if d is not None and (exclude is None or box_iou(d.box, exclude) < EXAMPLE_IOU))
         return sorted(kept, key=lambda d: -d.score)
 
-    def _require_owl(self) -> None:
+    def require_image_guided(self) -> None:
+        """A UserError saying how to start the app with OWLv2, unless this detector is one."""
         if self.kind != "owlv2":
             raise UserError(f"Finding more like an example needs an OWLv2 detector, and this app runs {self.name} "
                             f"({self.spec.model}). Start the app with --detector {OWLV2_HINT} to use it.")

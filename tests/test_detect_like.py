@@ -23,7 +23,7 @@ from annotation.detect import EXAMPLE_IOU, LIKE_NMS_IOU, LIKE_THRESHOLD, Detecto
 from annotation.document import UserError
 from annotation.engine import Engine
 from annotation.work import Work
-from sam2.video_io import MediaLimits
+from sam2.video_io import MediaLimits, decode
 from tests import media_factory as mf
 from tests.detectors import save_grounding_dino, save_owlv2
 from tests.reference import reference_state_dict
@@ -218,3 +218,48 @@ def test_a_whole_video_run_finds_more_like_the_example_and_matches_them_by_conce
     assert "cup" in work.labels and work.undo[-1].label == "find and track 'more like object 1'"
     operations.undo(work, engine)
     assert work.doc is before and "cup" not in work.labels
+
+
+# ----------------------------------------------------------------------------- the app, through gradio_client
+
+
+def test_find_like_through_the_api(reference_checkpoint: Path, owl_folder: Path, owl: Detector,
+                                   tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    """The real app started with the tiny OWLv2 folder (one start): bad requests answered in words,
+    then /find_like on frame 0 answers the boxes the detector gives for object 1's box there (around
+    the predictor's mask for the box prompt given through /add_box), each matched by concepts' rules
+    (the making of new objects and their undo are checked on the core above)."""
+    from gradio_client import Client, handle_file
+
+    from tests.app_harness import Replay, start_app
+    from tests.test_app_api import plain
+
+    workdir = tmp_path_factory.mktemp("like-app")
+    video = mf.hide_and_enter(workdir / "hide.mp4", fps=10, frames=6)
+    app = start_app(reference_checkpoint, workdir, "--detector", str(owl_folder), quick_close=True)
+    try:
+        c = Client(app.url, verbose=False, download_files=False)
+        assert c.predict(0, 1, api_name="/find_like")["message"] == "Problem: Upload a video first (step 1)."
+        assert plain(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
+        x, y, w, h = mf.FIRST_BOX
+        c.predict(frame=0, x0=float(x), y0=float(y), x1=float(x + w), y1=float(y + h), obj_id=1, api_name="/add_box")
+        for args, words in (((3, 1), "'object 1' has no mask on frame 3"), ((0, 7), "no object 7"),
+                            ((0, 1, 0, 1.5), "likeness threshold must be a number from 0 to 1"),
+                            ((0, 1, 7), "Detect every 7 frames: the video has only 6 frames")):  # fmt: skip
+            answer = c.predict(*args, api_name="/find_like")
+            assert answer["message"].startswith("Problem: ") and words in answer["message"], answer
+        answer = c.predict(0, 1, 0, 0.0, api_name="/find_like")
+        frames = [np.asarray(f) for f in decode(video, MediaLimits()).frames]
+        ref = Replay.start(reference_checkpoint, frames)
+        ys, xs = np.nonzero(ref.prompt(0, 1, box=(x, y, x + w, y + h)))
+        example = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+        expected = owl.detect_like(frames[0], example, 0.0)
+        assert expected, "the random model should find something"
+        assert [f["box"] for f in answer["found"]] == [[round(v, 2) for v in d.box] for d in expected]
+        assert answer["message"].startswith(f"Found {len(expected)} box(es) for 'more like object 1' on 1 frame(s)")
+        # the reference weights' masks all span the frame: each box's mask matches object 1, and nothing changes
+        assert {(f["kind"], f["object"]) for f in answer["found"]} <= {("same", 1), ("repeat", 1)}
+        assert answer["objects"] == [] and f"{len(expected)} on objects already there" in answer["message"]
+        assert "Undid: box" in plain(c.predict(0, api_name="/undo")[2])  # the run made no undo step of its own
+    finally:
+        app.stop()

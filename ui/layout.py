@@ -19,6 +19,7 @@ from ui.find_page import FindHandlers, FindPage
 from ui.guard_page import GuardHandlers, GuardPage
 from ui.help import help_line
 from ui.keys import KEYS_SCRIPT, build_shortcuts
+from ui.like_page import LikeHandlers, LikePage
 from ui.player import PLAYER_SCRIPT, Player
 from ui.sessions import SessionStore
 from ui.views import markdown_text, model_line, track_help  # noqa: F401 (track_help: also for tests)
@@ -150,7 +151,7 @@ def build_page(
         guard.build()
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
-            find, engine.describe_choices(), player := Player(),
+            find, engine.describe_choices(), player := Player(), like := LikePage(detector),
         )
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
@@ -163,6 +164,7 @@ def build_page(
         drag.wire(controls, DragHandlers(handlers))
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
+        like.wire(controls, LikeHandlers(handlers, like))  # "Find more like this" (ui/like_page.py)
         player.wire(controls, handlers)
         guard.wire(demo, controls, GuardHandlers(handlers, guard))
     return demo
@@ -170,7 +172,7 @@ def build_page(
 
 def _components(
     limits: MediaLimits, model: str, tracking: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
-    find: FindPage, choices: list[str] = (), player: Player | None = None,
+    find: FindPage, choices: list[str] = (), player: Player | None = None, like: LikePage | None = None,
 ) -> Controls:
     # A workspace on one screen (1280x720 and up): the frame, its slider and timeline in the
     # middle, with the click tools above it; at the side the video, Track with its progress, the
@@ -210,6 +212,8 @@ def _components(
                 datasets.build_brush()
             with gr.Accordion("Find objects", open=False, elem_id="find-box"):
                 find.build_finder()
+                if like is not None:
+                    like.build()  # "Find more like this" (ui/like_page.py)
         with gr.Column(scale=2, min_width=320, elem_id="work-side"):
             upload = gr.File(
                 label="Video (mp4, mov, webm, mkv, avi, gif), an image, or several images (files or a zip)",
