@@ -98,7 +98,8 @@ class LikeHandlers:
         except UserError as exc:
             yield self.base.warn(str(exc))
             return
-        status = views.markdown_text(running_status(work.progress))
+        plan = f" {concepts.describe_plan(run.frames, work.video.count)}" if len(run.frames) > 1 else ""
+        status = views.markdown_text(running_status(work.progress) + plan)
         while run.thread.is_alive():
             yield {c.status: status, page.progress: views.markdown_text(work.progress.summary())}
             run.thread.join(POLL_S)
