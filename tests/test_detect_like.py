@@ -236,7 +236,7 @@ def test_find_like_through_the_api(reference_checkpoint: Path, owl_folder: Path,
 
     workdir = tmp_path_factory.mktemp("like-app")
     video = mf.hide_and_enter(workdir / "hide.mp4", fps=10, frames=6)
-    app = start_app(reference_checkpoint, workdir, "--detector", str(owl_folder), quick_close=True)
+    app = start_app(reference_checkpoint, workdir, "--detector", str(owl_folder), quick_close=True, timeout_s=420)
     try:
         c = Client(app.url, verbose=False, download_files=False)
         assert c.predict(0, 1, api_name="/find_like")["message"] == "Problem: Upload a video first (step 1)."
