@@ -54,7 +54,7 @@ from typing import Literal
 import numpy as np
 
 from annotation import imports, operations
-from annotation.detect import Detection, Detector, check_threshold, clean_phrases, parse_phrases
+from annotation.detect import Detection, Detector, check_example_box, check_threshold, clean_phrases, parse_phrases
 from annotation.document import MAX_OBJECTS, ObjectInfo, PackedMask, PromptCall, PromptSpec, Snapshot, UserError
 from annotation.engine import Engine
 from annotation.formats import clean_name
@@ -178,6 +178,32 @@ def text_detections(
     if text_threshold is not None:
         check_threshold(text_threshold, "text threshold")
     return lambda frame, image: detector.detect(image, chosen, box_threshold, text_threshold)
+
+
+def like_detections(
+    detector: Detector, example_image: np.ndarray, box: Sequence[float], label: str,
+    threshold: float | None = None, example_frame: int | None = None,
+) -> DetectFn:  # fmt: skip
+    """"Find more like this" on each frame: the objects that look like the box ``box``
+    (x0, y0, x1, y1, pixels) on ``example_image``, each named ``label`` (OWLv2 only; see
+    ``Detector.find_like`` for the threshold). Another detector, a bad box and a bad threshold
+    are refused here, before anything runs; the example's query is computed once, on the first
+    frame searched (in the run, with its progress). On ``example_frame`` (the example's own
+    frame) the example itself is left out: there it is the object it was taken from."""
+    detector.require_image_guided()
+    image = np.array(example_image, dtype=np.uint8, copy=True)
+    given = check_example_box(box, image.shape[1], image.shape[0])
+    if threshold is not None:
+        check_threshold(threshold, "likeness threshold")
+    examples: list = []
+
+    def detect(frame: int, target: np.ndarray) -> list[Detection]:
+        if not examples:
+            examples.append(detector.like_example(image, given, label))
+        exclude = given if frame == example_frame else None
+        return detector.find_like(target, examples[0], threshold, exclude=exclude)
+
+    return detect
 
 
 def file_detections(given: imports.Imported) -> tuple[list[int], DetectFn]:

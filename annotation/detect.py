@@ -58,6 +58,15 @@ GROUNDING_DINO_THRESHOLDS = Thresholds(box=0.35, text=0.25)
 # OWLv2: the default of transformers' post_process_object_detection, which its docs use.
 OWLV2_THRESHOLDS = Thresholds(box=0.1, text=None)
 
+# "Find more like this" (OWLv2's image-guided detection): the defaults of transformers' OWLv2 docs
+# example of post_process_image_guided_detection (threshold=0.9, nms_threshold=0.3).
+LIKE_THRESHOLD = 0.9
+LIKE_NMS_IOU = 0.3
+# A box found on the example's own frame that overlaps the example box this much (box IoU) is the
+# example itself, drawn again by the model: dropped, since the user asks for the others.
+EXAMPLE_IOU = 0.5
+OWLV2_HINT = "google/owlv2-base-patch16-ensemble"
+
 _FAMILIES = {
     "grounding-dino": ("Grounding DINO", GROUNDING_DINO_THRESHOLDS),
     "mm-grounding-dino": ("MM Grounding DINO", GROUNDING_DINO_THRESHOLDS),
@@ -139,6 +148,53 @@ class Detection:
     @property
     def box(self) -> tuple[float, float, float, float]:
         return (self.x0, self.y0, self.x1, self.y1)
+
+
+@dataclass(frozen=True, eq=False)
+class LikeExample:
+    """An example for "Find more like this" (:meth:`Detector.like_example`): OWLv2's class
+    embedding of one of its own predicted boxes on the example frame, the one chosen for the
+    example box (see :meth:`Detector.like_example`), computed once and compared with every box
+    of any frame.
+
+    box: the example box as given, chosen: the model's predicted box whose embedding is the
+    query, both (x0, y0, x1, y1) in the example frame's pixels; label: the phrase the boxes found
+    get (the example object's label); embedding: a torch tensor (1, 1, D) on the model's device,
+    in its precision."""
+
+    box: tuple[float, float, float, float]
+    chosen: tuple[float, float, float, float]
+    label: str
+    embedding: Any
+
+
+def check_example_box(box: Any, width: int, height: int) -> tuple[float, float, float, float]:
+    """``box`` (x0, y0, x1, y1) in the pixels of a width x height frame as four floats, or a
+    UserError in words: not four finite numbers, reaching outside the frame, or without area."""
+    try:
+        values = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise UserError("The example must be a box of four numbers: left, top, right, bottom (in pixels).") from None
+    if len(values) != 4 or isinstance(box, (str, bytes)):
+        raise UserError("The example must be a box of four numbers: left, top, right, bottom (in pixels).")
+    if not all(math.isfinite(v) for v in values):
+        raise UserError(f"The example box {box!r:.80} holds a value that is not a number.")
+    x0, y0, x1, y1 = values
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+        raise UserError(f"The example box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the frame, which is "
+                        f"{width} x {height} pixels.")
+    if not (x1 > x0 and y1 > y0):
+        raise UserError(f"The example box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area: its right edge must be "
+                        "right of its left edge, and its bottom below its top.")
+    return values
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes (0 when neither has area)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 # ----------------------------------------------------------------------------- phrases
@@ -310,6 +366,111 @@ class Detector:
                                              result["boxes"].tolist(), strict=True)
         ]  # fmt: skip
 
+    # -- "Find more like this": OWLv2's image-guided detection
+
+    def detect_like(
+        self, image: np.ndarray, example_box: Sequence[float], threshold: float | None = None,
+        example_image: np.ndarray | None = None, label: str = "",
+    ) -> list[Detection]:  # fmt: skip
+        """The objects on ``image`` (HxWx3 uint8 RGB) that look like the example: the box
+        ``example_box`` (x0, y0, x1, y1, pixels) on ``example_image`` (None: on ``image`` itself),
+        best first, each named ``label``. OWLv2 only; another detector is refused in words.
+
+        On the example's own frame (``example_image`` None) the example itself is dropped: a
+        user asks for the others. Any box found there overlapping the example box at
+        EXAMPLE_IOU (box IoU) or more is the model's drawing of the example, not another object.
+        For ``threshold`` and the scores see :meth:`find_like`."""
+        example = self.like_example(image if example_image is None else example_image, example_box, label)
+        return self.find_like(image, example, threshold, exclude=example.box if example_image is None else None)
+
+    def like_example(self, image: np.ndarray, box: Sequence[float], label: str = "") -> LikeExample:
+        """The query for :meth:`find_like` from the box ``box`` on ``image``, as the OWL-ViT
+        authors pick it for image-conditioned detection (and transformers' OWL-ViT does for a
+        query image): of the boxes OWLv2 predicts on the frame, those whose IoU with the example
+        box is within 80% of the best IoU (generalised IoU when none overlaps it), and of these the
+        one whose class embedding is least like the mean of all the frame's boxes (the mean is the
+        background: the least like it is the most the object's own). Its class embedding is the
+        query. Refused in words: another detector than OWLv2, a box outside the frame, not a
+        number, or without area."""
+        self.require_image_guided()
+        image = _check_image(image)
+        height, width = image.shape[:2]
+        given = check_example_box(box, width, height)
+        import torch
+        from transformers.image_transforms import center_to_corners_format
+        from transformers.models.owlv2.image_processing_pil_owlv2 import box_iou as owl_box_iou
+        from transformers.models.owlvit.modeling_owlvit import generalized_box_iou
+
+        with self.lock, torch.inference_mode():
+            feats, feature_map = self._owl_features(image)
+            _, class_embeds = self._model.class_predictor(feats)  # (1, patches, D)
+            boxes = center_to_corners_format(self._model.box_predictor(feats, feature_map).float())[0]
+            side = float(max(height, width))  # OWLv2 pads the frame to a square: boxes are fractions of its side
+            query = torch.tensor([given], dtype=torch.float32, device=boxes.device) / side
+            ious = owl_box_iou(query, boxes)[0][0]
+            if not bool((ious > 0).any()):
+                ious = generalized_box_iou(query, boxes)[0]
+            top = ious.max()
+            # within 80% of the best IoU; a generalised IoU is negative, where 80% of it would exceed the best
+            candidates = torch.nonzero(ious >= (top * 0.8 if top > 0 else top)).flatten()
+            embeds = class_embeds[0].float()
+            likeness = embeds[candidates] @ embeds.mean(0)
+            best = int(candidates[int(torch.argmin(likeness))])
+            chosen = tuple(float(v) * side for v in boxes[best].tolist())
+            embedding = class_embeds[:, best : best + 1].clone()
+        return LikeExample(given, chosen, label, embedding)  # type: ignore[arg-type]
+
+    def find_like(
+        self, image: np.ndarray, example: LikeExample, threshold: float | None = None,
+        exclude: Sequence[float] | None = None,
+    ) -> list[Detection]:  # fmt: skip
+        """The boxes on ``image`` that look like ``example``, best first, in the frame's pixels,
+        as transformers' ``post_process_image_guided_detection`` gives them (the same boxes; the
+        scores here are the model's confidence rather than its display alphas), clipped to the frame.
+
+        Each of OWLv2's boxes on the frame is scored by the model's confidence that it shows the
+        same kind of thing as the example (the sigmoid of its class logit against the example's
+        embedding, 0..1: the score of each Detection). A box is kept when that confidence is at
+        or above ``threshold`` (None: LIKE_THRESHOLD, the value of transformers' OWLv2 example),
+        no better box overlaps it by more than LIKE_NMS_IOU (box IoU; non-maximum suppression),
+        and it scores above a tenth of the frame's best box (transformers' cut for drawing them).
+        ``exclude``: a box (pixels); found boxes overlapping it at EXAMPLE_IOU or more are dropped."""
+        self.require_image_guided()
+        image = _check_image(image)
+        threshold = LIKE_THRESHOLD if threshold is None else check_threshold(threshold, "likeness threshold")
+        import torch
+
+        with self.lock, torch.inference_mode():
+            feats, feature_map = self._owl_features(image)
+            embedding = example.embedding.to(feats.device, feats.dtype)
+            logits, _ = self._model.class_predictor(feats, query_embeds=embedding)  # (1, patches, 1)
+            boxes = self._model.box_predictor(feats, feature_map)  # (1, patches, 4): cx, cy, w, h of the square
+            scores = logits[0].float().max(-1).values.sigmoid().cpu()
+            boxes = boxes[0].float().cpu()
+        height, width = image.shape[:2]
+        found = [Detection(*corners, phrase=example.label, score=score)
+                 for score, corners in _image_guided_boxes(scores, boxes, threshold, LIKE_NMS_IOU, (height, width))]
+        clipped = (_clip(d, width, height) for d in found)
+        kept = (d for d in clipped if d is not None and (exclude is None or box_iou(d.box, exclude) < EXAMPLE_IOU))
+        return sorted(kept, key=lambda d: -d.score)
+
+    def require_image_guided(self) -> None:
+        """A UserError saying how to start the app with OWLv2, unless this detector is one."""
+        if self.kind != "owlv2":
+            raise UserError(f"Finding more like an example needs an OWLv2 detector, and this app runs {self.name} "
+                            f"({self.spec.model}). Start the app with --detector {OWLV2_HINT} to use it.")
+
+    def _owl_features(self, image: np.ndarray) -> tuple[Any, Any]:
+        """OWLv2's image features of ``image``: (1, patches, D) and the same as (1, rows, columns, D),
+        the frame resized and padded by the model's own image processor."""
+        import torch
+
+        pixels = self._processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        pixels = pixels.to(self._model.device, getattr(torch, self.spec.precision))
+        feature_map = self._model.image_embedder(pixel_values=pixels)[0]
+        batch, rows, columns, depth = feature_map.shape
+        return feature_map.reshape(batch, rows * columns, depth), feature_map
+
     def _run(self, inputs: Any) -> Any:
         """The model on the inputs; outputs in float32 on the CPU, so the post-processing's
         thresholds compare the same numbers whatever the precision and device."""
@@ -348,6 +509,41 @@ class DetectorSlot:
             if self._detector is None:
                 self._detector = Detector.load(self.spec, progress=False)
             return self._detector
+
+
+def _image_guided_boxes(
+    scores: Any, boxes: Any, threshold: float, nms_iou: float, frame_hw: tuple[int, int]
+) -> list[tuple[float, tuple[float, float, float, float]]]:
+    """(score, corners in the frame's pixels) of the boxes transformers'
+    ``post_process_image_guided_detection`` keeps for one image and one query, in the boxes' order.
+
+    scores: (patches,) confidences; boxes: (patches, 4) cx, cy, w, h as fractions of the padded
+    square. Its rules: greedy non-maximum suppression (best first, a kept box zeroes the boxes
+    overlapping it by more than ``nms_iou``), then scores below ``threshold`` dropped, then those
+    at or below a tenth of the best one left (its alpha 0). Only the boxes at or above the
+    threshold are suppressed here: a box below it can only suppress boxes that score lower still,
+    which are dropped anyway, so the boxes kept are the same and the loop runs over far fewer."""
+    import torch
+    from transformers.image_transforms import center_to_corners_format
+    from transformers.models.owlv2.image_processing_pil_owlv2 import box_iou as owl_box_iou
+
+    corners = center_to_corners_format(boxes)
+    scores = scores.clone()
+    scores[scores < threshold] = 0.0
+    candidates = torch.nonzero(scores).flatten()
+    if nms_iou < 1.0:
+        for i in candidates[torch.argsort(-scores[candidates])].tolist():
+            if not scores[i]:
+                continue
+            ious = owl_box_iou(corners[i : i + 1], corners[candidates])[0][0]
+            ious[candidates == i] = -1.0
+            scores[candidates[ious > nms_iou]] = 0.0
+    if not bool(scores.any()):
+        return []
+    best = scores.max() + 1e-6  # as a tensor, as transformers computes it: the same float32 rounding
+    side = float(max(frame_hw))
+    kept = torch.nonzero((scores - best * 0.1) / (best * 0.9) > 0).flatten().tolist()
+    return [(float(scores[i]), tuple(float(v) * side for v in corners[i].tolist())) for i in kept]
 
 
 def _defaults(spec: DetectorSpec, kind: str) -> Thresholds:

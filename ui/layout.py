@@ -19,6 +19,7 @@ from ui.find_page import FindHandlers, FindPage
 from ui.guard_page import GuardHandlers, GuardPage
 from ui.help import help_line
 from ui.keys import KEYS_SCRIPT, build_shortcuts
+from ui.like_page import LikeHandlers, LikePage
 from ui.player import PLAYER_SCRIPT, Player
 from ui.sessions import SessionStore
 from ui.text_page import TextHandlers, TextPage
@@ -152,7 +153,7 @@ def build_page(
         guard.build()
         controls = _components(
             limits, engine.describe(), track_help(engine.speed), engine.image_sizes, engine.image_size, datasets,
-            find, engine.describe_choices(), player := Player(), text,
+            find, engine.describe_choices(), player := Player(), text, like := LikePage(detector),
         )
         # The views that follow the model size (the loaded video's, or the next upload's) go last.
         sized = [controls.buttons["model_info"], controls.buttons["track_info"], *find.size_outputs()]
@@ -167,6 +168,7 @@ def build_page(
         datasets.wire(controls, DatasetHandlers(handlers, datasets))
         find.wire(controls, FindHandlers(handlers, find))
         text.wire(controls, TextHandlers(handlers, text))
+        like.wire(controls, LikeHandlers(handlers, like))  # "Find more like this" (ui/like_page.py)
         player.wire(controls, handlers)
         guard.wire(demo, controls, GuardHandlers(handlers, guard))
     return demo
@@ -175,6 +177,7 @@ def build_page(
 def _components(
     limits: MediaLimits, model: str, tracking: str, sizes: tuple[int, ...], size: int, datasets: DatasetPage,
     find: FindPage, choices: list[str] = (), player: Player | None = None, text: TextPage | None = None,
+    like: LikePage | None = None,
 ) -> Controls:
     # A workspace on one screen (1280x720 and up): the frame, its slider and timeline in the
     # middle, with the click tools above it; at the side the video, Track with its progress, the
@@ -214,6 +217,8 @@ def _components(
                 datasets.build_brush()
             with gr.Accordion("Find objects", open=False, elem_id="find-box"):
                 find.build_finder()
+                if like is not None:
+                    like.build()  # "Find more like this" (ui/like_page.py)
             if text is not None:
                 with gr.Accordion("Find by text", open=False, elem_id="text-box"):
                     text.build()
