@@ -408,7 +408,7 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
     # weights decide: about 60%, as much as without painting; trained weights carry a mask's shape.)
     patch = line_mask(size, painted_line, 2)
     assert got[2][1][patch].all()
-    alone = Replay.start(reference_checkpoint, frames)
+    alone = Replay(ref.predictor, ref.predictor.init_state(list(frames)))  # the same model, its own session
     alone.prompt(2, 1, [(150, 110)], [1])
     alone.track(2, 5, False)
     assert any((got[f][1] != alone.masks[f][1]).any() for f in range(3, n))
