@@ -406,15 +406,15 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
     ref.track(2, 5, False)
     got = exporting.read_coco(made["clip_coco.json"])
     assert_masks_match(got, ref.masks, n)
-    # The painted patch is the painted frame's mask, and tracking starts from it: the next frames
-    # differ from those the click alone gives. (How much of the patch they keep, the stand-in
-    # weights decide: about 60%, as much as without painting; trained weights carry a mask's shape.)
+    # The painted patch is the painted frame's mask, and tracking starts from it: the next frame
+    # differs from the one the click alone gives. (How much of the patch tracked frames keep, the
+    # stand-in weights decide: about 60%, as much as without painting; trained weights carry a mask's shape.)
     patch = line_mask(size, painted_line, 2)
     assert got[2][1][patch].all()
     alone = Replay(ref.predictor, ref.predictor.init_state(list(frames)))  # the same model, its own session
     alone.prompt(2, 1, [(150, 110)], [1])
-    alone.track(2, 5, False)
-    assert any((got[f][1] != alone.masks[f][1]).any() for f in range(3, n))
+    alone.track(2, 1, False)
+    assert (got[3][1] != alone.masks[3][1]).any()
 
     # The editor still holds that painting; on another video, Apply refuses it in words.
     upload(page, other_video)
