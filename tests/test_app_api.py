@@ -243,7 +243,9 @@ def test_frame_changes_and_clicks_while_tracking(app, workdir):
     to four of each together): no server error, every picture a response names can be fetched
     (they once shared names, or were deleted before the browser asked), and each shows the
     frame asked for, by its pixels."""
-    video = media_factory.testsrc(workdir / "busy.mp4", size=(96, 64), fps=10, seconds=3.0)
+    # 20 frames: tracking them outlasts the first clicks (refused while it runs) many times over
+    # on any machine, and the test waits for all of them, so each frame more is only cost.
+    video = media_factory.testsrc(workdir / "busy.mp4", size=(96, 64), fps=10, seconds=2.0)
     frames = decode(video, MediaLimits()).frames
     start = len(app.log_text())
     c = client(app)

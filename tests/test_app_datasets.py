@@ -226,8 +226,11 @@ def stroke(page, tool: str, points: list[tuple[int, int]]) -> None:
 
     page.mouse.move(*screen(*points[0]))
     page.mouse.down()
+    # The editor draws a line between the pointer's positions, so three per segment make the same
+    # stroke as more; each move repaints the editor's canvas (about 2 s under load in headless
+    # Chromium without a GPU), and 11 per segment made the zigzag half of this module's time.
     for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
-        for t in np.linspace(0, 1, 12)[1:]:
+        for t in np.linspace(0, 1, 4)[1:]:
             page.mouse.move(*screen(xa + (xb - xa) * t, ya + (yb - ya) * t))
     page.mouse.up()
 
@@ -403,15 +406,15 @@ def test_the_brush_paints_a_mask_that_tracking_follows(
     ref.track(2, 5, False)
     got = exporting.read_coco(made["clip_coco.json"])
     assert_masks_match(got, ref.masks, n)
-    # The painted patch is the painted frame's mask, and tracking starts from it: the next frames
-    # differ from those the click alone gives. (How much of the patch they keep, the stand-in
-    # weights decide: about 60%, as much as without painting; trained weights carry a mask's shape.)
+    # The painted patch is the painted frame's mask, and tracking starts from it: the next frame
+    # differs from the one the click alone gives. (How much of the patch tracked frames keep, the
+    # stand-in weights decide: about 60%, as much as without painting; trained weights carry a mask's shape.)
     patch = line_mask(size, painted_line, 2)
     assert got[2][1][patch].all()
-    alone = Replay.start(reference_checkpoint, frames)
+    alone = Replay(ref.predictor, ref.predictor.init_state(list(frames)))  # the same model, its own session
     alone.prompt(2, 1, [(150, 110)], [1])
-    alone.track(2, 5, False)
-    assert any((got[f][1] != alone.masks[f][1]).any() for f in range(3, n))
+    alone.track(2, 1, False)
+    assert (got[3][1] != alone.masks[3][1]).any()
 
     # The editor still holds that painting; on another video, Apply refuses it in words.
     upload(page, other_video)
