@@ -8,8 +8,11 @@ Typical use: click a few frames of each video in the page, save each session fil
 the long videos here (on a bigger machine, overnight, in a batch) and export. A hand-written
 prompts file works too (``--prompts``, format in :func:`annotation.formats.load_prompts_json`).
 
-Each video is decoded with the same limits as the page (``--max-frames`` and the others); a
-session file also gives the frame rate and size it was saved at, so its frames line up. An
+Each video is read with the same limits as the page (``--max-frames`` and the others); a
+session file also gives the frame rate and size it was saved at, so its frames line up. A
+video tracked forward only is read from its file as tracking goes (:func:`streams`,
+``sam2.video_stream``), so memory does not grow with its length; other runs, and
+``--decode-first``, decode it whole first, as the page does; the files made are the same. An
 image set stands where a video does: a folder of images or a zip of them, or (``--images``)
 the image files given, as one set; its frames are the images in name order, each at its own
 size, and its exports name the masks after the images. Then

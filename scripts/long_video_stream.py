@@ -11,6 +11,11 @@ decoded and kept, PNG-compressed, before tracking) for comparison.
 
     python scripts/long_video_stream.py --frames 1800 --every 100
     python scripts/long_video_stream.py --frames 1800 --every 100 --decode-first
+
+``--files-only`` leaves the model's tracking out, to measure the rest at full length in minutes
+instead of hours: a session file holding the disc's mask on every frame is given with
+``--no-track``, so the CLI reads the video (streamed, or decoded first) and writes the files
+for every frame, exactly as after tracking.
 """
 
 from __future__ import annotations
@@ -57,6 +62,35 @@ def make_video(path: Path, frames: int) -> None:
     ], check=True)  # fmt: skip
 
 
+def session_with_masks(video: Path, frames: int, workdir: Path) -> Path:
+    """A session file for ``video`` with the click on frame 0 and a disc's mask on every frame
+    (where the video draws it, to a pixel: what tracking would have found)."""
+    from annotation import formats
+    from annotation.document import PackedMask
+    from annotation.render import object_color
+    from sam2.video_io import MediaLimits
+    from sam2.video_stream import open_stream
+
+    path = workdir / f"long_{frames}_session.json"
+    if path.exists():
+        return path
+    _, stream = open_stream(video, MediaLimits(max_frames=frames, max_seconds=frames / FPS + 60), keep_audio=False)
+    fingerprint = formats.video_fingerprint(stream)
+    stream.close()
+    yy, xx = np.mgrid[0:H, 0:W]
+    masks = []
+    for n in range(frames):
+        cx, cy = W * 0.3 + 300 * np.sin(n / 60), H * 0.5 + 120 * np.cos(n / 45)
+        packed = PackedMask.pack((xx - cx) ** 2 + (yy - cy) ** 2 < RADIUS**2)
+        masks.append(formats.SessionMask(n, 1, n > 0, packed.top, packed.left, *packed.box_shape, packed.bits))
+    session = formats.Session(
+        formats.VideoRef(video.name, frames, W, H, float(FPS), fingerprint),
+        [formats.SessionObject(1, "disc", object_color(1))],
+        [formats.Prompt(0, 1, [(W * 0.3, H * 0.5 + 120)], [1])], masks,
+    )  # fmt: skip
+    return formats.export_session_json(session, workdir, stem=path.stem)
+
+
 def status_kb(pid: int, field: str) -> int | None:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -72,6 +106,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=500, help="print RSS every this many frames tracked")
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--decode-first", action="store_true", help="today's path: decode the whole video first")
+    parser.add_argument("--files-only", action="store_true",
+                        help="no tracking: a session file with a mask on every frame, the files written from it")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the video and outputs here")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="long-video-stream-"))
@@ -89,8 +125,11 @@ def main() -> None:
     prompts = workdir / "prompts.json"
     prompts.write_text(json.dumps({"objects": [{"name": "disc", "prompts": [
         {"frame": 0, "points": [[W * 0.3, H * 0.5 + 120]]}]}]}))  # fmt: skip
-    out = workdir / ("out-decoded" if args.decode_first else "out-streamed")
-    cmd = [sys.executable, "-m", "annotation", str(video), "--prompts", str(prompts), "--direction", "forward",
+    given = ["--prompts", str(prompts)]
+    if args.files_only:
+        given = ["--session", str(session_with_masks(video, args.frames, workdir)), "--no-track"]
+    out = workdir / (("files-" if args.files_only else "") + ("out-decoded" if args.decode_first else "out-streamed"))
+    cmd = [sys.executable, "-m", "annotation", str(video), *given, "--direction", "forward",
            "--export", "png,coco,yolo", "--out", str(out), "--checkpoint", str(checkpoint),
            "--model", "sam2.1_hiera_tiny", "--image-size", str(args.image_size), "--precision", "float32",
            "--kernels", "fused", "--max-frames", str(args.frames), "--max-seconds", str(args.frames / FPS + 60),
@@ -114,29 +153,35 @@ def run(cmd: list[str], args: argparse.Namespace) -> None:
             found = PROGRESS.findall(bytes(log[-4096:]))
             if found:
                 phase[0] = "files" if b"files of" in log[-4096:] else "tracking"
-                if phase[0] == "tracking":
-                    done[0] = int(found[-1][0])
+                done[0] = int(found[-1][0])
 
     reader = threading.Thread(target=read_progress, daemon=True)
     reader.start()
     started = time.monotonic()
     tracking_started = None
-    next_report, peak, samples = args.every, 0, []
-    while child.poll() is None:
+    next_report, peak, samples, shown = args.every, 0, [], "loading"
+    phase_started = started
+    while True:  # os.wait4, not Popen.poll: the child's own peak RSS (ru_maxrss) comes with its end
+        ended, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if ended:
+            child.returncode = os.waitstatus_to_exitcode(status)
+            break
         time.sleep(0.5)
         rss, hwm = status_kb(child.pid, "VmRSS"), status_kb(child.pid, "VmHWM")
         if rss is None or hwm is None:
             continue
         peak = max(peak, hwm)
-        if phase[0] == "tracking" and tracking_started is None:
+        if phase[0] != shown:  # tracking began, or the files
+            shown, phase_started, next_report = phase[0], time.monotonic(), args.every
+            print(f"{shown} from {phase_started - started:.0f} s (RSS {rss / 1024:.0f} MB)", flush=True)
+        if phase[0] != "loading" and tracking_started is None:
             tracking_started = time.monotonic()
         samples.append((time.monotonic() - started, phase[0], done[0], rss))
-        if done[0] >= next_report:
-            rate = (time.monotonic() - tracking_started) / max(done[0], 1) if tracking_started else float("nan")
-            print(f"frame {done[0]:6d}: RSS {rss / 1024:6.0f} MB, peak so far {peak / 1024:6.0f} MB, "
-                  f"{rate:.2f} s/frame, load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        if phase[0] != "loading" and done[0] >= next_report:
+            rate = (time.monotonic() - phase_started) / max(done[0], 1)
+            print(f"{phase[0]} frame {done[0]:6d}: RSS {rss / 1024:6.0f} MB, peak so far {peak / 1024:6.0f} MB, "
+                  f"{rate:.3f} s/frame, load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
             next_report = (done[0] // args.every + 1) * args.every
-    _, status, usage = os.wait4(child.pid, 0)
     reader.join(timeout=5)
     assert child.stdout is not None
     summary = child.stdout.read().decode()
