@@ -253,7 +253,8 @@ class Engine:
         the whole replay has succeeded."""
         from sam2.session import VideoSession
 
-        return VideoSession(frames=handle.frames, features=handle.features, image_size=handle.image_size)
+        return VideoSession(frames=handle.frames, features=handle.features, image_size=handle.image_size,
+                            keep_behind=handle.keep_behind)  # a streamed video's bound stays
 
     @property
     def image_sizes(self) -> tuple[int, ...]:

@@ -151,6 +151,7 @@ def test_a_streamed_run_holds_a_window_of_frames_and_of_results(engine, video, p
     progress = operations.track(work, engine, 0, "forward", None)
     assert not progress.error and progress.done == FRAMES - 1
     assert frames.most_held <= frames.window == 8
+    handle = operations.require_video(work).handle  # the prompts were replayed into a fresh session
     (track,) = handle.tracks.values()  # the prompts file's one object
     assert len(track.cond) == 1 and sorted(track.non_cond) == list(range(FRAMES - 17, FRAMES))
     with zipfile.ZipFile(workdir / "decoded" / "walk_masks.zip") as archive:
