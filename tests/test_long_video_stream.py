@@ -156,7 +156,9 @@ def test_a_streamed_run_holds_a_window_of_frames_and_of_results(engine, video, p
     assert len(track.cond) == 1 and sorted(track.non_cond) == list(range(FRAMES - 17, FRAMES))
     with zipfile.ZipFile(workdir / "decoded" / "walk_masks.zip") as archive:
         kept = {name: archive.read(name) for name in archive.namelist()}
+    (workdir / "operations-out").mkdir()
     made = operations.make_files(work, ["png"], workdir / "operations-out")
+    assert made.complete, made.failed
     with zipfile.ZipFile(made.made[0]) as archive:
         assert {name: archive.read(name) for name in archive.namelist()} == kept
     frames.close()
