@@ -8,8 +8,11 @@ Typical use: click a few frames of each video in the page, save each session fil
 the long videos here (on a bigger machine, overnight, in a batch) and export. A hand-written
 prompts file works too (``--prompts``, format in :func:`annotation.formats.load_prompts_json`).
 
-Each video is decoded with the same limits as the page (``--max-frames`` and the others); a
-session file also gives the frame rate and size it was saved at, so its frames line up. An
+Each video is read with the same limits as the page (``--max-frames`` and the others); a
+session file also gives the frame rate and size it was saved at, so its frames line up. A
+video tracked forward only is read from its file as tracking goes (:func:`streams`,
+``sam2.video_stream``), so memory does not grow with its length; other runs, and
+``--decode-first``, decode it whole first, as the page does; the files made are the same. An
 image set stands where a video does: a folder of images or a zip of them, or (``--images``)
 the image files given, as one set; its frames are the images in name order, each at its own
 size, and its exports name the masks after the images. Then
@@ -61,7 +64,7 @@ from annotation.options import (
     whole_from_zero,
 )
 from annotation.work import Work
-from sam2.image_set import IMAGE_SUFFIXES, is_image_name
+from sam2.image_set import IMAGE_SUFFIXES, is_image_name, is_zip_name
 from sam2.video_io import MediaLimits
 
 log = logging.getLogger("annotation.cli")
@@ -179,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "'Frames to track' (default: to the end of the video)")
     track.add_argument("--no-track", action="store_true",
                        help="do not track: export the masks as the session file holds them")
+    track.add_argument("--decode-first", action="store_true",
+                       help="decode the whole video into memory before tracking, as the page does. By default a "
+                            "video tracked forward only (--direction forward, or tracking from frame 0) is read "
+                            "from its file as tracking goes, in memory that does not grow with its length")
     out = parser.add_argument_group("output")
     out.add_argument("--export", default=",".join(DEFAULT_EXPORTS), metavar="LIST",
                      help=f"comma-separated files to write: {', '.join(operations.EXPORT_FORMATS)} "
@@ -376,6 +383,9 @@ def annotate_video(job: Job, engine: Engine, args: argparse.Namespace, limits: M
         outcome.seconds = time.monotonic() - started
         if work.video is not None:
             engine.stop_encoding_ahead(work.video.handle)
+            close = getattr(work.video.frames, "close", None)  # a FrameStream's ffmpeg process
+            if close is not None:
+                close()
     return outcome
 
 
@@ -434,7 +444,13 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
         largest = max(max(size) for size in [(saved.video.width, saved.video.height), *saved.video.sizes])
         limits = MediaLimits(limits.max_frames, limits.max_seconds, largest, max(limits.max_fps, saved.video.fps),
                              advice=limits.advice)  # fmt: skip
-    operations.load_upload(work, engine, job.inputs, limits, name=job.video.name, fps=fps, image_size=args.image_size)
+    if streams(job, args):
+        operations.load_video_streamed(work, engine, job.video, limits, name=job.video.name, fps=fps,
+                                       image_size=args.image_size)  # fmt: skip
+        engine.keep_behind(operations.require_video(work).handle)
+    else:
+        operations.load_upload(work, engine, job.inputs, limits, name=job.video.name, fps=fps,
+                               image_size=args.image_size)  # fmt: skip
     if args.class_list:
         work.labels, work.last_label = list(args.class_list), args.class_list[0]
         work.update_object(1, label=args.class_list[0])
@@ -455,6 +471,34 @@ def _load(work: Work, engine: Engine, job: Job, args: argparse.Namespace, limits
     elif job.prompts is not None:
         operations.apply_prompts(work, engine, job.prompts)
     return False
+
+
+def streams(job: Job, args: argparse.Namespace) -> bool:
+    """Is the video read from its file as tracking goes (``sam2.video_stream``), rather than
+    decoded whole first? For a video file tracked forward only: ``--direction forward``, or
+    from frame 0 (nothing lies behind it). Backward tracking would read the file again every
+    few frames, and finding by text on every K-th frame (``--every``) or matching imported
+    boxes tracks both ways, so those decode first, as does ``--decode-first``. The frames,
+    the masks and the files made are the same either way."""
+    if getattr(args, "decode_first", False) or args.images or args.import_ is not None or args.every is not None:
+        return False
+    video = job.video
+    if not video.is_file() or is_zip_name(video.name) or is_image_name(video.name):
+        return False
+    if args.no_track or args.direction == "forward":
+        return True
+    return _start_frame(job, args) == 0
+
+
+def _start_frame(job: Job, args: argparse.Namespace) -> int | None:
+    """The frame tracking will start from, as planned before the video is read (None: unknown)."""
+    if args.start is not None:
+        return args.start
+    if args.text is not None:
+        return 0
+    given = job.session or job.prompts
+    frames = [prompt.frame for prompt in given.prompts] if given is not None else []
+    return min(frames) if frames else None
 
 
 def _drop_unprompted(work: Work, engine: Engine) -> None:

@@ -221,6 +221,13 @@ class Engine:
 
         return FrameStore(frames, encoding=self._predictor.frame_encoding)
 
+    def keep_behind(self, handle: Any, frames: int = 0) -> None:
+        """Bound a long tracking run's memory: the session keeps only the results of the last
+        ``frames`` tracked frames (at least those tracking attends to, so masks do not change).
+        For a run in one direction that nothing tracks or corrects after (the command line's
+        streamed videos); a correction on a forgotten frame would start afresh there."""
+        handle.keep_behind = frames
+
     @property
     def image_size(self) -> int:
         """The default model input size (the one the engine was loaded at)."""
@@ -246,7 +253,8 @@ class Engine:
         the whole replay has succeeded."""
         from sam2.session import VideoSession
 
-        return VideoSession(frames=handle.frames, features=handle.features, image_size=handle.image_size)
+        return VideoSession(frames=handle.frames, features=handle.features, image_size=handle.image_size,
+                            keep_behind=handle.keep_behind)  # a streamed video's bound stays
 
     @property
     def image_sizes(self) -> tuple[int, ...]:

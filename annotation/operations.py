@@ -105,15 +105,37 @@ def load_images(
     return open_video(work, engine, decoded, name or default, image_size)
 
 
-def open_video(work: Work, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None) -> str:
+def load_video_streamed(
+    work: Work, engine: Engine, path: str | Path, limits: MediaLimits, name: str | None = None,
+    fps: float | None = None, image_size: int | None = None,
+) -> str:
+    """:func:`load_video` without decoding the video first: its frames are read from the file
+    as they are needed (``sam2.video_stream``), the same frames, in bounded memory. Meant for
+    tracking forward and exporting (the command line's long videos): a frame behind the few
+    held reads the file again from its start."""
+    from sam2.video_stream import open_stream
+
+    path = Path(path)
+    try:
+        decoded, stream = open_stream(path, limits, fps=fps, workdir=work.folder / "media")
+    except MediaError as exc:
+        raise UserError(str(exc)) from None
+    return open_video(work, engine, decoded, name or path.name, image_size, frames=stream)
+
+
+def open_video(
+    work: Work, engine: Engine, decoded: DecodedVideo, name: str, image_size: int | None = None,
+    frames: Sequence[np.ndarray] | None = None,
+) -> str:
     """Start afresh on decoded frames: they are handed to one store that the predictor and
-    the page share (``decoded`` keeps the facts, not a second copy of the pixels)."""
+    the page share (``decoded`` keeps the facts, not a second copy of the pixels). ``frames``:
+    a store made already (a ``FrameStream``), used instead of ``decoded.frames``."""
     if work.video and work.video.decoded.audio_path:
         work.video.decoded.audio_path.unlink(missing_ok=True)
     if work.video:
         engine.stop_encoding_ahead(work.video.handle)
     work.video = None  # the previous video's frames can go before the new ones are stored
-    frames = engine.keep_frames(decoded.frames)
+    frames = engine.keep_frames(decoded.frames) if frames is None else frames
     work.video = LoadedVideo(name, replace(decoded, frames=[]), frames, engine.start(frames, image_size))
     work.registry = {1: ObjectInfo(1, "object 1", label=work.last_label)}  # labels stay from video to video
     work.doc = Snapshot(object_ids=(1,))
@@ -729,7 +751,7 @@ def _writers(work: Work, val_every: int) -> dict[str, Writer]:
     size, count, fps = video.frame_size(0), video.count, video.decoded.fps
     images = formats.ImageFrames(video.frame_names, video.sizes) if video.is_image_set else None
     stem = formats.file_stem(video.name)  # walk.mp4 -> walk_overlay.mp4, walk_coco.json...
-    masks = functools.cache(lambda: doc.all_masks(count))
+    masks = functools.cache(lambda: doc.lazy_masks(count))  # unpacked a frame at a time, as written
     data = functools.cache(lambda: datasets.Annotations(
         video.name, video.frames, masks(), {o.id: o.label for o in objects},
         exported_labels(work.labels, (o.label for o in objects)), size, fps, images,

@@ -76,6 +76,14 @@ class ObjectTrack:
         for f in sorted(held, key=lambda f: (-abs(f - around), f))[: len(held) - keep]:
             self.non_cond[f].memory = None
 
+    def forget_behind(self, frame_idx: int, keep: int, reverse: bool) -> None:
+        """Drop the results of tracked frames more than `keep` frames behind `frame_idx` in
+        the tracking direction (a long run in one direction: their low-res logits, 64 kB a
+        frame at 512 px, would otherwise grow with the video). Conditioning frames stay."""
+        edge = frame_idx + keep if reverse else frame_idx - keep
+        for f in [f for f in self.non_cond if (f > edge if reverse else f < edge)]:
+            del self.non_cond[f]
+
     def to(self, device: torch.device | str) -> None:
         """Move every tensor of the track (prompts and memory bank) to `device`, in place."""
         self.points = {f: Points(p.coords.to(device), p.labels.to(device)) for f, p in self.points.items()}
@@ -193,6 +201,12 @@ class VideoSession:
     features: FeatureCache
     image_size: int  # the model input size its features (and clicks in model pixels) are for
     tracks: dict[int, ObjectTrack] = field(default_factory=dict)  # insertion order = output order
+    # Tracked frames' results kept behind the frame being tracked (None: all, so that a
+    # correction on any tracked frame goes on from its result). A number (raised to what
+    # tracking attends to, so the run's masks do not change) bounds a long run's memory;
+    # for a run in one direction that nothing is tracked or corrected after (the command
+    # line's streamed videos).
+    keep_behind: int | None = None
 
     @property
     def num_frames(self) -> int:

@@ -28,6 +28,7 @@ from .precision import Precision
 from .session import FeatureCache, FrameOutput, FrameStore, ObjectTrack, VideoSession
 from .transforms import fill_holes, resize_logits, video_frame_to_input
 from .video_io import PREDICTOR_LIMITS, MediaLimits, VideoSource, load_video_frames
+from .video_stream import FrameStream
 
 MemoryPlan = tuple[list[MemoryItem], list[PointerItem]]  # one object's memory maps and pointers on a frame
 
@@ -81,8 +82,8 @@ class SAM2VideoPredictor:
         async_loading_frames: bool = False,
         limits: MediaLimits = PREDICTOR_LIMITS,
     ) -> VideoSession:
-        """Start a session on a video file, a folder of frames, a list of HxWx3 uint8 frames
-        or a `FrameStore`.
+        """Start a session on a video file, a folder of frames, a list of HxWx3 uint8 frames,
+        a `FrameStore` or a `sam2.video_stream.FrameStream` (read from the file as needed).
 
         A file is read by the project's hardened decoder (``sam2.video_io.decode``): only video
         and image formats are opened (a playlist is refused, never followed), at the video's own
@@ -101,7 +102,7 @@ class SAM2VideoPredictor:
                 "compatibility with Meta's API.",
                 stacklevel=2,
             )
-        if isinstance(video, FrameStore):
+        if isinstance(video, (FrameStore, FrameStream)):
             frames = video
         else:
             frames = FrameStore(load_video_frames(video, limits), encoding=self.frame_encoding)
@@ -296,6 +297,8 @@ class SAM2VideoPredictor:
                     track.non_cond[frame_idx] = out
                     if self.memory_window is not None:
                         track.evict_memories(self.memory_window, around=frame_idx)
+                    if session.keep_behind is not None:
+                        track.forget_behind(frame_idx, max(session.keep_behind, self._attended()), reverse)
             for track in session.tracks.values():
                 track.tracked[frame_idx] = reverse
             # Holes are filled on the host (OpenCV), all objects at once: one device-to-host
@@ -318,6 +321,10 @@ class SAM2VideoPredictor:
             return range(start, end - 1, -1) if start > 0 else []
         end = min(start + max_frames, session.num_frames - 1)
         return range(start, end + 1)
+
+    def _attended(self) -> int:
+        """How far behind the frame being tracked its memories and pointers reach."""
+        return max(self.config.num_maskmem, self.config.max_obj_ptrs_in_encoder)
 
     # ------------------------------------------------------------------ steps
     def _features(self, session: VideoSession, frame_idx: int) -> ImageFeatures:
