@@ -77,7 +77,8 @@ VIEW = ("viewer", "frame", "status", "objects", "name", "visible", "legend", "ti
         "label", "labels",  # ui.datasets_page
         "choices", "found",  # ui.find_page
         "model", "track_help", "find_help", "density",  # the views that follow the model size
-        "replace_question", "replace_file")  # ui.guard_page (an API client is never asked: always empty)
+        "replace_question", "replace_file",  # ui.guard_page (an API client is never asked: always empty)
+        "text_found_box", "text_found", "text_every", "text_plan")  # ui.text_page
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):
