@@ -7,6 +7,7 @@ import copy
 import io
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -78,7 +79,7 @@ VIEW = ("viewer", "frame", "status", "objects", "name", "visible", "legend", "ti
         "choices", "found",  # ui.find_page
         "model", "track_help", "find_help", "density",  # the views that follow the model size
         "replace_question", "replace_file",  # ui.guard_page (an API client is never asked: always empty)
-        "text_found_box", "text_found", "text_every", "text_plan")  # ui.text_page
+        "text_found", "text_every", "text_plan")  # ui.text_page (its found-boxes column is no value)
 
 
 def test_flow_through_the_api_matches_the_predictor(app, video, reference_checkpoint, workdir):
@@ -379,22 +380,30 @@ def test_a_long_load_shows_progress_and_cancel_keeps_the_work(app, video, workdi
 
 
 def test_an_unexpected_failure_is_a_plain_message_and_a_logged_traceback(app, video):
-    """A request the handlers do not expect (an object id that is no number, sent past the page)
-    gets one plain sentence, not a raw error; the server's log has the traceback, on a line
-    that names the session. A frame that is no number is expected: it is refused by name."""
+    """A failure the handlers do not expect (every argument is checked now, so a real one: the
+    session's picture folder replaced by a file, as a full or broken disk would do) gets one plain
+    sentence, not a raw error; the server's log has the traceback, on a line that names the
+    session. A frame that is no number is expected: it is refused by name."""
     c = client(app)
+    sessions = app.temp_dir / "sessions"
     try:
+        before = set(sessions.iterdir()) if sessions.is_dir() else set()
         assert str(c.predict(handle_file(str(video)), api_name="/upload_video")[2]).startswith("Loaded")
         answer = c.predict(frame="first", x=1.0, y=1.0, positive=True, obj_id=1, api_name="/add_point")
         assert answer["message"] == "Problem: frame must be a whole number, not the text 'first'.", answer
+        (folder,) = set(sessions.iterdir()) - before
+        pictures = folder / "view"
+        shutil.rmtree(pictures)
+        pictures.write_bytes(b"not a folder")
         start = len(app.log_text())
-        answer = c.predict("one", "object", api_name="/set_object_label")
-        assert answer["message"].startswith("Problem: Something went wrong on the server (ValueError)"), answer
-        assert "Traceback" not in answer["message"]
+        status = plain(c.predict(2, api_name="/show_frame")[2])
+        assert status.startswith("**Problem:** Something went wrong on the server (FileExistsError)"), status
+        assert "Traceback" not in status
         log = new_log(app, start)
-        line = rf"ERROR ui\.callbacks \[session {re.escape(c.session_hash)}\]: api_set_object_label failed"
+        line = rf"ERROR ui\.callbacks \[session {re.escape(c.session_hash)}\]: on_frame failed"
         assert re.search(line, log), log
-        assert "Traceback" in log and "ValueError" in log
+        assert "Traceback" in log and "FileExistsError" in log
+        pictures.unlink()  # the disk is well again
         ok = c.predict(frame=0, x=80.0, y=60.0, positive=True, obj_id=1, api_name="/add_point")
         assert ok["message"].startswith("Added a point +")  # the session goes on
     finally:
