@@ -18,6 +18,7 @@ import functools
 import inspect
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -638,6 +639,18 @@ def running_status(progress: operations.TrackProgress, where: str = "", counted:
     at = f" {where}" if where else ""
     part = f" ({progress.part})" if progress.part else ""  # making files: the file being made
     return f"{progress.label}{part}{at}{count}... Cancel stops it: {progress.kept}."
+
+
+def section_progress(
+    work: WorkState, thread: threading.Thread, status: Any, progress: Any, then: str = "",
+) -> Iterator[dict]:  # fmt: skip
+    """While ``thread`` runs, every POLL_S: the status line saying what runs (and what Cancel
+    does, followed by ``then``) and the section's own progress line (``status``, ``progress``:
+    their components)."""
+    said = views.markdown_text(running_status(work.progress) + then)
+    while thread.is_alive():
+        yield {status: said, progress: views.markdown_text(work.progress.summary())}
+        thread.join(POLL_S)
 
 
 def api_whole(value: Any, name: str) -> int:

@@ -22,7 +22,15 @@ from annotation import finding, operations
 from annotation.document import UserError
 from annotation.engine import SpeedEstimate
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, api_whole, api_wholes, guarded, locked, running_status
+from ui.callbacks import (
+    Controls,
+    Handlers,
+    api_whole,
+    api_wholes,
+    guarded,
+    locked,
+    section_progress,
+)
 from ui.sessions import WorkState
 
 FIND_HELP = """
@@ -184,10 +192,7 @@ class FindHandlers:
         except UserError as exc:
             yield self.base.warn(str(exc))
             return
-        status = views.markdown_text(running_status(work.progress))
-        while run.thread.is_alive():
-            yield {c.status: status, page.progress: views.markdown_text(work.progress.summary())}
-            run.thread.join(POLL_S)
+        yield from section_progress(work, run.thread, c.status, page.progress)
         progress = work.progress
         summary = views.markdown_text(progress.summary())
         if progress.error:

@@ -21,7 +21,7 @@ from annotation import concepts, operations
 from annotation.detect import LIKE_THRESHOLD, OWLV2_HINT, DetectorSlot
 from annotation.document import UserError
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, api_number, api_whole, guarded, running_status
+from ui.callbacks import Controls, Handlers, api_number, api_whole, guarded, section_progress
 from ui.help import help_line
 from ui.sessions import WorkState
 
@@ -99,10 +99,7 @@ class LikeHandlers:
             yield self.base.warn(str(exc))
             return
         plan = f" {concepts.describe_plan(run.frames, work.video.count)}" if len(run.frames) > 1 else ""
-        status = views.markdown_text(running_status(work.progress) + plan)
-        while run.thread.is_alive():
-            yield {c.status: status, page.progress: views.markdown_text(work.progress.summary())}
-            run.thread.join(POLL_S)
+        yield from section_progress(work, run.thread, c.status, page.progress, then=plan)
         progress = work.progress
         summary = views.markdown_text(progress.summary())
         if progress.error:

@@ -26,7 +26,7 @@ from annotation import concepts, operations, text_finding
 from annotation.detect import DetectorSlot
 from annotation.document import UserError
 from ui import views
-from ui.callbacks import POLL_S, Controls, Handlers, api_whole, guarded, locked, running_status
+from ui.callbacks import POLL_S, Controls, Handlers, api_whole, guarded, locked, running_status, section_progress
 from ui.help import help_line
 from ui.sessions import WorkState
 
@@ -219,10 +219,7 @@ class TextHandlers:
         except UserError as exc:
             yield self.base.warn(str(exc))
             return
-        status = views.markdown_text(running_status(work.progress))
-        while finding.thread.is_alive():
-            yield {c.status: status, page.progress: views.markdown_text(work.progress.summary())}
-            finding.thread.join(POLL_S)
+        yield from section_progress(work, finding.thread, c.status, page.progress)
         progress = work.progress
         summary = views.markdown_text(progress.summary())
         if finding.seconds is not None:
