@@ -142,6 +142,21 @@ def wait_status(page, text: str, timeout_ms: float = TIMEOUT_MS) -> str:
     ).json_value()  # fmt: skip
 
 
+def wait_told(page, text: str, timeout_ms: float = TIMEOUT_MS) -> str:
+    """A message holding ``text`` as the user first saw it: in the status line, or in a toast.
+    A refusal while a step runs is both, but the step's next progress poll (every POLL_S)
+    writes the status line over, and a loaded machine may draw the page only after that; the
+    toast stays for seconds."""
+    return page.wait_for_function(
+        """([t]) => {
+            const said = [document.querySelector('#status')?.innerText || '',
+                          ...[...document.querySelectorAll("[data-testid='toast-body']")].map(e => e.innerText)];
+            return said.find(s => s.includes(t)) || false;
+        }""",
+        arg=[text], timeout=timeout_ms,
+    ).json_value()  # fmt: skip
+
+
 def viewer_src(page) -> str:
     img = page.locator("#viewer img")
     return img.get_attribute("src") if img.count() else ""

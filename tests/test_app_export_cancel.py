@@ -27,6 +27,7 @@ from tests.test_app_e2e import (
     reveal,
     upload,
     wait_status,
+    wait_told,
 )
 from ui.layout import EXPORT_CHOICES
 
@@ -80,7 +81,7 @@ def test_cancel_during_make_files_keeps_the_files_made_and_frees_the_session(app
     assert download_names(page) == ["long_session.json"]
     assert "Making files" in page.locator("#progress").inner_text()
     click_image(page, "#viewer", 100, 100)  # the session is busy: told so at once, not made to wait
-    wait_status(page, "Making files is still running. Wait for it to finish, or press Cancel.")
+    wait_told(page, "Making files is still running. Wait for it to finish, or press Cancel.")
     page.locator("#cancel").click()
 
     message = wait_status(page, "Cancelled. Made", EXPORT_TIMEOUT_MS)

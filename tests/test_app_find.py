@@ -46,6 +46,7 @@ from tests.test_app_e2e import (
     track,
     upload,
     wait_status,
+    wait_told,
 )
 
 SETTINGS = {"--find-iou-thresh": 0.48, "--find-stability-thresh": 0.8, "--find-nms-thresh": 1.0}
@@ -266,7 +267,7 @@ def test_bad_finds_get_a_message_and_lose_nothing(app, browser, video):
     # While it runs, tracking is refused in words. (A second press of Find is not even sent:
     # Gradio drops a button's event while its last one is pending.)
     page.locator("#track-forward").click()
-    assert "Finding objects on frame 0 is still running" in wait_status(page, "still running")
+    assert "Finding objects on frame 0 is still running" in wait_told(page, "still running")
     click_image(page, "#viewer", 60, 60)  # a click while it runs: refused (the view below stays), not mixed in
     page.locator("#find-cancel").click()
     cancelled = "Finding objects cancelled: your objects, clicks and masks stay as they were."
