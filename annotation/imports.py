@@ -310,12 +310,12 @@ class _MaskPrompts:
         self.make_room(key, what)
         if key in self.packed:
             mask = mask | self.packed[key].unpack()
-            self.bytes -= len(self.packed[key].bits)
+            self.bytes -= self.packed[key].bit_bytes
             self.merged[key] = self.merged.get(key, 1) + masks
         elif masks > 1:
             self.merged[key] = masks
         packed = PackedMask.pack(mask)
-        self.bytes += len(packed.bits)
+        self.bytes += packed.bit_bytes
         if self.bytes > MAX_MASK_BYTES:
             raise _problem(self.source, f"its masks take more than {MAX_MASK_BYTES // 2**20} MB (at {what}); "
                                         f"the most an import may hold is {MAX_MASK_BYTES // 2**20} MB")  # fmt: skip
