@@ -25,6 +25,7 @@ from annotation import formats
 from sam2.video_io import MediaLimits, decode
 from tests import media_factory
 from tests.app_harness import IMAGE_SIZE, KERNELS, MODEL, PRECISION, ROOT, Replay, start_app
+from tests.interruptible import popen_interruptible
 
 # pycocotools' C code predates numpy 2's __array__(copy=...); it decodes correctly all the same.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -167,8 +168,8 @@ def test_ctrl_c_saves_a_session_file_with_the_frames_done(reference_checkpoint, 
     out = workdir / "interrupted"
     cmd = [sys.executable, "-m", "annotation", str(long_video), "--prompts", str(prompts), "--out", str(out),
            "--direction", "forward", *model_args(reference_checkpoint)[:-1]]  # progress bar on  # fmt: skip
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+    process = popen_interruptible(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
     seen = ""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

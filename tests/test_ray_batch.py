@@ -33,6 +33,7 @@ from annotation.cli import run_batch  # noqa: E402
 from annotation.ray_batch import DONE_SUFFIX, SUMMARY_FILE, BatchEvent  # noqa: E402
 from tests import media_factory  # noqa: E402
 from tests.app_harness import IMAGE_SIZE, KERNELS, MODEL, PRECISION, ROOT  # noqa: E402
+from tests.interruptible import popen_interruptible  # noqa: E402
 
 GOOD = ("red.mp4", "pattern.mp4", "late.mp4")
 BROKEN = "broken.mp4"
@@ -183,7 +184,7 @@ def test_ctrl_c_leaves_no_video_marked_done_that_was_not_finished(ray_address, r
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "annotation", *map(str, videos(media)), "--out", str(out),
            *options(reference_checkpoint, media), "--ray", ray_address, "--workers", "2"]  # fmt: skip
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = popen_interruptible(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and not list(out.glob(f"*{DONE_SUFFIX}")):
         time.sleep(0.05)
