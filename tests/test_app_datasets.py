@@ -43,6 +43,7 @@ from tests.test_app_e2e import (
     mismatch,
     open_page,
     reveal,
+    set_number,
     status,
     track,
     upload,
@@ -317,12 +318,13 @@ def test_detections_for_one_frame_become_masks_that_track_and_export(
     assert [o.replace("✓", "").strip() for o in options] == [*labels[:3], "class 9"]
     page.keyboard.press("Escape")
 
+    # The split's field is in a section drawn when first opened: opened now, so that it is
+    # drawn, with its first value, long before a number is typed into it.
+    reveal(page, "val-every")
     assert "7/7 frames" in track(page, "both")  # every frame but the one shown
     ref.track(3, 4, False)
     ref.track(3, 3, True)
-    reveal(page, "val-every")
-    page.locator("#val-every input").fill("2")
-    page.locator("#val-every input").press("Tab")
+    set_number(page, "val-every", "2")
     made = make_files(page, workdir, {"Overlay video (MP4)": False, "Mask video (MP4)": False,
                                       "PNG masks (zip)": False}, expected=3)  # fmt: skip
     assert set(made) == {"clip_coco.json", "clip_yolo.zip", "clip_session.json"}

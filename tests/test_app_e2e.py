@@ -243,6 +243,21 @@ def reveal(page, elem_id: str) -> None:
     page.wait_for_selector(f"#{elem_id}", state="attached")
 
 
+def set_number(page, elem_id: str, value: str) -> None:
+    """Type ``value`` into the number field ``elem_id`` and leave it (Tab), then check that the
+    field still shows it a moment later; typed again if not, since a field drawn a moment before
+    may still be given its first value over what was typed (a CI run exported with the YOLO
+    split's 2 read as 0)."""
+    field = page.locator(f"#{elem_id} input")
+    for _ in range(5):
+        field.fill(value)
+        field.press("Tab")
+        page.wait_for_timeout(250)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"#{elem_id} does not keep {value!r}: it shows {field.input_value()!r}")
+
+
 def off_screen(page, elem_ids=WORKSPACE) -> list[str]:
     """The elements (of ``elem_ids``) not wholly inside the window as it is, or of no size; and
     "scrolled" if the page is scrolled at all."""
